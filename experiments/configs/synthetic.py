@@ -1,0 +1,54 @@
+"""Random images of any shape: throughput benchmarks and smoke runs.
+
+Argument: `MODEL[,HxWxC[,CLASSES]]`, e.g. `synthetic.py:cnn_small,8x8x1` or
+`synthetic.py:resnet50,224x224x3,1000`. Labels are random, so accuracy stays
+at chance (1/CLASSES): this config measures speed and checks that a model
+trains end to end, not that it learns. Read `images_per_sec` from the log or
+from metrics.jsonl.
+
+Command and result measured on this repository's 2-core CPU machine (shared
+with other jobs while measuring, so the speed is pessimistic):
+
+  python -m experiments.main --config experiments/configs/synthetic.py \
+    --workdir runs/synthetic
+    # MEASURED_SYNTHETIC
+"""
+
+import ml_collections
+
+from experiments.configs import common
+
+
+def _parse_shape(text: str) -> tuple[int, ...]:
+  try:
+    shape = tuple(int(d) for d in text.lower().split('x'))
+  except ValueError:
+    shape = ()
+  if not shape or any(d <= 0 for d in shape):
+    raise ValueError(f'synthetic shape must look like 32x32x3, got {text!r}')
+  return shape
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  """Returns the synthetic config for `arg` = 'MODEL[,HxWxC[,CLASSES]]'."""
+  parts = common.parse_arg(arg, 'cnn_small,32x32x3,10')
+  if len(parts) > 3:
+    raise ValueError(
+      f'synthetic config takes MODEL[,HxWxC[,CLASSES]], got {arg!r}'
+    )
+  config = common.get_config()
+  config.model = parts[0]
+  config.data.name = 'synthetic'
+  if len(parts) > 1:
+    config.data.synthetic_shape = _parse_shape(parts[1])
+  if len(parts) > 2:
+    config.data.synthetic_num_classes = int(parts[2])
+  config.batch_size = 64
+  config.total_steps = 200
+  config.eval_every_steps = 200
+  config.log_every_steps = 20
+  config.checkpoint_every_steps = 200
+  config.optimizer = 'momentum'
+  config.lr = 0.01
+  config.schedule = 'constant'
+  return config

@@ -1,0 +1,89 @@
+"""Launches one training run: a config file, a work directory, overrides.
+
+  python -m experiments.main --config experiments/configs/NAME.py[:ARG] \
+    --workdir DIR [--config.KEY=VALUE ...]
+
+Without --config it runs the default: MNIST with the MLP
+(`experiments/configs/mnist.py:mlp`), offline, a few minutes on a laptop CPU.
+Relaunching with the same --workdir resumes from its latest checkpoint.
+
+Every expected failure (a config key that does not exist, an unknown model or
+data set, a batch size that does not divide over the devices, a checkpoint of
+a different model, a NaN loss) ends with one line `error: ...` on stderr and
+exit status 1, never with a stack trace. This is the only module that defines
+absl flags (big_vision / flax-examples style).
+"""
+
+import os
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+
+_DEFAULT_CONFIG = os.path.join(
+  os.path.dirname(os.path.abspath(__file__)), 'configs', 'mnist.py:mlp'
+)
+
+_CONFIG = config_flags.DEFINE_config_file(
+  'config',
+  _DEFAULT_CONFIG,
+  'Config file, optionally with an argument: path/to/config.py[:ARG].',
+  lock_config=True,
+)
+_WORKDIR = flags.DEFINE_string(
+  'workdir',
+  None,
+  'Directory for checkpoints, metrics.jsonl and the resolved config; an '
+  'existing one is resumed from its latest checkpoint.',
+)
+_DISTRIBUTED = flags.DEFINE_bool(
+  'jax_distributed',
+  False,
+  'Call jax.distributed.initialize() first (multi-host runs: TPU pods, '
+  'SLURM, or the JAX_COORDINATOR_ADDRESS environment).',
+)
+
+
+def _fail(message: object) -> None:
+  """Prints one error line and exits with status 1."""
+  text = ' '.join(str(message).split())  # One line, whatever the message.
+  print(f'error: {text}', file=sys.stderr, flush=True)
+  sys.exit(1)
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+  """Parses flags like absl, but reports a bad flag as one error line."""
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:
+    _fail(e)
+  return []  # Unreachable: _fail exits.
+
+
+def main(argv: list[str]) -> None:
+  """Runs `train_and_evaluate` and turns expected failures into one line."""
+  if len(argv) > 1:
+    _fail(f'unexpected arguments: {" ".join(argv[1:])}')
+  if not flags.FLAGS['verbosity'].present:
+    # Library INFO logs (orbax writes a dozen lines per checkpoint) drown
+    # the progress lines; --verbosity=0 brings them back.
+    logging.set_verbosity(logging.WARNING)
+  if not _WORKDIR.value:
+    _fail('--workdir is required (e.g. --workdir runs/demo)')
+  # Imported here so that `--help` and flag errors answer without jax.
+  import jax  # noqa: PLC0415
+
+  from train_lib import trainer  # noqa: PLC0415
+
+  try:
+    if _DISTRIBUTED.value:
+      jax.distributed.initialize()
+    trainer.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  except (ValueError, FloatingPointError) as e:
+    _fail(e)
+
+
+if __name__ == '__main__':
+  app.run(main, flags_parser=_parse_flags)

@@ -1,0 +1,228 @@
+"""GoogLeNet / Inception v1 (Szegedy et al., "Going deeper with
+convolutions", CVPR 2015) and the lecture notes' Inception modules.
+
+* `NaiveInception`: the notes' module (a): parallel 1x1, 3x3, 5x5
+  convolutions and a 3x3 max-pool, concatenated along channels.
+* `Inception`: module (b) with 1x1 reductions before the 3x3 and 5x5
+  convolutions and a 1x1 projection after the pool.
+* `GoogLeNet`: the network of the paper's Table 1 (filter numbers below),
+  with conv biases and ReLU, no BatchNorm and no LRN (as later
+  reimplementations, we leave the local response normalisation out; it has
+  no parameters). Dropout 0.4 before the classifier. Conv/pool padding keeps
+  the sizes of Table 1 (112, 56, 28, 14, 7). About 6.8M parameters (the
+  paper's figure) and 1.5G multiply-adds; the test derives the exact count
+  by hand from Table 1.
+* `aux_heads=True` adds the two auxiliary classifiers of the paper (after
+  4a and 4d: 5x5/3 avg-pool, 1x1 conv 128, FC 1024, dropout 0.7, FC). They
+  only run in training. `model.apply(v, x, train=True, return_aux=True,
+  ...)` returns `(logits, (aux1_logits, aux2_logits))`; every other call
+  returns the main logits [B, num_classes] only, as the nets contract
+  requires. The paper weights each aux loss by 0.3.
+* `batch_norm=True` (`googlenet_bn`): conv without bias + BatchNorm (eps
+  1e-3), torchvision's choice. This is *not* torchvision's googlenet, which
+  also replaces the 5x5 branch by a 3x3 conv; we keep the paper's 5x5.
+* `se=True` (`se_googlenet`): SE-Inception of Hu et al. 2018 (the notes'
+  figure), an SE block (reduction 16) on each Inception module's output.
+"""
+
+from collections.abc import Sequence
+import functools
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from nets import layers
+from ops import pooling
+
+# Paper Table 1: (#1x1, #3x3 reduce, #3x3, #5x5 reduce, #5x5, pool proj).
+INCEPTION_CONFIG = {
+  '3a': (64, 96, 128, 16, 32, 32),
+  '3b': (128, 128, 192, 32, 96, 64),
+  '4a': (192, 96, 208, 16, 48, 64),
+  '4b': (160, 112, 224, 24, 64, 64),
+  '4c': (128, 128, 256, 24, 64, 64),
+  '4d': (112, 144, 288, 32, 64, 64),
+  '4e': (256, 160, 320, 32, 128, 128),
+  '5a': (256, 160, 320, 32, 128, 128),
+  '5b': (384, 192, 384, 48, 128, 128),
+}
+
+
+class ConvReLU(nn.Module):
+  """kxk 'SAME' conv, then ReLU; bias, or BatchNorm when `batch_norm`."""
+
+  features: int
+  kernel_size: int
+  strides: int = 1
+  batch_norm: bool = False
+  dtype: Any = None
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+    x = layers.Conv(
+      self.features,
+      self.kernel_size,
+      self.strides,
+      padding=self.kernel_size // 2,
+      use_bias=not self.batch_norm,
+      dtype=self.dtype,
+      name='conv',
+    )(x)
+    if self.batch_norm:
+      x = layers.BatchNorm(epsilon=1e-3, dtype=self.dtype, name='bn')(x, train)
+    return nn.relu(x)
+
+
+class NaiveInception(nn.Module):
+  """Module (a): 1x1, 3x3, 5x5 convolutions and 3x3 max-pool, concatenated.
+
+  The pool branch passes all input channels through, so the output has
+  c1 + c3 + c5 + C_in channels.
+  """
+
+  c1: int
+  c3: int
+  c5: int
+  batch_norm: bool = False
+  dtype: Any = None
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+    kw = dict(batch_norm=self.batch_norm, dtype=self.dtype)
+    b1 = ConvReLU(self.c1, 1, name='b1', **kw)(x, train)
+    b3 = ConvReLU(self.c3, 3, name='b3', **kw)(x, train)
+    b5 = ConvReLU(self.c5, 5, name='b5', **kw)(x, train)
+    bp = pooling.max_pool(x, 3, stride=1, padding=1)
+    return jnp.concatenate([b1, b3, b5, bp.astype(b1.dtype)], axis=-1)
+
+
+class Inception(nn.Module):
+  """Module (b): 1x1 reductions before 3x3/5x5, 1x1 projection after pool.
+
+  Attributes:
+    filters: (#1x1, #3x3 reduce, #3x3, #5x5 reduce, #5x5, pool proj).
+    batch_norm: BatchNorm instead of conv biases.
+    se_reduction: 0 (off) or SE-Inception reduction ratio.
+    dtype: computation dtype.
+  """
+
+  filters: Sequence[int]
+  batch_norm: bool = False
+  se_reduction: int = 0
+  dtype: Any = None
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+    c1, r3, c3, r5, c5, cp = self.filters
+    kw = dict(batch_norm=self.batch_norm, dtype=self.dtype)
+    b1 = ConvReLU(c1, 1, name='b1', **kw)(x, train)
+    b3 = ConvReLU(r3, 1, name='b3_reduce', **kw)(x, train)
+    b3 = ConvReLU(c3, 3, name='b3', **kw)(b3, train)
+    b5 = ConvReLU(r5, 1, name='b5_reduce', **kw)(x, train)
+    b5 = ConvReLU(c5, 5, name='b5', **kw)(b5, train)
+    bp = pooling.max_pool(x, 3, stride=1, padding=1)
+    bp = ConvReLU(cp, 1, name='pool_proj', **kw)(bp, train)
+    y = jnp.concatenate([b1, b3, b5, bp], axis=-1)  # [B, H, W, c1+c3+c5+cp]
+    if self.se_reduction:
+      y = layers.SEBlock(
+        reduction=self.se_reduction, dtype=self.dtype, name='se'
+      )(y)
+    return y
+
+
+class AuxHead(nn.Module):
+  """Auxiliary classifier: avgpool 5x5/3, conv1x1 128, FC 1024, dropout 0.7."""
+
+  num_classes: int
+  batch_norm: bool = False
+  dtype: Any = None
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    x = pooling.avg_pool(x, 5, stride=3)  # 14x14 -> 4x4
+    x = ConvReLU(
+      128, 1, batch_norm=self.batch_norm, dtype=self.dtype, name='conv'
+    )(x, train)
+    x = x.reshape(x.shape[0], -1)  # [B, 4*4*128]
+    x = nn.relu(layers.Dense(1024, dtype=self.dtype, name='fc1')(x))
+    x = layers.Dropout(0.7, name='dropout')(x, train)
+    return layers.Dense(self.num_classes, dtype=self.dtype, name='fc2')(x)
+
+
+class GoogLeNet(nn.Module):
+  """Inception v1 (paper Table 1) for 224x224 NHWC images.
+
+  Attributes:
+    num_classes: classifier outputs.
+    stem_filters: (conv1 7x7/2, conv2 1x1 reduce, conv2 3x3) filters.
+    inception: the nine modules' filter tuples (Table 1 by default).
+    width_divisor: divide every filter number (tiny test variants).
+    aux_heads: build the two auxiliary classifiers (training only).
+    batch_norm: BatchNorm after every conv, no biases (torchvision style).
+    se: SE-Inception (reduction 16) after every module.
+    dropout_rate: dropout before the classifier (0.4 in the paper).
+    dtype: computation dtype.
+  """
+
+  num_classes: int = 1000
+  stem_filters: Sequence[int] = (64, 64, 192)
+  inception: tuple = tuple(INCEPTION_CONFIG.items())
+  width_divisor: int = 1
+  aux_heads: bool = False
+  batch_norm: bool = False
+  se: bool = False
+  dropout_rate: float = 0.4
+  dtype: Any = None
+
+  @nn.compact
+  def __call__(
+    self, x: jax.Array, train: bool = False, return_aux: bool = False
+  ) -> jax.Array | tuple[jax.Array, tuple[jax.Array, jax.Array]]:
+    d = self.width_divisor
+    if d < 1:
+      raise ValueError(f'width_divisor must be >= 1, got {d}')
+    if return_aux and not (self.aux_heads and train):
+      raise ValueError('return_aux needs aux_heads=True and train=True')
+    kw = dict(batch_norm=self.batch_norm, dtype=self.dtype)
+    s1, s2, s3 = (max(1, f // d) for f in self.stem_filters)
+    x = ConvReLU(s1, 7, 2, name='conv1', **kw)(x, train)  # [B, 112, 112, 64]
+    x = pooling.max_pool(x, 3, stride=2, padding=1)  # 56x56
+    x = ConvReLU(s2, 1, name='conv2_reduce', **kw)(x, train)
+    x = ConvReLU(s3, 3, name='conv2', **kw)(x, train)  # [B, 56, 56, 192]
+    x = pooling.max_pool(x, 3, stride=2, padding=1)  # 28x28
+    run_aux = self.aux_heads and (train or self.is_initializing())
+    aux = []
+    for name, filters in self.inception:
+      if name in ('4a', '5a'):  # max-pool before stages 4 and 5
+        x = pooling.max_pool(x, 3, stride=2, padding=1)
+      x = Inception(
+        tuple(max(1, f // d) for f in filters),
+        se_reduction=16 if self.se else 0,
+        name=f'inception{name}',
+        **kw,
+      )(x, train)
+      if run_aux and name in ('4a', '4d'):
+        head = AuxHead(self.num_classes, name=f'aux_{name}', **kw)
+        aux.append(head(x, train))
+    x = pooling.global_avg_pool(x)  # [B, 1024]
+    x = layers.Dropout(self.dropout_rate, name='dropout')(x, train)
+    logits = layers.Dense(self.num_classes, dtype=self.dtype, name='head')(x)
+    if return_aux:
+      return logits, tuple(aux)
+    return logits
+
+
+P = functools.partial
+googlenet = P(GoogLeNet)
+googlenet_bn = P(GoogLeNet, batch_norm=True)
+se_googlenet = P(GoogLeNet, se=True)
+googlenet_tiny = P(GoogLeNet, width_divisor=16, num_classes=10)
+
+MODELS: dict = {
+  'googlenet': googlenet,
+  'googlenet_bn': googlenet_bn,
+  'se_googlenet': se_googlenet,
+  'googlenet_tiny': googlenet_tiny,
+}

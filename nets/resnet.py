@@ -1,0 +1,269 @@
+"""ResNet family for ImageNet (and the CIFAR-stem ResNet-18).
+
+Implements the residual block of the lecture notes, x_l = H_l(x_{l-1}) +
+x_{l-1} (He et al., "Deep residual learning for image recognition", CVPR
+2016), with the torchvision layout so that parameter counts match it exactly:
+
+* BatchNorm after every convolution, no convolution biases;
+* bottleneck blocks put the stride on the 3x3 convolution ("ResNet v1.5");
+  `stride_in_1x1=True` gives the paper's v1 placement (used to compare with
+  the SE paper's FLOP figures, which were measured on v1);
+* projection shortcuts (1x1 conv + BN) only where the shape changes.
+
+Relatives built from the same blocks:
+
+* plain networks (`plain18` ...): the notes' degradation experiment. Every
+  shortcut is removed, the projection shortcuts too, so a plain net is the
+  residual net minus its projection convolutions (plain18: 11,515,688
+  params; plain50: 22,780,456). Stochastic depth needs a shortcut, so plain
+  nets reject `drop_path_rate > 0`.
+* Wide ResNet-50-2/101-2 (Zagoruyko & Komodakis 2016): bottleneck width x2.
+* ResNeXt (Xie et al. 2017): grouped 3x3 convolution, cardinality 32.
+* SE-ResNet / SE-ResNeXt (Hu et al. 2018): a squeeze-excitation block on the
+  residual branch, before the addition.
+* `resnet18_cifar`: ResNet-18 with a 3x3 stride-1 stem and no max-pool.
+
+Stochastic depth (Huang et al. 2016, the notes' "DropPath"): block l of L
+drops its residual branch with probability l/L * drop_path_rate (linear rule
+of ops.regularization), drawing from the 'dropout' rng stream.
+"""
+
+from collections.abc import Sequence
+import functools
+from typing import Any
+
+import flax.linen as nn
+import jax
+
+from nets import layers
+from nets import resnet_cifar
+from ops import pooling
+from ops import regularization
+
+norm_layer = resnet_cifar.norm_layer
+check_drop_path = resnet_cifar.check_drop_path
+
+
+class BasicBlock(nn.Module):
+  """Two 3x3 convolutions (ResNet-18/34)."""
+
+  features: int
+  strides: int = 1
+  residual: bool = True
+  norm: str = 'batch'
+  drop_path_rate: float = 0.0
+  se_reduction: int = 0
+  dtype: Any = None
+
+  expansion = 1
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    f, dt = self.features, self.dtype
+    y = layers.Conv(f, 3, self.strides, padding=1, dtype=dt, name='conv1')(x)
+    y = nn.relu(norm_layer(self.norm, f, dt, 'norm1')(y, train))
+    y = layers.Conv(f, 3, padding=1, dtype=dt, name='conv2')(y)
+    y = norm_layer(self.norm, f, dt, 'norm2')(y, train)
+    return _merge(self, x, y, f, train)
+
+
+class Bottleneck(nn.Module):
+  """1x1 reduce, 3x3 (optionally grouped), 1x1 expand (ResNet-50 and up).
+
+  The inner width is `features * base_width / 64 * groups`, which gives
+  ResNet (64, 1), Wide ResNet (128, 1) and ResNeXt (4 or 8, 32).
+  """
+
+  features: int
+  strides: int = 1
+  residual: bool = True
+  norm: str = 'batch'
+  drop_path_rate: float = 0.0
+  se_reduction: int = 0
+  groups: int = 1
+  base_width: int = 64
+  stride_in_1x1: bool = False
+  dtype: Any = None
+
+  expansion = 4
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    dt = self.dtype
+    width = int(self.features * self.base_width / 64) * self.groups
+    out = self.features * self.expansion
+    s1, s3 = (self.strides, 1) if self.stride_in_1x1 else (1, self.strides)
+    y = layers.Conv(width, 1, s1, padding=0, dtype=dt, name='conv1')(x)
+    y = nn.relu(norm_layer(self.norm, width, dt, 'norm1')(y, train))
+    y = layers.Conv(
+      width, 3, s3, padding=1, groups=self.groups, dtype=dt, name='conv2'
+    )(y)
+    y = nn.relu(norm_layer(self.norm, width, dt, 'norm2')(y, train))
+    y = layers.Conv(out, 1, padding=0, dtype=dt, name='conv3')(y)
+    y = norm_layer(self.norm, out, dt, 'norm3')(y, train)
+    return _merge(self, x, y, out, train)
+
+
+def _merge(
+  block: nn.Module, x: jax.Array, y: jax.Array, out: int, train: bool
+) -> jax.Array:
+  """SE gate, stochastic depth and shortcut addition shared by both blocks.
+
+  Must be called from inside the block's compact `__call__` (it creates the
+  block's 'se', 'drop_path', 'proj_conv' and 'proj_norm' submodules).
+  """
+  if block.se_reduction:
+    y = layers.SEBlock(
+      reduction=block.se_reduction, dtype=block.dtype, name='se'
+    )(y)
+  if not block.residual:
+    return nn.relu(y)
+  y = layers.DropPath(block.drop_path_rate, name='drop_path')(y, train)
+  if x.shape[-1] != out or block.strides != 1:
+    x = layers.Conv(
+      out, 1, block.strides, padding=0, dtype=block.dtype, name='proj_conv'
+    )(x)
+    x = norm_layer(block.norm, out, block.dtype, 'proj_norm')(x, train)
+  return nn.relu(x + y)
+
+
+class ResNet(nn.Module):
+  """ResNet / plain net / WRN / ResNeXt / SE-ResNet for NHWC images.
+
+  Attributes:
+    stage_sizes: blocks per stage, e.g. (3, 4, 6, 3) for ResNet-50.
+    block: BasicBlock or Bottleneck.
+    num_classes: classifier outputs.
+    widths: base features per stage (block outputs are x block.expansion).
+    stem: 'imagenet' (7x7/2 conv + 3x3/2 max-pool) or 'cifar' (3x3/1 conv).
+    residual: False gives the plain counterpart (no shortcuts at all).
+    groups, base_width: ResNeXt cardinality / Wide ResNet width.
+    se_reduction: 0 (off) or the SE reduction ratio (16 in Hu et al.).
+    stride_in_1x1: v1 bottlenecks (stride on the first 1x1 conv).
+    norm: 'batch' or 'group'.
+    drop_path_rate: stochastic depth rate of the last block (linear rule).
+    dtype: computation dtype (params stay float32).
+  """
+
+  stage_sizes: Sequence[int]
+  block: Any = BasicBlock
+  num_classes: int = 1000
+  widths: Sequence[int] = (64, 128, 256, 512)
+  stem: str = 'imagenet'
+  residual: bool = True
+  groups: int = 1
+  base_width: int = 64
+  se_reduction: int = 0
+  stride_in_1x1: bool = False
+  norm: str = 'batch'
+  drop_path_rate: float = 0.0
+  dtype: Any = None
+
+  def _block(self, i: int, j: int, rate: float) -> nn.Module:
+    kw = dict(
+      features=self.widths[i],
+      strides=2 if i > 0 and j == 0 else 1,
+      residual=self.residual,
+      norm=self.norm,
+      drop_path_rate=rate,
+      se_reduction=self.se_reduction,
+      dtype=self.dtype,
+      name=f'stage{i + 1}_block{j + 1}',
+    )
+    if self.block is Bottleneck:
+      kw.update(
+        groups=self.groups,
+        base_width=self.base_width,
+        stride_in_1x1=self.stride_in_1x1,
+      )
+    elif self.groups != 1 or self.base_width != 64:
+      raise ValueError('groups/base_width need Bottleneck blocks')
+    return self.block(**kw)
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+    check_drop_path(self.drop_path_rate)
+    if not self.residual and self.drop_path_rate > 0:
+      raise ValueError('plain networks have no shortcut for stochastic depth')
+    dt, c0 = self.dtype, self.widths[0]
+    if self.stem == 'imagenet':
+      x = layers.Conv(c0, 7, 2, padding=3, dtype=dt, name='stem_conv')(x)
+      x = nn.relu(norm_layer(self.norm, c0, dt, 'stem_norm')(x, train))
+      x = pooling.max_pool(x, 3, stride=2, padding=1)  # [B, H/4, W/4, C]
+    elif self.stem == 'cifar':
+      x = layers.Conv(c0, 3, padding=1, dtype=dt, name='stem_conv')(x)
+      x = nn.relu(norm_layer(self.norm, c0, dt, 'stem_norm')(x, train))
+    else:
+      raise ValueError(f"stem must be 'imagenet' or 'cifar', got {self.stem!r}")
+    rates = regularization.drop_path_rates(
+      sum(self.stage_sizes), max_rate=self.drop_path_rate
+    )
+    k = 0
+    for i, n in enumerate(self.stage_sizes):
+      for j in range(n):
+        x = self._block(i, j, float(rates[k]))(x, train)
+        k += 1
+      self.sow('intermediates', f'stage{i + 1}', x)
+    x = pooling.global_avg_pool(x)  # [B, C]
+    return layers.Dense(self.num_classes, dtype=dt, name='head')(x)
+
+
+_R18, _R34 = (2, 2, 2, 2), (3, 4, 6, 3)
+_R50, _R101, _R152 = (3, 4, 6, 3), (3, 4, 23, 3), (3, 8, 36, 3)
+P = functools.partial
+_B = P(ResNet, block=Bottleneck)
+
+resnet18 = P(ResNet, stage_sizes=_R18)
+resnet34 = P(ResNet, stage_sizes=_R34)
+resnet50 = P(_B, stage_sizes=_R50)
+resnet101 = P(_B, stage_sizes=_R101)
+resnet152 = P(_B, stage_sizes=_R152)
+plain18 = P(resnet18, residual=False)
+plain34 = P(resnet34, residual=False)
+plain50 = P(resnet50, residual=False)
+plain101 = P(resnet101, residual=False)
+plain152 = P(resnet152, residual=False)
+wide_resnet50_2 = P(_B, stage_sizes=_R50, base_width=128)
+wide_resnet101_2 = P(_B, stage_sizes=_R101, base_width=128)
+resnext50_32x4d = P(_B, stage_sizes=_R50, groups=32, base_width=4)
+resnext101_32x8d = P(_B, stage_sizes=_R101, groups=32, base_width=8)
+se_resnet50 = P(resnet50, se_reduction=16)
+se_resnext50_32x4d = P(resnext50_32x4d, se_reduction=16)
+resnet18_cifar = P(resnet18, stem='cifar', num_classes=10)
+# Tiny variants: compile in about a second, any input size.
+resnet_tiny = P(
+  ResNet, stage_sizes=(1, 1), widths=(8, 16), stem='cifar', num_classes=10
+)
+resnext_tiny = P(
+  _B,
+  stage_sizes=(1, 1),
+  widths=(16, 32),
+  groups=4,
+  base_width=8,
+  se_reduction=4,
+  stem='cifar',
+  num_classes=10,
+)
+
+MODELS: dict = {
+  'resnet18': resnet18,
+  'resnet34': resnet34,
+  'resnet50': resnet50,
+  'resnet101': resnet101,
+  'resnet152': resnet152,
+  'plain18': plain18,
+  'plain34': plain34,
+  'plain50': plain50,
+  'plain101': plain101,
+  'plain152': plain152,
+  'wide_resnet50_2': wide_resnet50_2,
+  'wide_resnet101_2': wide_resnet101_2,
+  'resnext50_32x4d': resnext50_32x4d,
+  'resnext101_32x8d': resnext101_32x8d,
+  'se_resnet50': se_resnet50,
+  'se_resnext50_32x4d': se_resnext50_32x4d,
+  'resnet18_cifar': resnet18_cifar,
+  'resnet_tiny': resnet_tiny,
+  'resnext_tiny': resnext_tiny,
+  **resnet_cifar.MODELS,
+}

@@ -1,0 +1,177 @@
+"""ShuffleNet v1 (Zhang, Zhou, Lin & Sun, CVPR 2018).
+
+The notes (seed 002, "Shuffled Convolution"): grouped 1x1 convolutions are
+cheap, but stacked they let each output see only its own group's inputs; a
+channel shuffle between them mixes the groups.
+
+ShuffleNet unit (paper Fig. 2): 1x1 group conv (g groups) -> BN -> ReLU ->
+channel shuffle -> 3x3 depthwise conv (stride 1 or 2) -> BN -> 1x1 group conv
+-> BN, with the bottleneck 1/4 of the unit's output channels. Stride-1 units
+add the identity; stride-2 units concatenate a 3x3/2 average-pooled shortcut
+(so the branch produces ``out - in`` channels); then ReLU. The first
+pointwise conv of Stage 2 is not grouped (its input has only 24 channels).
+
+Network (Table 1, 224x224): 3x3/2 conv 24, 3x3/2 max pool, stages 2-4 with
+1+3, 1+7, 1+3 units (the first of each stride 2), global pool, fc. Stage
+output channels per group count g = 1, 2, 3, 4, 8: 144/288/576,
+200/400/800, 240/480/960, 272/544/1088, 384/768/1536. ``ShuffleNet s x``
+multiplies them by s (rounded to a multiple of 4g so that the bottleneck
+splits into groups); the 24-channel stem is kept at every scale (the
+authors' later code scales it too, which changes the MACs very little).
+Table 2 complexities (MFLOPs, meaning mult-adds) for 1x: g=1 143, g=2 140,
+g=3 137, g=4 133, g=8 137.
+"""
+
+import functools
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from nets import layers
+from ops import activations
+from ops import convolution
+from ops import pooling
+
+STAGE_CHANNELS = {
+  1: (144, 288, 576),
+  2: (200, 400, 800),
+  3: (240, 480, 960),
+  4: (272, 544, 1088),
+  8: (384, 768, 1536),
+}
+STAGE_UNITS = (4, 8, 4)
+
+
+def stage_channels(groups: int, scale: float) -> tuple[int, ...]:
+  """Table 1's stage output channels times ``scale``, multiples of 4g."""
+  if groups not in STAGE_CHANNELS:
+    raise ValueError(
+      f'groups must be one of {sorted(STAGE_CHANNELS)}, got {groups}'
+    )
+  if scale <= 0:
+    raise ValueError(f'scale must be positive, got {scale}')
+  step = 4 * groups
+  return tuple(
+    max(step, round(c * scale / step) * step) for c in STAGE_CHANNELS[groups]
+  )
+
+
+class ShuffleUnit(nn.Module):
+  """One ShuffleNet unit (Fig. 2b for stride 1, Fig. 2c for stride 2)."""
+
+  out_channels: int
+  groups: int
+  stride: int = 1
+  group_first: bool = True
+  dtype: Any = None
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    """``x: [B, H, W, C_in]`` -> ``[B, H / stride, W / stride, out]``."""
+    in_channels = x.shape[-1]
+    branch_out = self.out_channels
+    if self.stride == 2:
+      branch_out -= in_channels  # the pooled shortcut is concatenated
+    mid = self.out_channels // 4
+    g1 = self.groups if self.group_first else 1
+    norm = functools.partial(layers.BatchNorm, dtype=self.dtype)
+    conv = functools.partial(layers.Conv, kernel_size=1, dtype=self.dtype)
+    y = conv(mid, groups=g1, name='gconv1')(x)
+    y = activations.relu(norm(name='bn1')(y, train))
+    if g1 > 1:
+      y = convolution.channel_shuffle(y, g1)
+    y = layers.DepthwiseConv(
+      3, strides=self.stride, dtype=self.dtype, name='dwconv'
+    )(y)
+    y = norm(name='bn2')(y, train)
+    y = conv(branch_out, groups=self.groups, name='gconv2')(y)
+    y = norm(name='bn3')(y, train)
+    if self.stride == 1:
+      if in_channels != self.out_channels:
+        raise ValueError('a stride-1 unit needs in_channels == out_channels')
+      return activations.relu(x + y)
+    shortcut = pooling.avg_pool(x, 3, stride=2, padding=1)
+    return activations.relu(
+      jnp.concatenate([shortcut.astype(y.dtype), y], axis=-1)
+    )
+
+
+class ShuffleNetV1(nn.Module):
+  """ShuffleNet v1 for 224x224 inputs.
+
+  Attributes:
+    groups: g, the number of groups of the pointwise convs.
+    scale: the width factor s of "ShuffleNet s x".
+    stage_units: units per stage (the first one has stride 2).
+    stem_channels: filters of the first conv.
+    channels: explicit stage channels (overrides ``groups``/``scale``).
+    num_classes: output units.
+    dropout_rate: dropout before the classifier (0, as in the paper).
+    dtype: computation dtype.
+  """
+
+  groups: int = 3
+  scale: float = 1.0
+  stage_units: tuple[int, ...] = STAGE_UNITS
+  stem_channels: int = 24
+  channels: tuple[int, ...] | None = None
+  num_classes: int = 1000
+  dropout_rate: float = 0.0
+  dtype: Any = None
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+    """``x: [B, H, W, 3]`` -> logits ``[B, num_classes]``."""
+    channels = self.channels or stage_channels(self.groups, self.scale)
+    if len(channels) != len(self.stage_units):
+      raise ValueError('need one channel count per stage')
+    x = layers.Conv(
+      self.stem_channels, 3, strides=2, dtype=self.dtype, name='conv1'
+    )(x)
+    x = activations.relu(layers.BatchNorm(dtype=self.dtype, name='bn1')(x, train))
+    x = layers.MaxPool(3, 2, padding=1, name='maxpool')(x)
+    for s, (out, units) in enumerate(zip(channels, self.stage_units, strict=True)):
+      for u in range(units):
+        x = ShuffleUnit(
+          out,
+          self.groups,
+          stride=2 if u == 0 else 1,
+          group_first=not (s == 0 and u == 0),
+          dtype=self.dtype,
+          name=f'stage{s + 2}_unit{u + 1}',
+        )(x, train)
+    x = pooling.global_avg_pool(x)
+    x = layers.Dropout(self.dropout_rate, name='drop')(x, train)
+    return layers.Dense(self.num_classes, dtype=self.dtype, name='fc')(x)
+
+
+def _variants() -> dict:
+  """``shufflenet_v1_g{g}`` (1x) and ``shufflenet_v1_g{g}_x{s}``."""
+  models = {}
+  for g in STAGE_CHANNELS:
+    models[f'shufflenet_v1_g{g}'] = functools.partial(ShuffleNetV1, groups=g)
+    for s in (0.5, 1.0, 1.5, 2.0):
+      tag = str(s).replace('.', '_')
+      models[f'shufflenet_v1_g{g}_x{tag}'] = functools.partial(
+        ShuffleNetV1, groups=g, scale=s
+      )
+  return models
+
+
+shufflenet_v1 = functools.partial(ShuffleNetV1, groups=3)
+shufflenet_v1_tiny = functools.partial(
+  ShuffleNetV1,
+  groups=2,
+  channels=(16, 32, 64),
+  stage_units=(2, 1, 1),
+  stem_channels=8,
+  num_classes=10,
+)
+
+MODELS: dict = {
+  'shufflenet_v1': shufflenet_v1,
+  **_variants(),
+  'shufflenet_v1_tiny': shufflenet_v1_tiny,
+}

@@ -1,0 +1,532 @@
+"""Production convolutions in NHWC layout with HWIO kernels.
+
+Implements the convolution types of the lecture notes (seed 002, "Various
+Types of Convolutions"): standard, pointwise (1x1), depthwise (Howard et al.
+2017, MobileNets), depthwise separable, grouped (Krizhevsky et al. 2012),
+channel shuffle (Zhang et al. 2018, ShuffleNet), dilated and transposed
+convolution, plus the output-size arithmetic. Like every deep-learning
+library (and unlike the notes' Toeplitz slide) these compute a
+cross-correlation: `y[i, j] = sum_ab w[a, b] x[i*s + a*d, j*s + b*d]`.
+
+`conv2d` is the op every network uses. On the CPU backend XLA's kernel for
+the weight gradient of a convolution is slow, so by default (`impl='auto'`)
+`conv2d` uses a `jax.custom_vjp` whose weight gradient is one im2col (patches)
+matrix product and whose input gradient is the transposed convolution from
+`lax`. The didactic formulations (direct sum, Toeplitz, im2col forward,
+separable, flattened) live in `ops/conv_reference.py`.
+"""
+
+from collections.abc import Sequence
+import functools
+
+import jax
+from jax import lax
+import jax.numpy as jnp
+
+Padding = str | int | Sequence[int] | Sequence[Sequence[int]]
+Pads = tuple[tuple[int, int], tuple[int, int]]
+
+_DIMS_2D = ('NHWC', 'HWIO', 'NHWC')
+IMPLS = ('auto', 'xla', 'im2col_grad')
+# What impl='auto' picks on the CPU backend for groups == 1 (see
+# experiments/bench_conv.py for the measurement behind the choice).
+AUTO_CPU_IMPL = 'im2col_grad'
+
+
+def as_pair(value: int | Sequence[int], name: str) -> tuple[int, int]:
+  """Returns `value` as a pair of positive ints (ValueError otherwise)."""
+  if isinstance(value, int):
+    pair = (value, value)
+  else:
+    pair = tuple(int(v) for v in value)
+    if len(pair) != 2:
+      raise ValueError(f'{name} must be an int or a pair, got {value!r}')
+  if any(v < 1 for v in pair):
+    raise ValueError(f'{name} must be positive, got {value!r}')
+  return pair
+
+
+def _same_pads(n: int, k: int, stride: int, dilation: int) -> tuple[int, int]:
+  """Padding giving ceil(n / stride) outputs; the extra pixel goes last."""
+  out = -(-n // stride)
+  total = max((out - 1) * stride + dilation * (k - 1) + 1 - n, 0)
+  return total // 2, total - total // 2
+
+
+def resolve_padding(
+  padding: Padding,
+  input_size: Sequence[int],
+  kernel_size: Sequence[int],
+  stride: Sequence[int] = (1, 1),
+  dilation: Sequence[int] = (1, 1),
+) -> tuple[tuple[int, int], ...]:
+  """Turns a padding spec into explicit `((lo, hi), ...)` pairs per axis.
+
+  Args:
+    padding: 'SAME' (output size ceil(n / stride)), 'VALID' (no padding), an
+      int (same on every side), one int per axis, or one (lo, hi) per axis.
+    input_size: spatial input sizes.
+    kernel_size: spatial kernel sizes (before dilation).
+    stride: strides per axis.
+    dilation: kernel dilations per axis.
+
+  Returns:
+    One (lo, hi) pair of non-negative ints per spatial axis.
+  """
+  ndim = len(input_size)
+  if isinstance(padding, str):
+    mode = padding.upper()
+    if mode == 'VALID':
+      return ((0, 0),) * ndim
+    if mode == 'SAME':
+      return tuple(
+        _same_pads(n, k, s, d)
+        for n, k, s, d in zip(input_size, kernel_size, stride, dilation)
+      )
+    raise ValueError(
+      f"unknown padding {padding!r}; use 'SAME', 'VALID', an int or pairs"
+    )
+  if isinstance(padding, int):
+    pads = ((padding, padding),) * ndim
+  else:
+    pads = tuple(
+      (p, p) if isinstance(p, int) else tuple(int(q) for q in p)
+      for p in padding
+    )
+  if len(pads) != ndim or any(len(p) != 2 for p in pads):
+    raise ValueError(f'padding {padding!r} does not match {ndim} spatial dims')
+  if any(p < 0 for pair in pads for p in pair):
+    raise ValueError(f'padding must be non-negative, got {padding!r}')
+  return tuple((int(lo), int(hi)) for lo, hi in pads)
+
+
+def conv_output_size(
+  n: int,
+  k: int,
+  *,
+  stride: int = 1,
+  padding: int | str | Sequence[int] = 0,
+  dilation: int = 1,
+) -> int:
+  """Output length of a convolution along one axis.
+
+  `floor((n + p_lo + p_hi - d (k - 1) - 1) / s) + 1`; with stride 1, no
+  padding and no dilation this is the notes' `N - m + 1`.
+
+  Args:
+    n: input length.
+    k: kernel length.
+    stride: stride s.
+    padding: p on both sides, a (lo, hi) pair, 'SAME' or 'VALID'.
+    dilation: kernel dilation d.
+
+  Returns:
+    The output length (at least 1).
+  """
+  for name, v in (('n', n), ('k', k), ('stride', stride), ('dilation', dilation)):
+    if v < 1:
+      raise ValueError(f'{name} must be a positive int, got {v}')
+  if not isinstance(padding, str) and not isinstance(padding, int):
+    padding = (tuple(padding),)
+  ((lo, hi),) = resolve_padding(padding, (n,), (k,), (stride,), (dilation,))
+  span = dilation * (k - 1) + 1
+  if n + lo + hi < span:
+    raise ValueError(f'kernel span {span} exceeds padded input {n + lo + hi}')
+  return (n + lo + hi - span) // stride + 1
+
+
+def im2col(
+  x: jax.Array,
+  kernel_size: int | Sequence[int],
+  stride: int | Sequence[int] = 1,
+  padding: Padding = 'VALID',
+  dilation: int | Sequence[int] = 1,
+) -> jax.Array:
+  """Extracts convolution patches (im2col).
+
+  Args:
+    x: input [B, H, W, C].
+    kernel_size: kh, kw.
+    stride: spatial strides.
+    padding: as in `conv2d`.
+    dilation: kernel dilation.
+
+  Returns:
+    Patches [B, Ho, Wo, kh*kw*C] ordered (a, b, c), so that
+    `im2col(x) @ w.reshape(-1, O)` is the convolution with HWIO kernel w.
+  """
+  if x.ndim != 4:
+    raise ValueError(f'im2col expects NHWC input, got shape {x.shape}')
+  (kh, kw), (sh, sw) = as_pair(kernel_size, 'kernel_size'), as_pair(stride, 'stride')
+  dh, dw = as_pair(dilation, 'dilation')
+  pads = resolve_padding(padding, x.shape[1:3], (kh, kw), (sh, sw), (dh, dw))
+  xp = jnp.pad(x, ((0, 0), *pads, (0, 0)))
+  ho = (xp.shape[1] - dh * (kh - 1) - 1) // sh + 1
+  wo = (xp.shape[2] - dw * (kw - 1) - 1) // sw + 1
+  if ho < 1 or wo < 1:
+    raise ValueError(f'kernel {(kh, kw)} larger than padded input {xp.shape}')
+  taps = [
+    xp[
+      :,
+      a * dh : a * dh + (ho - 1) * sh + 1 : sh,
+      b * dw : b * dw + (wo - 1) * sw + 1 : sw,
+      :,
+    ]
+    for a in range(kh)
+    for b in range(kw)
+  ]
+  patches = jnp.stack(taps, axis=3)  # [B, Ho, Wo, kh*kw, C]
+  return patches.reshape(*patches.shape[:3], -1)
+
+
+def _lax_conv(x, w, stride, pads, dilation, groups):
+  return lax.conv_general_dilated(
+    x,
+    w,
+    window_strides=stride,
+    padding=pads,
+    rhs_dilation=dilation,
+    dimension_numbers=_DIMS_2D,
+    feature_group_count=groups,
+  )
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5))
+def _conv_im2col_grad(x, w, stride, pads, dilation, groups):
+  return _lax_conv(x, w, stride, pads, dilation, groups)
+
+
+def _conv_im2col_grad_fwd(x, w, stride, pads, dilation, groups):
+  return _lax_conv(x, w, stride, pads, dilation, groups), (x, w)
+
+
+def _conv_im2col_grad_bwd(stride, pads, dilation, groups, res, g):
+  x, w = res
+  kh, kw, cg, out = w.shape
+  # Input gradient: the transposed convolution, as lax derives it.
+  _, vjp_x = jax.vjp(
+    lambda x_: _lax_conv(x_, w, stride, pads, dilation, groups), x
+  )
+  (dx,) = vjp_x(g)
+  # Weight gradient: patches^T @ g, one matrix product per group.
+  patches = im2col(x, (kh, kw), stride, pads, dilation)  # [B, Ho, Wo, K]
+  n = g.shape[0] * g.shape[1] * g.shape[2]
+  if groups == 1:
+    # g^T @ patches ([O, N] @ [N, K]) is the fastest layout on XLA:CPU.
+    dw = lax.dot_general(
+      g.reshape(n, out),
+      patches.reshape(n, -1),
+      (((0,), (0,)), ((), ())),
+      preferred_element_type=jnp.float32,
+    ).T
+  else:
+    p = patches.reshape(n, kh * kw, groups, cg)
+    gg = g.reshape(n, groups, out // groups)
+    dw = jnp.einsum(
+      'nkgc,ngo->kcgo', p, gg, preferred_element_type=jnp.float32
+    )
+  dw = dw.reshape(kh, kw, cg, out).astype(w.dtype)
+  return dx.astype(x.dtype), dw
+
+
+_conv_im2col_grad.defvjp(_conv_im2col_grad_fwd, _conv_im2col_grad_bwd)
+
+
+def conv2d(
+  x: jax.Array,
+  w: jax.Array,
+  *,
+  stride: int | Sequence[int] = 1,
+  padding: Padding = 'SAME',
+  dilation: int | Sequence[int] = 1,
+  groups: int = 1,
+  impl: str = 'auto',
+) -> jax.Array:
+  """2-D convolution (cross-correlation), the op every network uses.
+
+  Args:
+    x: input [B, H, W, C].
+    w: kernel [kh, kw, C // groups, O].
+    stride: int or (sh, sw).
+    padding: 'SAME', 'VALID', an int, (ph, pw) or ((top, bottom), (left,
+      right)).
+    dilation: kernel dilation, int or pair.
+    groups: feature groups; 1 is standard, C is depthwise.
+    impl: 'xla' (autodiff of `lax.conv_general_dilated`), 'im2col_grad'
+      (custom VJP with an im2col matrix-product weight gradient; reverse
+      mode only) or 'auto' (im2col_grad on CPU for groups == 1, else xla).
+
+  Returns:
+    Output [B, Ho, Wo, O] in the promoted dtype of x and w.
+  """
+  if x.ndim != 4 or w.ndim != 4:
+    raise ValueError(
+      f'conv2d expects NHWC x and HWIO w, got {x.shape} and {w.shape}'
+    )
+  if impl not in IMPLS:
+    raise ValueError(f'unknown impl {impl!r}; expected one of {IMPLS}')
+  c, o = x.shape[-1], w.shape[-1]
+  if groups < 1 or c % groups or o % groups:
+    raise ValueError(f'groups={groups} must divide channels in={c}, out={o}')
+  if w.shape[2] != c // groups:
+    raise ValueError(
+      f'kernel in-channels {w.shape[2]} != C / groups = {c // groups}'
+    )
+  stride, dilation = as_pair(stride, 'stride'), as_pair(dilation, 'dilation')
+  pads = resolve_padding(padding, x.shape[1:3], w.shape[:2], stride, dilation)
+  dtype = jnp.result_type(x.dtype, w.dtype)
+  x, w = x.astype(dtype), w.astype(dtype)
+  if impl == 'auto':
+    use_im2col = groups == 1 and jax.default_backend() == 'cpu'
+    impl = AUTO_CPU_IMPL if use_im2col else 'xla'
+  if impl == 'im2col_grad':
+    return _conv_im2col_grad(x, w, stride, pads, dilation, groups)
+  return _lax_conv(x, w, stride, pads, dilation, groups)
+
+
+def conv1d(
+  x: jax.Array,
+  w: jax.Array,
+  *,
+  stride: int = 1,
+  padding: str | int | Sequence[int] = 'SAME',
+  dilation: int = 1,
+  groups: int = 1,
+  impl: str = 'auto',
+) -> jax.Array:
+  """1-D convolution, NWC input and WIO kernel (a conv2d with H = 1).
+
+  Args:
+    x: input [B, L, C].
+    w: kernel [k, C // groups, O].
+    stride: stride.
+    padding: 'SAME', 'VALID', an int or a (lo, hi) pair.
+    dilation: kernel dilation.
+    groups: feature groups.
+    impl: as in `conv2d`.
+
+  Returns:
+    Output [B, Lo, O].
+  """
+  if x.ndim != 3 or w.ndim != 3:
+    raise ValueError(f'conv1d expects NWC x, WIO w, got {x.shape}, {w.shape}')
+  if isinstance(padding, str):
+    pad_w = resolve_padding(padding, x.shape[1:2], w.shape[:1], (stride,),
+                            (dilation,))[0]  # fmt: skip
+  elif isinstance(padding, int):
+    pad_w = (padding, padding)
+  else:
+    pad_w = tuple(padding)
+  y = conv2d(
+    x[:, None],
+    w[None],
+    stride=(1, stride),
+    padding=((0, 0), pad_w),
+    dilation=(1, dilation),
+    groups=groups,
+    impl=impl,
+  )
+  return y[:, 0]
+
+
+def pointwise_conv2d(x: jax.Array, w: jax.Array) -> jax.Array:
+  """1x1 (pointwise) convolution: a matrix product over channels.
+
+  Args:
+    x: input [B, H, W, C].
+    w: kernel [C, O] or [1, 1, C, O].
+
+  Returns:
+    Output [B, H, W, O].
+  """
+  if w.ndim == 4:
+    if w.shape[:2] != (1, 1):
+      raise ValueError(f'pointwise kernel must be 1x1, got {w.shape}')
+    w = w[0, 0]
+  if x.ndim != 4 or w.ndim != 2 or w.shape[0] != x.shape[-1]:
+    raise ValueError(f'pointwise_conv2d shapes {x.shape} and {w.shape}')
+  return jnp.einsum('bhwc,co->bhwo', x, w)
+
+
+def depthwise_conv2d(
+  x: jax.Array,
+  w: jax.Array,
+  *,
+  stride: int | Sequence[int] = 1,
+  padding: Padding = 'SAME',
+  dilation: int | Sequence[int] = 1,
+) -> jax.Array:
+  """Depthwise convolution: each input channel has its own filters.
+
+  Args:
+    x: input [B, H, W, C].
+    w: kernel [kh, kw, 1, C * multiplier]; output channel c * m + j is
+      filter j of input channel c.
+    stride: int or pair.
+    padding: as in `conv2d`.
+    dilation: int or pair.
+
+  Returns:
+    Output [B, Ho, Wo, C * multiplier].
+  """
+  if w.ndim != 4 or w.shape[2] != 1:
+    raise ValueError(f'depthwise kernel must be [kh, kw, 1, C*m], got {w.shape}')
+  return conv2d(
+    x,
+    w,
+    stride=stride,
+    padding=padding,
+    dilation=dilation,
+    groups=x.shape[-1],
+  )
+
+
+def depthwise_separable_conv2d(
+  x: jax.Array,
+  w_dw: jax.Array,
+  w_pw: jax.Array,
+  *,
+  stride: int | Sequence[int] = 1,
+  padding: Padding = 'SAME',
+  dilation: int | Sequence[int] = 1,
+) -> jax.Array:
+  """Depthwise separable convolution (MobileNets): depthwise, then 1x1.
+
+  Args:
+    x: input [B, H, W, M].
+    w_dw: depthwise kernel [kh, kw, 1, M * multiplier].
+    w_pw: pointwise kernel [M * multiplier, N] or [1, 1, M * multiplier, N].
+    stride: stride of the depthwise step.
+    padding: padding of the depthwise step.
+    dilation: dilation of the depthwise step.
+
+  Returns:
+    Output [B, Ho, Wo, N].
+  """
+  y = depthwise_conv2d(x, w_dw, stride=stride, padding=padding,
+                       dilation=dilation)  # fmt: skip
+  return pointwise_conv2d(y, w_pw)
+
+
+def channel_shuffle(x: jax.Array, groups: int) -> jax.Array:
+  """ShuffleNet channel shuffle: reshape to [g, C/g], transpose, flatten.
+
+  Args:
+    x: input [..., C].
+    groups: number of groups g; must divide C.
+
+  Returns:
+    Same shape; channel g_i * (C/g) + j moves to position j * g + g_i, so
+    6 channels in 2 groups become [0, 3, 1, 4, 2, 5].
+  """
+  c = x.shape[-1]
+  if groups < 1 or c % groups:
+    raise ValueError(f'groups={groups} must divide channels {c}')
+  y = x.reshape(*x.shape[:-1], groups, c // groups)
+  return jnp.swapaxes(y, -1, -2).reshape(x.shape)
+
+
+def conv_transpose_output_size(
+  n: int,
+  k: int,
+  *,
+  stride: int = 1,
+  padding: int | Sequence[int] = 0,
+  dilation: int = 1,
+  output_padding: int = 0,
+) -> int:
+  """Output length of a transposed convolution along one axis.
+
+  `(n - 1) s - p_lo - p_hi + d (k - 1) + 1 + output_padding`: the input
+  length of the forward convolution whose gradient it is.
+  """
+  lo, hi = (padding, padding) if isinstance(padding, int) else padding
+  if min(n, k, stride, dilation) < 1 or min(lo, hi, output_padding) < 0:
+    raise ValueError('sizes must be positive and paddings non-negative')
+  if output_padding >= stride:
+    raise ValueError(f'output_padding {output_padding} >= stride {stride}')
+  return (n - 1) * stride - lo - hi + dilation * (k - 1) + 1 + output_padding
+
+
+def conv_transpose2d(
+  y: jax.Array,
+  w: jax.Array,
+  *,
+  stride: int | Sequence[int] = 1,
+  padding: Padding = 'VALID',
+  dilation: int | Sequence[int] = 1,
+  output_padding: int | Sequence[int] = 0,
+) -> jax.Array:
+  """Transposed convolution: the gradient of `conv2d` w.r.t. its input.
+
+  Args:
+    y: input [B, H, W, O] (the forward conv's output channels).
+    w: the forward conv's kernel [kh, kw, C, O]; the result has C channels.
+    stride: forward stride; the output is upsampled by it.
+    padding: the forward conv's padding: an int, pairs, 'VALID', or 'SAME'
+      (output size H * stride, as in Flax/TF).
+    dilation: forward kernel dilation.
+    output_padding: extra rows/cols at the end (< stride) selecting among
+      the forward input sizes that give the same output size.
+
+  Returns:
+    Output [B, Ho, Wo, C], `Ho = conv_transpose_output_size(H, kh, ...)`.
+  """
+  if y.ndim != 4 or w.ndim != 4 or w.shape[3] != y.shape[3]:
+    raise ValueError(f'conv_transpose2d shapes {y.shape} and {w.shape}')
+  stride, dilation = as_pair(stride, 'stride'), as_pair(dilation, 'dilation')
+  extra = (output_padding,) * 2 if isinstance(output_padding, int) else tuple(
+    output_padding
+  )
+  k = w.shape[:2]
+  if isinstance(padding, str) and padding.upper() == 'SAME':
+    full = [n * s for n, s in zip(y.shape[1:3], stride)]
+    pads = resolve_padding('SAME', full, k, stride, dilation)
+    extra = tuple(
+      f - conv_transpose_output_size(n, kk, stride=s, padding=p, dilation=d)
+      for f, n, kk, s, p, d in zip(full, y.shape[1:3], k, stride, pads, dilation)
+    )
+  else:
+    pads = resolve_padding(padding, y.shape[1:3], k, stride, dilation)
+  if any(e < 0 or e >= s for e, s in zip(extra, stride)):
+    raise ValueError(f'output_padding {extra} must be in [0, stride)')
+  # Flip the kernel and swap its in/out channels; dilate the input.
+  w_t = jnp.swapaxes(w, 2, 3)[::-1, ::-1]
+  t_pads = [
+    (d * (kk - 1) - lo, d * (kk - 1) - hi + e)
+    for kk, d, (lo, hi), e in zip(k, dilation, pads, extra)
+  ]
+  return lax.conv_general_dilated(
+    y,
+    w_t.astype(y.dtype),
+    window_strides=(1, 1),
+    padding=t_pads,
+    lhs_dilation=stride,
+    rhs_dilation=dilation,
+    dimension_numbers=_DIMS_2D,
+  )
+
+
+def receptive_field(
+  kernel_sizes: Sequence[int],
+  dilations: Sequence[int] | None = None,
+  strides: Sequence[int] | None = None,
+) -> int:
+  """Receptive field (one axis) of a stack of convolutions.
+
+  `r = 1 + sum_l d_l (k_l - 1) prod_{i<l} s_i`; three 3x3 convs with
+  dilations 1, 2, 4 see 15x15 pixels (the notes' dilated-conv figure).
+  """
+  n = len(kernel_sizes)
+  dilations = [1] * n if dilations is None else list(dilations)
+  strides = [1] * n if strides is None else list(strides)
+  if len(dilations) != n or len(strides) != n:
+    raise ValueError('kernel_sizes, dilations and strides differ in length')
+  if min([*kernel_sizes, *dilations, *strides], default=1) < 1:
+    raise ValueError('kernel sizes, dilations and strides must be positive')
+  field, jump = 1, 1
+  for k, d, s in zip(kernel_sizes, dilations, strides):
+    field += d * (k - 1) * jump
+    jump *= s
+  return field
+

@@ -1,0 +1,326 @@
+"""Normalization as pure functions: z-score, Batch/Layer/Instance/GroupNorm.
+
+Implements the normalization part of the lecture notes (seed 002, "Normalization
+Methods"): standardization of inputs, the BatchNorm algorithm of Ioffe & Szegedy
+(2015) with per-channel statistics in a CNN, Layer Normalization (Ba et al.,
+2016), Instance Normalization (Ulyanov et al., 2016) and Group Normalization
+(Wu & He, 2018).
+
+All statistics are computed in float32 whatever the input dtype (bfloat16 inputs
+are upcast, normalised and cast back). Variances use a corrected two-pass form
+``mean((x - m)^2) - mean(x - m)^2`` rather than ``E[x^2] - E[x]^2``, which
+cancels catastrophically for inputs with a large mean (e.g. 1e4 + small noise).
+"""
+
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+
+Axes = int | Sequence[int]
+
+
+def _as_tuple(axes: Axes, ndim: int) -> tuple[int, ...]:
+  """Normalises ``axes`` to a sorted tuple of non-negative ints."""
+  if isinstance(axes, int):
+    axes = (axes,)
+  out = []
+  for a in axes:
+    if not -ndim <= a < ndim:
+      raise ValueError(f'axis {a} out of range for an array of rank {ndim}')
+    out.append(a % ndim)
+  if len(set(out)) != len(out):
+    raise ValueError(f'repeated axis in {tuple(axes)}')
+  return tuple(sorted(out))
+
+
+def _centred_moments(
+  x: jax.Array, axes: tuple[int, ...]
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """``(x - mean, mean, var)`` over ``axes`` in float32 (keepdims).
+
+  Corrected two-pass algorithm (Chan, Golub & LeVeque, 1983): centre on a first
+  estimate of the mean, then remove the residual mean ``d`` of the centred
+  values, which would otherwise add ``d^2`` (rounding error of the float32 mean)
+  to the variance of large-mean inputs. The centred values are returned so
+  that callers need not subtract a rounded float32 mean again.
+  """
+  x = x.astype(jnp.float32)
+  mean0 = jnp.mean(x, axis=axes, keepdims=True)
+  centred = x - mean0
+  residual = jnp.mean(centred, axis=axes, keepdims=True)
+  var = jnp.mean(jnp.square(centred), axis=axes, keepdims=True)
+  var = jnp.maximum(var - jnp.square(residual), 0.0)
+  return centred - residual, mean0 + residual, var
+
+
+def _affine(
+  y: jax.Array,
+  scale: jax.typing.ArrayLike | None,
+  bias: jax.typing.ArrayLike | None,
+) -> jax.Array:
+  """Applies the learned ``gamma * y + beta`` (in float32) when given."""
+  if scale is not None:
+    y = y * jnp.asarray(scale, jnp.float32)
+  if bias is not None:
+    y = y + jnp.asarray(bias, jnp.float32)
+  return y
+
+
+def _out_dtype(x: jax.Array) -> jnp.dtype:
+  """Floating inputs keep their dtype; integer inputs give float32."""
+  if jnp.issubdtype(x.dtype, jnp.floating):
+    return x.dtype
+  return jnp.dtype(jnp.float32)
+
+
+def _check_eps(eps: float) -> None:
+  if eps < 0:
+    raise ValueError(f'eps must be non-negative, got {eps}')
+
+
+def standardize(
+  x: jax.typing.ArrayLike, axis: Axes = 0, eps: float = 1e-8
+) -> jax.Array:
+  """Z-score ``(x - mean) / std`` with statistics taken over ``axis``.
+
+  The notes' "normalizing training sets": subtract the per-feature mean and
+  divide by the per-feature standard deviation (biased, ``1/m``).
+
+  Args:
+    x: data, e.g. ``[N, D]`` with examples along ``axis``.
+    axis: axis or axes holding the examples.
+    eps: added to the variance before the square root.
+
+  Returns:
+    Standardized array, same shape and dtype as ``x``.
+  """
+  x = jnp.asarray(x)
+  y = _normalized_f32(x, _as_tuple(axis, x.ndim), eps)
+  return y.astype(_out_dtype(x))
+
+
+def standardize_with(
+  x: jax.typing.ArrayLike, mean: jax.typing.ArrayLike, std: jax.typing.ArrayLike
+) -> jax.Array:
+  """Applies a z-score with given ``mean`` and ``std`` (e.g. training-set ones).
+
+  Args:
+    x: data; ``mean`` and ``std`` broadcast against it.
+    mean: the mean to subtract.
+    std: the standard deviation to divide by (must be positive).
+
+  Returns:
+    ``(x - mean) / std`` in the dtype of ``x``.
+  """
+  x = jnp.asarray(x)
+  y = (x.astype(jnp.float32) - jnp.asarray(mean, jnp.float32)) / jnp.asarray(
+    std, jnp.float32
+  )
+  return y.astype(_out_dtype(x))
+
+
+def batch_norm_stats(
+  x: jax.typing.ArrayLike, axes: Axes | None = None
+) -> tuple[jax.Array, jax.Array]:
+  """Mini-batch mean and biased variance, as in the notes' BN algorithm.
+
+  For an NHWC activation the statistics are per channel: ``axes=(0, 1, 2)``
+  reduces over the batch and both spatial axes ("Batch Normalization in CNN"),
+  so ``x: [B, H, W, C]`` gives ``mean, var: [C]``. For a dense layer use
+  ``axes=(0,)``.
+
+  Args:
+    x: activations.
+    axes: the axes to reduce over; None means all but the last (channel)
+      axis, i.e. ``(0, 1, 2)`` for NHWC and ``(0,)`` for ``[B, C]``.
+
+  Returns:
+    ``(mean, var)`` in float32 with the reduced axes removed; ``var`` is
+    ``1/m sum (x_i - mean)^2`` (biased), computed in two passes.
+  """
+  x = jnp.asarray(x)
+  if axes is None:
+    axes = tuple(range(x.ndim - 1))
+  axes = _as_tuple(axes, x.ndim)
+  _, mean, var = _centred_moments(x, axes)
+  return jnp.squeeze(mean, axes), jnp.squeeze(var, axes)
+
+
+def batch_norm(
+  x: jax.typing.ArrayLike,
+  *,
+  mean: jax.typing.ArrayLike,
+  var: jax.typing.ArrayLike,
+  scale: jax.typing.ArrayLike | None = None,
+  bias: jax.typing.ArrayLike | None = None,
+  eps: float = 1e-5,
+) -> jax.Array:
+  """Normalises with given statistics: ``gamma (x-mu)/sqrt(var+eps) + beta``.
+
+  In training pass the batch statistics from :func:`batch_norm_stats`; at
+  evaluation pass the running averages (see :func:`update_running`). ``mean``,
+  ``var``, ``scale`` and ``bias`` broadcast against the trailing (channel) axis.
+
+  Args:
+    x: activations, e.g. ``[B, H, W, C]`` or ``[B, C]``.
+    mean: per-channel mean, e.g. ``[C]``.
+    var: per-channel variance, e.g. ``[C]``.
+    scale: gamma, or None for 1.
+    bias: beta, or None for 0.
+    eps: added to the variance for stability.
+
+  Returns:
+    Normalised array, same shape and dtype as ``x`` (computed in float32).
+  """
+  _check_eps(eps)
+  x = jnp.asarray(x)
+  mean = jnp.asarray(mean, jnp.float32)
+  var = jnp.asarray(var, jnp.float32)
+  y = (x.astype(jnp.float32) - mean) * jax.lax.rsqrt(var + eps)
+  return _affine(y, scale, bias).astype(_out_dtype(x))
+
+
+def update_running(
+  running: jax.typing.ArrayLike,
+  batch: jax.typing.ArrayLike,
+  momentum: float = 0.9,
+) -> jax.Array:
+  """Running average ``momentum * running + (1 - momentum) * batch``.
+
+  Used for BatchNorm's running mean and variance (flax convention: ``momentum``
+  is the weight of the old value). Ioffe & Szegedy use the unbiased variance
+  ``m/(m-1) var_B`` for inference; we follow flax and the notes' algorithm and
+  average the biased batch variance, the same one used to normalise in
+  training. For the batch sizes used here the difference is ``1/(m-1)``.
+
+  Args:
+    running: the current running value.
+    batch: the new batch statistic.
+    momentum: in [0, 1].
+
+  Returns:
+    The updated running value (float32).
+  """
+  if not 0.0 <= momentum <= 1.0:
+    raise ValueError(f'momentum must be in [0, 1], got {momentum}')
+  running = jnp.asarray(running, jnp.float32)
+  batch = jnp.asarray(batch, jnp.float32)
+  return momentum * running + (1.0 - momentum) * batch
+
+
+def _normalize_over(
+  x: jax.typing.ArrayLike,
+  axes: tuple[int, ...],
+  scale: jax.typing.ArrayLike | None,
+  bias: jax.typing.ArrayLike | None,
+  eps: float,
+) -> jax.Array:
+  """Normalises with per-example statistics over ``axes`` then scales."""
+  x = jnp.asarray(x)
+  y = _normalized_f32(x, axes, eps)
+  return _affine(y, scale, bias).astype(_out_dtype(x))
+
+
+def _normalized_f32(
+  x: jax.Array, axes: tuple[int, ...], eps: float
+) -> jax.Array:
+  """``(x - mean) / sqrt(var + eps)`` over ``axes``, returned in float32."""
+  _check_eps(eps)
+  centred, _, var = _centred_moments(x, axes)
+  return centred * jax.lax.rsqrt(var + eps)
+
+
+def layer_norm(
+  x: jax.typing.ArrayLike,
+  *,
+  scale: jax.typing.ArrayLike | None = None,
+  bias: jax.typing.ArrayLike | None = None,
+  eps: float = 1e-5,
+  axes: Axes = (-1,),
+) -> jax.Array:
+  """Layer normalization (Ba et al., 2016): per-example stats over ``axes``.
+
+  The default normalises over the feature axis; for a CNN the notes' LayerNorm
+  normalises over ``(H, W, C)``, i.e. ``axes=(-3, -2, -1)``.
+
+  Args:
+    x: activations.
+    scale: gamma (broadcast against ``x``), or None.
+    bias: beta, or None.
+    eps: added to the variance.
+    axes: axes to compute the mean and variance over.
+
+  Returns:
+    Normalised array, same shape and dtype as ``x``.
+  """
+  x = jnp.asarray(x)
+  return _normalize_over(x, _as_tuple(axes, x.ndim), scale, bias, eps)
+
+
+def instance_norm(
+  x: jax.typing.ArrayLike,
+  *,
+  scale: jax.typing.ArrayLike | None = None,
+  bias: jax.typing.ArrayLike | None = None,
+  eps: float = 1e-5,
+) -> jax.Array:
+  """Instance normalization (Ulyanov et al., 2016): per example and channel.
+
+  Args:
+    x: NHWC activations (or ``[B, ..., C]`` with spatial axes in between).
+    scale: per-channel gamma ``[C]``, or None.
+    bias: per-channel beta ``[C]``, or None.
+    eps: added to the variance.
+
+  Returns:
+    Normalised array, same shape and dtype as ``x``.
+  """
+  x = jnp.asarray(x)
+  if x.ndim < 3:
+    raise ValueError(
+      f'instance_norm needs [B, ..., C] with spatial axes, got shape {x.shape}'
+    )
+  return _normalize_over(x, tuple(range(1, x.ndim - 1)), scale, bias, eps)
+
+
+def group_norm(
+  x: jax.typing.ArrayLike,
+  *,
+  num_groups: int,
+  scale: jax.typing.ArrayLike | None = None,
+  bias: jax.typing.ArrayLike | None = None,
+  eps: float = 1e-5,
+) -> jax.Array:
+  """Group normalization (Wu & He, 2018) on NHWC or ``[B, ..., C]`` inputs.
+
+  Channels are split into ``num_groups`` contiguous groups; each example and
+  group is normalised over its spatial axes and the group's channels.
+  ``num_groups = C`` is InstanceNorm and ``num_groups = 1`` is LayerNorm over
+  ``(H, W, C)``.
+
+  Args:
+    x: activations ``[B, ..., C]``.
+    num_groups: number of groups G; must divide C.
+    scale: per-channel gamma ``[C]``, or None.
+    bias: per-channel beta ``[C]``, or None.
+    eps: added to the variance.
+
+  Returns:
+    Normalised array, same shape and dtype as ``x``.
+  """
+  x = jnp.asarray(x)
+  if x.ndim < 2:
+    raise ValueError(f'group_norm needs [B, ..., C], got shape {x.shape}')
+  channels = x.shape[-1]
+  if num_groups < 1 or channels % num_groups:
+    raise ValueError(
+      f'num_groups={num_groups} must be a positive divisor of the number '
+      f'of channels C={channels}'
+    )
+  grouped = x.reshape(*x.shape[:-1], num_groups, channels // num_groups)
+  # Reduce over spatial axes and the channels inside each group, not over G.
+  axes = tuple(range(1, grouped.ndim - 2)) + (grouped.ndim - 1,)
+  y = _normalized_f32(grouped, axes, eps)
+  y = _affine(y.reshape(x.shape), scale, bias)
+  return y.astype(_out_dtype(x))

@@ -1,0 +1,176 @@
+"""Tests for nets/googlenet.py (Szegedy et al. 2015, Inception v1).
+
+The reference parameter count is derived by hand from the filter numbers of
+the paper's Table 1; the paper quotes about 6.8M parameters (the sum of its
+Table 1 column, whose per-layer entries are rounded estimates) and 1.5G
+multiply-adds.
+"""
+
+import math
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import nets
+from nets import googlenet
+
+# Table 1: (#1x1, #3x3 reduce, #3x3, #5x5 reduce, #5x5, pool proj).
+TABLE1 = [
+  (64, 96, 128, 16, 32, 32),
+  (128, 128, 192, 32, 96, 64),
+  (192, 96, 208, 16, 48, 64),
+  (160, 112, 224, 24, 64, 64),
+  (128, 128, 256, 24, 64, 64),
+  (112, 144, 288, 32, 64, 64),
+  (256, 160, 320, 32, 128, 128),
+  (256, 160, 320, 32, 128, 128),
+  (384, 192, 384, 48, 128, 128),
+]
+
+
+def _conv(k, c_in, c_out):
+  return k * k * c_in * c_out + c_out  # weights + bias
+
+
+def _inception(c, f):
+  c1, r3, c3, r5, c5, cp = f
+  n = _conv(1, c, c1) + _conv(1, c, r3) + _conv(3, r3, c3)
+  n += _conv(1, c, r5) + _conv(5, r5, c5) + _conv(1, c, cp)
+  return n, c1 + c3 + c5 + cp
+
+
+def _se(c, r=16):
+  return 2 * c * (c // r) + c // r + c
+
+
+def _hand_count(classes=1000, se=False):
+  total = _conv(7, 3, 64) + _conv(1, 64, 64) + _conv(3, 64, 192)
+  c = 192
+  for f in TABLE1:
+    n, c = _inception(c, f)
+    total += n + (_se(c) if se else 0)
+  return total + c * classes + classes
+
+
+def _aux_count(c, classes=1000, pooled=4):
+  """Aux head: 1x1 conv 128, FC 1024 on the 4x4x128 map, FC classes."""
+  fc1 = pooled * pooled * 128 * 1024 + 1024
+  return _conv(1, c, 128) + fc1 + 1024 * classes + classes
+
+
+def _count(tree) -> int:
+  return sum(math.prod(x.shape) for x in jax.tree.leaves(tree))
+
+
+def _trace(model, hw=224, batch=2, **kw):
+  x = jax.ShapeDtypeStruct((batch, hw, hw, 3), jnp.float32)
+  out, variables = jax.eval_shape(
+    lambda x: model.init_with_output({'params': jax.random.key(0)}, x, **kw),
+    x,
+  )
+  return out, variables
+
+
+def test_table1_channels():
+  assert [_inception(0, f)[1] for f in TABLE1] == [
+    256,
+    480,
+    512,
+    512,
+    512,
+    528,
+    832,
+    832,
+    1024,
+  ]  # the "depth" column of Table 1
+  assert list(googlenet.INCEPTION_CONFIG.values()) == TABLE1
+
+
+def test_googlenet_params_match_hand_count():
+  out, v = _trace(nets.create('googlenet'))
+  assert out.shape == (2, 1000)
+  n = _count(v['params'])
+  assert n == _hand_count() == 6_998_552
+  assert n == pytest.approx(6.8e6, rel=0.03)  # paper's rounded total
+  assert 'batch_stats' not in v
+
+
+@pytest.mark.slow
+def test_googlenet_macs():
+  summary = nets.summarize(nets.create('googlenet'), (224, 224, 3))
+  assert summary.params == _hand_count()
+  assert summary.macs / 1e9 == pytest.approx(1.5, rel=0.02)
+  assert summary.output_shape == (1000,)
+
+
+def test_variants_param_counts():
+  convs = 64 + 64 + 192 + sum(sum(f) for f in TABLE1)
+  _, v = _trace(nets.create('googlenet_bn'))
+  # Each conv's bias (c) becomes a BatchNorm scale and bias (2c).
+  assert _count(v['params']) == _hand_count() + convs
+  assert 'batch_stats' in v
+  _, v = _trace(nets.create('se_googlenet', num_classes=10))
+  assert _count(v['params']) == _hand_count(classes=10, se=True)
+
+
+def test_aux_heads_train_only():
+  model = nets.create('googlenet', aux_heads=True)
+  out, v = _trace(model)
+  assert out.shape == (2, 1000)
+  aux = _count(v['params']) - _hand_count()
+  assert aux == _aux_count(512) + _aux_count(528)
+  x = jax.ShapeDtypeStruct((2, 224, 224, 3), jnp.float32)
+  main, (a1, a2) = jax.eval_shape(
+    lambda v, x: model.apply(
+      v, x, train=True, return_aux=True, rngs={'dropout': jax.random.key(0)}
+    ),
+    v,
+    x,
+  )
+  assert main.shape == a1.shape == a2.shape == (2, 1000)
+  with pytest.raises(ValueError, match='return_aux'):
+    jax.eval_shape(lambda v, x: model.apply(v, x, return_aux=True), v, x)
+
+
+def test_tiny_train_and_eval_with_aux():
+  model = nets.create('googlenet_tiny', aux_heads=True, se=True)
+  x = jax.random.normal(jax.random.key(0), (3, 80, 80, 3))
+  v = model.init({'params': jax.random.key(1)}, x)
+  assert set(v) == {'params'}
+  e = model.apply(v, x)
+  chex.assert_shape(e, (3, 10))
+  chex.assert_trees_all_equal(e, model.apply(v, x))
+  outs = [
+    model.apply(
+      v, x, train=True, return_aux=True, rngs={'dropout': jax.random.key(s)}
+    )
+    for s in (0, 1)
+  ]
+  chex.assert_tree_all_finite(outs)
+  chex.assert_shape(outs[0][1], [(3, 10), (3, 10)])
+  assert not np.allclose(outs[0][0], outs[1][0])
+  main_only = model.apply(v, x, train=True, rngs={'dropout': jax.random.key(0)})
+  chex.assert_shape(main_only, (3, 10))
+
+
+def test_naive_module_channels_and_cost():
+  c1, _, c3, _, c5, _ = TABLE1[0]
+  naive = googlenet.NaiveInception(c1, c3, c5)
+  reduced = googlenet.Inception(TABLE1[0])
+  sn = nets.summarize(naive, (28, 28, 192))
+  sr = nets.summarize(reduced, (28, 28, 192))
+  # The pool branch passes all 192 input channels through.
+  assert sn.output_shape == (28, 28, c1 + c3 + c5 + 192)
+  assert sr.output_shape == (28, 28, 256)
+  pixels = 28 * 28
+  assert sn.macs == pixels * 192 * (c1 + 9 * c3 + 25 * c5)
+  assert sr.macs == pixels * (_inception(192, TABLE1[0])[0] - 256)
+  assert sn.macs > 2 * sr.macs  # why the notes' module (b) adds 1x1s
+  x = jax.random.normal(jax.random.key(0), (1, 6, 6, 8))
+  v = naive.init({'params': jax.random.key(1)}, x)
+  y = naive.apply(v, x)
+  # Last channels: 3x3 stride-1 max-pool of the input.
+  np.testing.assert_allclose(y[0, 2, 2, -8:], x[0, 1:4, 1:4].max((0, 1)))

@@ -1,0 +1,237 @@
+"""Tests for nets/layers.py against independent formulations."""
+
+import chex
+import flax.linen as nn
+import jax
+from jax import lax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from nets import layers
+
+KEY = jax.random.key(0)
+
+
+def _rand(shape, seed=1):
+  return jax.random.normal(jax.random.key(seed), shape)
+
+
+def _lax_conv(x, w, stride=1, padding='SAME', groups=1):
+  return lax.conv_general_dilated(
+    x,
+    w,
+    (stride, stride),
+    padding,
+    dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
+    feature_group_count=groups,
+  )
+
+
+def test_dense_matches_matmul_and_keeps_float32_params():
+  x = _rand((3, 5))
+  layer = layers.Dense(4, bias_init=nn.initializers.constant(0.5))
+  v = layer.init(KEY, x)
+  w = v['params']['kernel']
+  chex.assert_shape(w, (5, 4))
+  np.testing.assert_allclose(layer.apply(v, x), x @ w + 0.5, rtol=1e-5)
+  y16 = layers.Dense(4, dtype=jnp.bfloat16).apply(v, x)
+  assert y16.dtype == jnp.bfloat16
+  assert w.dtype == jnp.float32
+  np.testing.assert_allclose(y16, x @ w + 0.5, atol=0.1)
+
+
+@pytest.mark.parametrize('stride,padding', [(1, 'SAME'), (2, 'VALID')])
+def test_conv_matches_lax(stride, padding):
+  x = _rand((2, 9, 9, 4))
+  layer = layers.Conv(6, 3, strides=stride, padding=padding, use_bias=True)
+  v = layer.init(KEY, x)
+  w, b = v['params']['kernel'], v['params']['bias']
+  chex.assert_shape(w, (3, 3, 4, 6))
+  want = _lax_conv(x, w, stride, padding) + b
+  np.testing.assert_allclose(layer.apply(v, x), want, rtol=1e-5, atol=1e-5)
+
+
+def test_grouped_conv_is_concatenation_of_group_convs():
+  x = _rand((1, 6, 6, 4))
+  layer = layers.Conv(6, 3, groups=2)
+  v = layer.init(KEY, x)
+  w = v['params']['kernel']
+  chex.assert_shape(w, (3, 3, 2, 6))
+  # Group 0 maps channels 0:2 to outputs 0:3, group 1 maps 2:4 to 3:6.
+  want = jnp.concatenate(
+    [
+      _lax_conv(x[..., :2], w[..., :3]),
+      _lax_conv(x[..., 2:], w[..., 3:]),
+    ],
+    axis=-1,
+  )
+  np.testing.assert_allclose(layer.apply(v, x), want, rtol=1e-5, atol=1e-5)
+
+
+def test_conv_rejects_bad_groups_and_rank():
+  with pytest.raises(ValueError, match='groups'):
+    layers.Conv(6, 3, groups=4).init(KEY, jnp.ones((1, 4, 4, 6)))
+  with pytest.raises(ValueError, match='NHWC'):
+    layers.Conv(6, 3).init(KEY, jnp.ones((4, 4, 6)))
+
+
+def test_conv_default_init_is_he_fan_out():
+  v = layers.Conv(256, 3).init(KEY, jnp.ones((1, 3, 3, 128)))
+  w = np.asarray(v['params']['kernel'])
+  # He et al. 2015 with fan_out = 3 * 3 * 256: std = sqrt(2 / 2304).
+  np.testing.assert_allclose(w.std(), np.sqrt(2 / 2304), rtol=0.03)
+  assert abs(w.mean()) < 1e-3
+
+
+def test_depthwise_conv_is_per_channel_correlation():
+  x = _rand((1, 5, 5, 3))
+  layer = layers.DepthwiseConv(3, padding='VALID', multiplier=2)
+  v = layer.init(KEY, x)
+  w = np.asarray(v['params']['kernel'])  # [3, 3, 1, 6]
+  chex.assert_shape(w, (3, 3, 1, 6))
+  y = np.asarray(layer.apply(v, x))
+  xn = np.asarray(x)
+  want = np.zeros((1, 3, 3, 6))
+  for o in range(6):  # output o reads input channel o // multiplier
+    for i in range(3):
+      for j in range(3):
+        patch = xn[0, i : i + 3, j : j + 3, o // 2]
+        want[0, i, j, o] = np.sum(patch * w[:, :, 0, o])
+  np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-5)
+
+
+def test_batch_norm_train_uses_batch_stats_and_updates_running():
+  x = 3.0 * _rand((8, 4, 4, 2)) + 1.0
+  bn = layers.BatchNorm()
+  v = bn.init(KEY, x, train=True)
+  # Initialisation must not move the running statistics.
+  np.testing.assert_array_equal(v['batch_stats']['mean'], 0.0)
+  np.testing.assert_array_equal(v['batch_stats']['var'], 1.0)
+  y, upd = bn.apply(v, x, train=True, mutable=['batch_stats'])
+  y = np.asarray(y)
+  np.testing.assert_allclose(y.mean(axis=(0, 1, 2)), 0.0, atol=1e-5)
+  np.testing.assert_allclose(y.var(axis=(0, 1, 2)), 1.0, atol=1e-3)
+  xn = np.asarray(x)
+  mean, var = xn.mean(axis=(0, 1, 2)), xn.var(axis=(0, 1, 2))
+  stats = upd['batch_stats']
+  np.testing.assert_allclose(stats['mean'], 0.1 * mean, rtol=1e-5)
+  np.testing.assert_allclose(stats['var'], 0.9 + 0.1 * var, rtol=1e-5)
+
+
+def test_batch_norm_eval_uses_running_stats_and_changes_nothing():
+  x = _rand((4, 3, 3, 2))
+  bn = layers.BatchNorm(epsilon=1e-5)
+  v = bn.init(KEY, x, train=False)
+  stats = {'mean': jnp.array([1.0, -1.0]), 'var': jnp.array([4.0, 0.25])}
+  v = {'params': v['params'], 'batch_stats': stats}
+  y, upd = bn.apply(v, x, train=False, mutable=['batch_stats'])
+  want = (x - stats['mean']) / jnp.sqrt(stats['var'] + 1e-5)
+  np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-6)
+  chex.assert_trees_all_equal(upd['batch_stats'], stats)
+  # train=True with an immutable collection normalises but cannot update.
+  y_train = bn.apply(v, x, train=True)
+  np.testing.assert_allclose(np.asarray(y_train).mean(), 0.0, atol=1e-5)
+
+
+def test_batch_norm_bfloat16_keeps_float32_stats():
+  x = _rand((4, 2, 2, 3)).astype(jnp.bfloat16)
+  bn = layers.BatchNorm(dtype=jnp.bfloat16)
+  v = bn.init(KEY, x, train=False)
+  y, upd = bn.apply(v, x, train=True, mutable=['batch_stats'])
+  assert y.dtype == jnp.bfloat16
+  assert upd['batch_stats']['mean'].dtype == jnp.float32
+  assert v['params']['scale'].dtype == jnp.float32
+
+
+def test_group_and_layer_norm_match_numpy():
+  x = np.asarray(_rand((2, 3, 3, 4)))
+  gn = layers.GroupNorm(num_groups=2, epsilon=1e-5)
+  v = gn.init(KEY, x)
+  g = x.reshape(2, 3, 3, 2, 2)
+  mean = g.mean(axis=(1, 2, 4), keepdims=True)
+  var = g.var(axis=(1, 2, 4), keepdims=True)
+  want = ((g - mean) / np.sqrt(var + 1e-5)).reshape(x.shape)
+  np.testing.assert_allclose(gn.apply(v, x), want, rtol=1e-4, atol=1e-5)
+  ln = layers.LayerNorm(epsilon=1e-6)
+  v = ln.init(KEY, x)
+  mean, var = x.mean(-1, keepdims=True), x.var(-1, keepdims=True)
+  want = (x - mean) / np.sqrt(var + 1e-6)
+  np.testing.assert_allclose(ln.apply(v, x), want, rtol=1e-4, atol=1e-5)
+
+
+def test_norm_switch_has_flat_paths():
+  x = _rand((2, 4, 4, 8))
+  v_batch = layers.Norm(kind='batch').init(KEY, x, train=False)
+  v_bn = layers.BatchNorm().init(KEY, x, train=False)
+  chex.assert_trees_all_equal_structs(v_batch, v_bn)
+  v_group = layers.Norm(kind='group', num_groups=4).init(KEY, x, train=True)
+  assert set(v_group) == {'params'}
+  y = layers.Norm(kind='group', num_groups=4).apply(v_group, x, train=True)
+  y_ref = layers.GroupNorm(num_groups=4).apply(v_group, x)
+  np.testing.assert_allclose(y, y_ref)
+  with pytest.raises(ValueError, match='kind'):
+    layers.Norm(kind='instance').init(KEY, x, train=False)
+
+
+def test_dropout_train_vs_eval():
+  x = jnp.ones((4, 100))
+  drop = layers.Dropout(0.5)
+  np.testing.assert_array_equal(drop.apply({}, x, train=False), x)
+  y1 = drop.apply({}, x, train=True, rngs={'dropout': jax.random.key(1)})
+  y2 = drop.apply({}, x, train=True, rngs={'dropout': jax.random.key(2)})
+  assert set(np.unique(np.asarray(y1))) <= {0.0, 2.0}
+  assert not np.array_equal(y1, y2)
+  with pytest.raises(ValueError, match='rate'):
+    layers.Dropout(1.0).apply({}, x, train=True)
+
+
+def test_drop_path_drops_whole_examples():
+  x = jnp.ones((64, 3, 3, 2))
+  y = layers.DropPath(0.5).apply(
+    {}, x, train=True, rngs={'dropout': jax.random.key(3)}
+  )
+  per_example = np.asarray(y).reshape(64, -1)
+  assert set(np.unique(per_example.min(1))) <= {0.0, 2.0}
+  np.testing.assert_array_equal(per_example.min(1), per_example.max(1))
+  assert 0 < per_example[:, 0].sum() < 128
+  np.testing.assert_array_equal(layers.DropPath(0.5).apply({}, x, train=False), x)
+
+
+def test_se_block_matches_hand_formula():
+  x = _rand((2, 3, 3, 8))
+  se = layers.SEBlock(reduction=4)
+  v = se.init(KEY, x)
+  p = v['params']
+  chex.assert_shape(p['reduce']['kernel'], (8, 2))
+  s = x.mean(axis=(1, 2))
+  s = jax.nn.relu(s @ p['reduce']['kernel'] + p['reduce']['bias'])
+  s = jax.nn.sigmoid(s @ p['expand']['kernel'] + p['expand']['bias'])
+  want = x * s[:, None, None, :]
+  np.testing.assert_allclose(se.apply(v, x), want, rtol=1e-5, atol=1e-6)
+
+
+def test_adaptive_avg_pool_uses_torch_bins():
+  x = np.asarray(_rand((1, 5, 4, 2)))
+  y = np.asarray(layers.AdaptiveAvgPool((3, 2)).apply({}, x))
+  # Rows of 5 into 3 bins: [0, 2), [1, 4), [3, 5); cols of 4 into 2: halves.
+  for i, (h0, h1) in enumerate([(0, 2), (1, 4), (3, 5)]):
+    for j, (w0, w1) in enumerate([(0, 2), (2, 4)]):
+      want = x[0, h0:h1, w0:w1].mean(axis=(0, 1))
+      np.testing.assert_allclose(y[0, i, j], want, rtol=1e-5)
+  same = layers.AdaptiveAvgPool(5).apply({}, np.ones((1, 5, 5, 1)))
+  chex.assert_shape(same, (1, 5, 5, 1))
+
+
+def test_pool_modules_match_reduce_window():
+  x = _rand((1, 4, 4, 1))
+  mx = layers.MaxPool(2).apply({}, x)
+  np.testing.assert_allclose(
+    mx[0, :, :, 0], np.asarray(x)[0, :, :, 0].reshape(2, 2, 2, 2).max((1, 3))
+  )
+  av = layers.AvgPool(2).apply({}, x)
+  np.testing.assert_allclose(
+    av[0, :, :, 0],
+    np.asarray(x)[0, :, :, 0].reshape(2, 2, 2, 2).mean((1, 3)),
+    rtol=1e-6,
+  )

@@ -1,0 +1,322 @@
+"""Tests for nets/resnet.py: ImageNet ResNets, plain nets, WRN, ResNeXt, SE.
+
+References: torchvision's published parameter counts and GFLOPS (= MACs)
+for its ResNet/WRN/ResNeXt models; He et al. 2016 (plain nets = ResNets
+minus shortcuts); Hu et al. 2018 Table 2 for SE-ResNet(-X)t-50.
+Big models are only traced (jax.eval_shape), never compiled.
+"""
+
+import math
+
+import chex
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import nets
+from nets import layers
+from nets import resnet
+from nets import resnet_cifar
+
+
+def _count(tree) -> int:
+  return sum(math.prod(x.shape) for x in jax.tree.leaves(tree))
+
+
+def _trace(model, hw=224, batch=2):
+  """(output shape, param count) without compiling anything."""
+  x = jax.ShapeDtypeStruct((batch, hw, hw, 3), jnp.float32)
+  out, variables = jax.eval_shape(
+    lambda x: model.init_with_output({'params': jax.random.key(0)}, x), x
+  )
+  return out.shape, _count(variables['params'])
+
+
+# name: (torchvision params, torchvision GFLOPS = G MACs)
+TORCHVISION = {
+  'resnet18': (11_689_512, 1.81),
+  'resnet34': (21_797_672, 3.66),
+  'resnet50': (25_557_032, 4.09),
+  'resnet101': (44_549_160, 7.80),
+  'resnet152': (60_192_808, 11.51),
+  'wide_resnet50_2': (68_883_240, 11.40),
+  'wide_resnet101_2': (126_886_696, 22.75),
+  'resnext50_32x4d': (25_028_904, 4.23),
+  'resnext101_32x8d': (88_791_336, 16.41),
+}
+SLOW = ('resnet101', 'resnet152', 'wide_resnet101_2', 'resnext101_32x8d')
+
+
+def _proj(c_in, c_out):
+  """1x1 conv (no bias) + BN (scale, bias) of a projection shortcut."""
+  return c_in * c_out + 2 * c_out
+
+
+def _se(c, r=16):
+  """The two SE fully connected layers (with biases) for c channels."""
+  return c * (c // r) + c // r + (c // r) * c + c
+
+
+@pytest.mark.parametrize(
+  'name',
+  [
+    pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n
+    for n in TORCHVISION
+  ],
+)
+def test_imagenet_params_and_macs_match_torchvision(name):
+  params, gmacs = TORCHVISION[name]
+  model = nets.create(name)
+  shape, n = _trace(model)
+  assert shape == (2, 1000)
+  assert n == params
+  summary = nets.summarize(model, (224, 224, 3))
+  assert summary.params == params
+  assert summary.macs / 1e9 == pytest.approx(gmacs, rel=0.02)
+
+
+def test_num_classes_changes_head_only():
+  shape, n = _trace(nets.create('resnet18', num_classes=10))
+  assert shape == (2, 10)
+  assert n == TORCHVISION['resnet18'][0] - 990 * 512 - 990
+
+
+@pytest.mark.parametrize(
+  'name,removed',
+  [
+    # plain18: projections of stages 2-4 (64->128, 128->256, 256->512).
+    ('plain18', _proj(64, 128) + _proj(128, 256) + _proj(256, 512)),
+    # plain50: also stage 1 (64 -> 256 bottleneck output).
+    (
+      'plain50',
+      _proj(64, 256) + _proj(256, 512) + _proj(512, 1024) + _proj(1024, 2048),
+    ),
+  ],
+)
+def test_plain_nets_are_resnets_without_projections(name, removed):
+  shape, n = _trace(nets.create(name))
+  assert shape == (2, 1000)
+  assert n == TORCHVISION[name.replace('plain', 'resnet')][0] - removed
+  assert {'plain18': 11_515_688, 'plain50': 22_780_456}[name] == n
+
+
+def test_plain_net_rejects_stochastic_depth():
+  model = resnet.ResNet(
+    stage_sizes=(1,),
+    widths=(8,),
+    stem='cifar',
+    residual=False,
+    drop_path_rate=0.1,
+  )
+  with pytest.raises(ValueError, match='plain'):
+    _trace(model, hw=8)
+
+
+def test_se_models_match_hand_count_and_paper():
+  # SE after the last BN of every bottleneck: widths 256/512/1024/2048
+  # repeated 3/4/6/3 times.
+  se_extra = 3 * _se(256) + 4 * _se(512) + 6 * _se(1024) + 3 * _se(2048)
+  assert se_extra == 2_530_992
+  for name, base, paper in (
+    ('se_resnet50', 'resnet50', 28.09e6),
+    ('se_resnext50_32x4d', 'resnext50_32x4d', 27.56e6),
+  ):
+    shape, n = _trace(nets.create(name))
+    assert shape == (2, 1000)
+    assert n == TORCHVISION[base][0] + se_extra
+    assert n == pytest.approx(paper, rel=0.01)
+
+
+@pytest.mark.slow
+def test_se_macs():
+  # SE adds C*C/8 MACs per block (two FCs on pooled features).
+  se_macs = sum(
+    k * 2 * c * (c // 16) for k, c in ((3, 256), (4, 512), (6, 1024), (3, 2048))
+  )
+  base = nets.summarize(nets.create('resnet50'), (224, 224, 3)).macs
+  se = nets.summarize(nets.create('se_resnet50'), (224, 224, 3)).macs
+  assert se - base == se_macs
+  # Hu et al. measured ResNet v1 (stride on the first 1x1 conv): Table 2
+  # gives 3.87 GFLOPs (SE-ResNet-50) and 4.25 (SE-ResNeXt-50).
+  for name, paper in (('se_resnet50', 3.87), ('se_resnext50_32x4d', 4.25)):
+    v1 = nets.create(name, stride_in_1x1=True)
+    macs = nets.summarize(v1, (224, 224, 3)).macs
+    assert macs / 1e9 == pytest.approx(paper, rel=0.02)
+
+
+def test_resnet18_cifar():
+  model = nets.create('resnet18_cifar')
+  shape, n = _trace(model, hw=32)
+  assert shape == (2, 10)
+  # Same as ResNet-18 with a 3x3x3x64 stem instead of 7x7x3x64 and a
+  # 10-way head.
+  assert n == TORCHVISION['resnet18'][0] - (49 - 9) * 3 * 64 - 990 * 513
+  assert n == 11_173_962
+
+
+def _tiny_vars(model, x):
+  return model.init({'params': jax.random.key(0)}, x, train=False)
+
+
+@pytest.mark.parametrize('name', ['resnet_tiny', 'resnext_tiny'])
+def test_tiny_train_and_eval(name):
+  model = nets.create(name, drop_path_rate=0.5)
+  x = jax.random.normal(jax.random.key(1), (4, 16, 16, 3))
+  v = _tiny_vars(model, x)
+  e1 = model.apply(v, x, train=False)
+  e2 = model.apply(v, x, train=False)
+  chex.assert_shape(e1, (4, 10))
+  chex.assert_trees_all_equal(e1, e2)
+  _, same_stats = model.apply(v, x, train=False, mutable=['batch_stats'])
+  chex.assert_trees_all_equal(same_stats['batch_stats'], v['batch_stats'])
+  outs = []
+  for seed in (0, 1):
+    y, upd = model.apply(
+      v,
+      x,
+      train=True,
+      rngs={'dropout': jax.random.key(seed)},
+      mutable=['batch_stats'],
+    )
+    chex.assert_tree_all_finite(y)
+    outs.append(y)
+  assert not np.allclose(outs[0], outs[1])
+  diff = jax.tree.map(
+    lambda a, b: float(jnp.max(jnp.abs(a - b))),
+    upd['batch_stats'],
+    v['batch_stats'],
+  )
+  assert max(jax.tree.leaves(diff)) > 1e-3
+
+
+def test_group_norm_is_per_example():
+  model = nets.create('resnet_tiny', norm='group')
+  x = jax.random.normal(jax.random.key(2), (2, 16, 16, 3))
+  v = _tiny_vars(model, x)
+  assert 'batch_stats' not in v
+  both = model.apply(v, x, train=True, rngs={'dropout': jax.random.key(0)})
+  one = model.apply(v, x[:1], train=False)
+  chex.assert_trees_all_close(both[:1], one, atol=1e-5)
+  with pytest.raises(ValueError, match='norm'):
+    _tiny_vars(nets.create('resnet_tiny', norm='layer'), x)
+
+
+def test_drop_path_rates_follow_linear_rule():
+  rates = []
+
+  def record(next_fun, args, kwargs, context):
+    if isinstance(context.module, layers.DropPath):
+      rates.append(context.module.rate)
+    return next_fun(*args, **kwargs)
+
+  model = resnet.ResNet(
+    stage_sizes=(2, 2), widths=(4, 8), stem='cifar', drop_path_rate=0.2
+  )
+  with nn.intercept_methods(record):
+    _trace(model, hw=8)
+  # l / L * p for l = 1..L = 4 (Huang et al. linear decay, p_L = 0.8).
+  np.testing.assert_allclose(rates, [0.05, 0.1, 0.15, 0.2])
+
+
+def test_bad_arguments():
+  with pytest.raises(ValueError, match='drop_path_rate'):
+    _trace(nets.create('resnet_tiny', drop_path_rate=1.0), hw=8)
+  with pytest.raises(ValueError, match='stem'):
+    _trace(nets.create('resnet_tiny', stem='big'), hw=8)
+
+
+def test_bfloat16_compute_keeps_float32_params():
+  model = nets.create('resnet_tiny', dtype=jnp.bfloat16)
+  x = jnp.ones((2, 8, 8, 3))
+  v = _tiny_vars(model, x)
+  assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(v['params']))
+  assert model.apply(v, x).dtype == jnp.bfloat16
+
+
+# --- CIFAR ResNets (nets/resnet_cifar.py) -------------------------------
+
+
+def _cifar_resnet_params(n, classes=10):
+  """He et al. 6n+2 net, option A (parameter-free) shortcuts, by hand."""
+  conv_bn = lambda c_in, c_out: 9 * c_in * c_out + 2 * c_out
+  total = conv_bn(3, 16)
+  c_in = 16
+  for w in (16, 32, 64):
+    for _ in range(n):
+      total += conv_bn(c_in, w) + conv_bn(w, w)
+      c_in = w
+  return total + 64 * classes + classes
+
+
+def _wrn_params(depth, k, classes=10):
+  """WRN-d-k: pre-activation blocks, 1x1 projections without BN."""
+  n = (depth - 4) // 6
+  total = 9 * 3 * 16
+  c_in = 16
+  for w in (16 * k, 32 * k, 64 * k):
+    for _ in range(n):
+      total += 2 * c_in + 9 * c_in * w + 2 * w + 9 * w * w
+      total += c_in * w if c_in != w else 0
+      c_in = w
+  return total + 2 * c_in + c_in * classes + classes
+
+
+@pytest.mark.parametrize(
+  'depth,paper_m',
+  [(20, 0.27), (32, 0.46), (44, 0.66), (56, 0.85), (110, 1.7)],
+)
+def test_cifar_resnet_params(depth, paper_m):
+  shape, n = _trace(nets.create(f'resnet{depth}_cifar'), hw=32)
+  assert shape == (2, 10)
+  assert n == _cifar_resnet_params((depth - 2) // 6)
+  assert n / 1e6 == pytest.approx(paper_m, abs=0.01 if depth < 100 else 0.05)
+  if depth == 20:
+    assert n == 269_722
+
+
+def test_option_a_shortcut_hand_values():
+  x = jnp.arange(2 * 4 * 4 * 2, dtype=jnp.float32).reshape(2, 4, 4, 2)
+  y = resnet_cifar.shortcut_option_a(x, 6, 2)
+  chex.assert_shape(y, (2, 2, 2, 6))
+  np.testing.assert_array_equal(y[..., 2:4], x[:, ::2, ::2, :])
+  assert float(jnp.abs(y[..., :2]).sum() + jnp.abs(y[..., 4:]).sum()) == 0.0
+
+
+def test_wrn28_10_params_and_depth_check():
+  shape, n = _trace(nets.create('wrn28_10_cifar'), hw=32)
+  assert shape == (2, 10)
+  assert n == _wrn_params(28, 10) == 36_479_194  # paper: 36.5M
+  _, n = _trace(resnet_cifar.wrn_cifar(16, 4, num_classes=100), hw=32)
+  assert n == _wrn_params(16, 4, classes=100)
+  with pytest.raises(ValueError, match='depth'):
+    resnet_cifar.wrn_cifar(27, 10)
+  with pytest.raises(ValueError, match='depth'):
+    resnet_cifar.resnet_cifar(21)
+
+
+@pytest.mark.parametrize('name', ['resnet8_cifar_tiny', 'wrn10_1_cifar_tiny'])
+def test_cifar_tiny_train_and_eval(name):
+  kw = {'dropout_rate': 0.3} if name.startswith('wrn') else {}
+  model = nets.create(name, drop_path_rate=0.3, **kw)
+  x = jax.random.normal(jax.random.key(3), (4, 8, 8, 3))
+  v = _tiny_vars(model, x)
+  chex.assert_trees_all_equal(model.apply(v, x), model.apply(v, x))
+  ys = [
+    model.apply(
+      v,
+      x,
+      train=True,
+      rngs={'dropout': jax.random.key(s)},
+      mutable=['batch_stats'],
+    )[0]
+    for s in (0, 1)
+  ]
+  chex.assert_tree_all_finite(ys)
+  chex.assert_shape(ys, (4, 10))
+  assert not np.allclose(ys[0], ys[1])
+  g = nets.create(name, norm='group')
+  vg = _tiny_vars(g, x)
+  assert 'batch_stats' not in vg
+  chex.assert_tree_all_finite(g.apply(vg, x))

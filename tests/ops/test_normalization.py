@@ -1,0 +1,207 @@
+"""Tests for ops/normalization.py against the notes' BN algorithm in numpy."""
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from ops import normalization
+
+
+def _np_normalize(x, axes, eps):
+  """The notes' algorithm: mean, biased variance, normalise (float64)."""
+  x = np.asarray(x, np.float64)
+  mu = x.mean(axis=axes, keepdims=True)
+  var = ((x - mu) ** 2).mean(axis=axes, keepdims=True)
+  return (x - mu) / np.sqrt(var + eps)
+
+
+def _nhwc(seed=0, shape=(4, 5, 6, 8)):
+  rng = np.random.default_rng(seed)
+  return (rng.normal(size=shape) * 3.0 + 1.5).astype(np.float32)
+
+
+def test_batch_norm_stats_shape_notes_example():
+  # Notes: M=128 channels, D_F=64, |B|=32 -> mu, sigma^2 in R^128.
+  x = jax.ShapeDtypeStruct((32, 64, 64, 128), jnp.float32)
+  mean, var = jax.eval_shape(
+    lambda a: normalization.batch_norm_stats(a, (0, 1, 2)), x
+  )
+  assert mean.shape == (128,) and var.shape == (128,)
+  assert mean.dtype == jnp.float32 and var.dtype == jnp.float32
+
+
+def test_batch_norm_stats_matches_numpy():
+  x = _nhwc()
+  mean, var = jax.jit(lambda a: normalization.batch_norm_stats(a, (0, 1, 2)))(x)
+  x64 = x.astype(np.float64)
+  np.testing.assert_allclose(mean, x64.mean(axis=(0, 1, 2)), rtol=1e-5)
+  # Biased (1/m) variance, as in the notes' algorithm.
+  np.testing.assert_allclose(var, x64.var(axis=(0, 1, 2), ddof=0), rtol=1e-5)
+
+
+def test_batch_norm_matches_notes_algorithm():
+  x = _nhwc(1)
+  scale = np.linspace(0.5, 2.0, 8).astype(np.float32)
+  bias = np.linspace(-1.0, 1.0, 8).astype(np.float32)
+
+  @jax.jit
+  def f(a):
+    mean, var = normalization.batch_norm_stats(a, (0, 1, 2))
+    return normalization.batch_norm(
+      a, mean=mean, var=var, scale=scale, bias=bias, eps=1e-5
+    )
+
+  expected = _np_normalize(x, (0, 1, 2), 1e-5) * scale + bias
+  np.testing.assert_allclose(f(x), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_batch_norm_output_zero_mean_unit_var():
+  x = _nhwc(2)
+  mean, var = normalization.batch_norm_stats(x, (0, 1, 2))
+  y = normalization.batch_norm(x, mean=mean, var=var, eps=0.0)
+  np.testing.assert_allclose(y.mean(axis=(0, 1, 2)), 0.0, atol=1e-5)
+  np.testing.assert_allclose(y.var(axis=(0, 1, 2)), 1.0, rtol=1e-4)
+
+
+def test_batch_norm_with_running_stats_hand_values():
+  x = jnp.array([[1.0, 2.0], [3.0, 6.0]])
+  y = normalization.batch_norm(
+    x, mean=jnp.array([1.0, 2.0]), var=jnp.array([4.0, 16.0]), eps=0.0
+  )
+  np.testing.assert_allclose(y, [[0.0, 0.0], [1.0, 1.0]])
+
+
+def test_batch_norm_large_mean_is_stable():
+  # E[x^2] - E[x]^2 loses everything here in float32 (ulp of 1e8 is 8).
+  rng = np.random.default_rng(3)
+  noise = rng.normal(size=(64, 4, 4, 3))
+  x = (1e4 + 1e-2 * noise).astype(np.float32)
+  mean, var = normalization.batch_norm_stats(x, (0, 1, 2))
+  x64 = x.astype(np.float64)
+  np.testing.assert_allclose(var, x64.var(axis=(0, 1, 2)), rtol=1e-2)
+  y = normalization.batch_norm(x, mean=mean, var=var, eps=0.0)
+  np.testing.assert_allclose(np.var(y, axis=(0, 1, 2)), 1.0, rtol=2e-2)
+  ln = normalization.layer_norm(x, axes=(1, 2, 3), eps=0.0)
+  np.testing.assert_allclose(np.var(ln, axis=(1, 2, 3)), 1.0, rtol=2e-2)
+  np.testing.assert_allclose(np.mean(ln, axis=(1, 2, 3)), 0.0, atol=1e-3)
+  expected = _np_normalize(x, (1, 2, 3), 0.0)
+  np.testing.assert_allclose(ln, expected, atol=2e-2)
+
+
+def test_bfloat16_computed_in_float32_and_cast_back():
+  x = _nhwc(4).astype(jnp.bfloat16)
+  mean, var = normalization.batch_norm_stats(x, (0, 1, 2))
+  assert mean.dtype == jnp.float32 and var.dtype == jnp.float32
+  y = normalization.batch_norm(x, mean=mean, var=var)
+  assert y.dtype == jnp.bfloat16
+  expected = _np_normalize(np.asarray(x, np.float32), (0, 1, 2), 1e-5)
+  np.testing.assert_allclose(
+    np.asarray(y, np.float32), expected, rtol=2e-2, atol=2e-2
+  )
+  g = normalization.group_norm(x, num_groups=2)
+  assert g.dtype == jnp.bfloat16
+
+
+def test_update_running_hand_values():
+  out = normalization.update_running(
+    jnp.array([1.0, 0.0]), jnp.array([3.0, 10.0]), 0.9
+  )
+  np.testing.assert_allclose(out, [1.2, 1.0], rtol=1e-6)
+  with pytest.raises(ValueError, match='momentum'):
+    normalization.update_running(0.0, 1.0, 1.5)
+
+
+def test_layer_norm_matches_numpy():
+  x = _nhwc(5)
+  scale = np.full((8,), 2.0, np.float32)
+  bias = np.full((8,), 0.5, np.float32)
+  y = jax.jit(
+    lambda a: normalization.layer_norm(a, scale=scale, bias=bias, eps=1e-6)
+  )(x)
+  expected = _np_normalize(x, (-1,), 1e-6) * 2.0 + 0.5
+  np.testing.assert_allclose(y, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_instance_norm_matches_numpy():
+  x = _nhwc(6)
+  y = normalization.instance_norm(x, eps=1e-5)
+  np.testing.assert_allclose(
+    y, _np_normalize(x, (1, 2), 1e-5), rtol=1e-4, atol=1e-5
+  )
+  with pytest.raises(ValueError, match='spatial'):
+    normalization.instance_norm(jnp.ones((2, 3)))
+
+
+def test_group_norm_matches_numpy_reference():
+  x = _nhwc(7)
+  scale = np.linspace(0.5, 1.5, 8).astype(np.float32)
+  bias = np.arange(8, dtype=np.float32)
+  y = jax.jit(
+    lambda a: normalization.group_norm(a, num_groups=4, scale=scale, bias=bias)
+  )(x)
+  grouped = x.reshape(4, 5, 6, 4, 2)
+  expected = _np_normalize(grouped, (1, 2, 4), 1e-5).reshape(x.shape)
+  np.testing.assert_allclose(y, expected * scale + bias, rtol=1e-4, atol=1e-5)
+
+
+def test_group_norm_limits_are_instance_and_layer_norm():
+  x = _nhwc(8)
+  chex.assert_trees_all_close(
+    normalization.group_norm(x, num_groups=8),
+    normalization.instance_norm(x),
+    atol=1e-5,
+  )
+  chex.assert_trees_all_close(
+    normalization.group_norm(x, num_groups=1),
+    normalization.layer_norm(x, axes=(1, 2, 3)),
+    atol=1e-5,
+  )
+
+
+def test_group_norm_on_features_and_bad_groups():
+  x = _nhwc(9, shape=(3, 6))
+  y = normalization.group_norm(x, num_groups=2)
+  expected = _np_normalize(x.reshape(3, 2, 3), (2,), 1e-5).reshape(3, 6)
+  np.testing.assert_allclose(y, expected, rtol=1e-4, atol=1e-5)
+  with pytest.raises(ValueError, match='num_groups=4'):
+    normalization.group_norm(x, num_groups=4)
+  with pytest.raises(ValueError, match='num_groups=0'):
+    normalization.group_norm(x, num_groups=0)
+
+
+def test_standardize_and_standardize_with():
+  rng = np.random.default_rng(10)
+  x = (rng.normal(size=(200, 3)) * [1.0, 5.0, 0.1] + [3.0, -2.0, 7.0]).astype(
+    np.float32
+  )
+  z = jax.jit(normalization.standardize)(x)
+  np.testing.assert_allclose(z.mean(axis=0), 0.0, atol=1e-5)
+  np.testing.assert_allclose(z.std(axis=0), 1.0, rtol=1e-4)
+  zw = normalization.standardize_with(x, x.mean(axis=0), x.std(axis=0))
+  np.testing.assert_allclose(zw, z, rtol=1e-4, atol=1e-4)
+  np.testing.assert_allclose(
+    normalization.standardize_with(jnp.array([3.0, 5.0]), 1.0, 2.0), [1.0, 2.0]
+  )
+
+
+def test_constant_input_is_finite_and_errors():
+  x = jnp.full((2, 3, 3, 4), 7.0)
+  chex.assert_tree_all_finite(normalization.group_norm(x, num_groups=2))
+  chex.assert_tree_all_finite(normalization.standardize(x))
+  with pytest.raises(ValueError, match='axis 4'):
+    normalization.batch_norm_stats(x, (0, 4))
+  with pytest.raises(ValueError, match='eps'):
+    normalization.layer_norm(x, eps=-1.0)
+
+
+def test_batch_norm_stats_default_axes_and_int_input():
+  # Default: all but the channel axis, for conv ([B, H, W, C]) and dense.
+  x = _nhwc(11, shape=(5, 3))
+  mean, var = normalization.batch_norm_stats(x)
+  np.testing.assert_allclose(mean, x.astype(np.float64).mean(0), rtol=1e-5)
+  np.testing.assert_allclose(var, x.astype(np.float64).var(0), rtol=1e-5)
+  z = normalization.standardize(jnp.array([[1], [3]], jnp.int32))
+  assert z.dtype == jnp.float32
+  np.testing.assert_allclose(z, [[-1.0], [1.0]], rtol=1e-6)

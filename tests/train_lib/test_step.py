@@ -1,0 +1,299 @@
+"""Tests for train_lib/step.py and train_lib/state.py on tiny Flax models.
+
+The models are defined here (flax.linen Dense/BatchNorm/Dropout) so the
+tests do not depend on nets/; references are computed independently with
+jax.grad and optax's own cross entropy.
+"""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import pytest
+
+from train_lib import optim, step
+from train_lib.state import create_train_state
+
+
+class Tiny(nn.Module):
+  """Flatten -> Dense -> [BatchNorm] -> ReLU -> [Dropout] -> Dense."""
+
+  num_classes: int = 3
+  use_bn: bool = False
+  dropout_rate: float = 0.0
+  dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, train: bool):
+    x = x.reshape((x.shape[0], -1))
+    x = nn.Dense(8, dtype=self.dtype, name='dense1')(x)
+    if self.use_bn:
+      x = nn.BatchNorm(use_running_average=not train, momentum=0.9)(x)
+    x = nn.relu(x)
+    x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+    return nn.Dense(self.num_classes, dtype=self.dtype, name='head')(x)
+
+
+class Identity(nn.Module):
+  """Returns its input as logits (plus a zero-initialised bias)."""
+
+  num_classes: int = 7
+
+  @nn.compact
+  def __call__(self, x, train: bool):
+    del train
+    return x + self.param('bias', nn.initializers.zeros, (x.shape[-1],))
+
+
+def _config(**kw):
+  base = dict(
+    optimizer='sgd',
+    lr=0.5,
+    schedule='constant',
+    warmup_steps=0,
+    total_steps=100,
+    momentum=0.9,
+    weight_decay=0.0,
+    grad_clip_norm=0.0,
+    grad_accum_steps=1,
+    ema_decay=0.0,
+    label_smoothing=0.0,
+    mixup_alpha=0.0,
+    cutmix_alpha=0.0,
+    cutout_size=0,
+    crop_padding=0,
+    random_flip=False,
+  )
+  base.update(kw)
+  return ml_collections.ConfigDict(base)
+
+
+def _batch(shape=(8, 4, 4, 1), num_classes=3, seed=0):
+  rng = np.random.default_rng(seed)
+  return {
+    'image': jnp.asarray(rng.normal(size=shape), jnp.float32),
+    'label': jnp.asarray(rng.integers(0, num_classes, shape[0]), jnp.int32),
+  }
+
+
+def _setup(model, config, batch):
+  tx, schedule = optim.create_optimizer(config)
+  state = create_train_state(
+    model=model,
+    tx=tx,
+    init_key=jax.random.key(0),
+    example_input=batch['image'][:1],
+    ema=config.ema_decay > 0,
+  )
+  fn = jax.jit(
+    lambda s, b, k: step.train_step(
+      s, b, k, model=model, tx=tx, schedule=schedule, config=config
+    )
+  )
+  return state, fn
+
+
+def test_sgd_step_matches_jax_grad_reference():
+  model, config, batch = Tiny(), _config(), _batch()
+  state, fn = _setup(model, config, batch)
+  assert state.batch_stats == {} and state.ema_params is None
+  params0 = state.params
+
+  def ref_loss(p):
+    logits = model.apply({'params': p}, batch['image'], train=False)
+    return optax.softmax_cross_entropy_with_integer_labels(
+      logits, batch['label']
+    ).mean()
+
+  loss0, grads = jax.value_and_grad(ref_loss)(params0)
+  new, metrics = fn(state, batch, jax.random.key(1))
+  want = jax.tree.map(lambda p, g: p - 0.5 * g, params0, grads)
+  jax.tree.map(
+    lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
+    new.params,
+    want,
+  )
+  g_norm = np.sqrt(sum(np.sum(np.square(g)) for g in jax.tree.leaves(grads)))
+  p_norm = np.sqrt(sum(np.sum(np.square(p)) for p in jax.tree.leaves(want)))
+  logits = model.apply({'params': params0}, batch['image'], train=False)
+  acc = np.mean(np.argmax(logits, -1) == np.asarray(batch['label']))
+  np.testing.assert_allclose(metrics['loss'], loss0, rtol=1e-6)
+  np.testing.assert_allclose(metrics['accuracy'], acc)
+  np.testing.assert_allclose(metrics['lr'], 0.5)
+  np.testing.assert_allclose(metrics['l2_grads'], g_norm, rtol=1e-5)
+  np.testing.assert_allclose(metrics['l2_updates'], 0.5 * g_norm, rtol=1e-5)
+  np.testing.assert_allclose(metrics['l2_params'], p_norm, rtol=1e-5)
+  assert int(new.step) == 1 and 'top5_accuracy' not in metrics
+  assert all(v.dtype == jnp.float32 and v.shape == () for v in metrics.values())
+
+
+def test_grad_accumulation_equals_big_batch():
+  model, batch = Tiny(), _batch(shape=(8, 6))
+  results = []
+  for k in (1, 4):
+    config = _config(optimizer='momentum', lr=0.1, grad_accum_steps=k)
+    state, fn = _setup(model, config, batch)
+    for i in range(3):
+      state, metrics = fn(state, batch, jax.random.key(i))
+    results.append((state.params, metrics))
+  (p1, m1), (p4, m4) = results
+  jax.tree.map(
+    lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), p1, p4
+  )
+  for name in ('loss', 'accuracy', 'l2_grads', 'l2_updates'):
+    np.testing.assert_allclose(m1[name], m4[name], rtol=1e-5, atol=1e-6)
+
+
+def test_grad_accumulation_with_batchnorm_and_bad_split():
+  model, batch = Tiny(use_bn=True, dropout_rate=0.5), _batch()
+  state, fn = _setup(model, _config(grad_accum_steps=2), batch)
+  new, metrics = fn(state, batch, jax.random.key(0))
+  assert np.isfinite(float(metrics['loss']))
+  mean = new.batch_stats['BatchNorm_0']['mean']
+  assert np.max(np.abs(mean)) > 0  # running mean moved off its init
+  _, fn3 = _setup(model, _config(grad_accum_steps=3), batch)
+  with pytest.raises(ValueError, match='grad_accum_steps 3'):
+    fn3(state, batch, jax.random.key(0))
+
+
+AUG = dict(
+  crop_padding=1,
+  random_flip=True,
+  cutout_size=2,
+  mixup_alpha=0.4,
+  cutmix_alpha=1.0,
+  label_smoothing=0.1,
+)
+
+
+@pytest.mark.slow
+def test_same_seed_gives_bit_identical_runs():
+  # Every augmentation, dropout, BatchNorm and EMA: all randomness in play.
+  model, batch = Tiny(use_bn=True, dropout_rate=0.3), _batch()
+  config = _config(optimizer='adam', lr=0.01, ema_decay=0.9, **AUG)
+  state0, fn = _setup(model, config, batch)
+
+  def run(seed):
+    state, history = state0, []
+    for _ in range(3):
+      state, metrics = fn(state, batch, jax.random.key(seed))
+      history.append(jax.device_get(metrics))
+    return jax.device_get(state), history
+
+  (s1, h1), (s2, h2), (s3, _) = run(3), run(3), run(4)
+  assert h1 == h2
+  leaves1, leaves2 = jax.tree.leaves(s1), jax.tree.leaves(s2)
+  assert all(np.array_equal(a, b) for a, b in zip(leaves1, leaves2))
+  diff = jax.tree.map(lambda a, b: np.max(np.abs(a - b)), s1.params, s3.params)
+  assert max(jax.tree.leaves(diff)) > 0  # the loop key matters
+
+
+def test_step_keys_are_distinct_and_depend_on_step():
+  loop_key = jax.random.key(0)
+  k0, k1 = step.step_keys(loop_key, 0), step.step_keys(loop_key, 1)
+  data = [jax.random.key_data(k) for k in [*k0.values(), *k1.values()]]
+  assert len({np.asarray(d).tobytes() for d in data}) == len(data)
+  want = jax.random.fold_in(jax.random.fold_in(loop_key, 1), 1)
+  np.testing.assert_array_equal(
+    jax.random.key_data(k1['dropout']), jax.random.key_data(want)
+  )
+
+
+def test_label_smoothing_uses_soft_cross_entropy():
+  model, batch = Tiny(), _batch()
+  config = _config(label_smoothing=0.2)
+  state, fn = _setup(model, config, batch)
+  logits = model.apply({'params': state.params}, batch['image'], train=False)
+  targets = optax.smooth_labels(jax.nn.one_hot(batch['label'], 3), 0.2)
+  want = optax.softmax_cross_entropy(logits, targets).mean()
+  _, metrics = fn(state, batch, jax.random.key(0))
+  np.testing.assert_allclose(metrics['loss'], want, rtol=1e-6)
+
+
+def test_non_image_inputs_skip_augmentation():
+  model, batch = Tiny(), _batch(shape=(8, 6))
+  config = _config(**AUG)
+  state, fn = _setup(model, config, batch)
+  logits = model.apply({'params': state.params}, batch['image'], train=False)
+  targets = optax.smooth_labels(jax.nn.one_hot(batch['label'], 3), 0.1)
+  want = optax.softmax_cross_entropy(logits, targets).mean()
+  _, metrics = fn(state, batch, jax.random.key(0))
+  np.testing.assert_allclose(metrics['loss'], want, rtol=1e-6)
+
+
+def test_bfloat16_model_gives_float32_metrics_and_top5():
+  model = Tiny(num_classes=12, dtype=jnp.bfloat16)
+  batch = _batch(num_classes=12)
+  state, fn = _setup(model, _config(), batch)
+  logits = model.apply({'params': state.params}, batch['image'], train=False)
+  assert logits.dtype == jnp.bfloat16
+  _, metrics = fn(state, batch, jax.random.key(0))
+  assert all(v.dtype == jnp.float32 for v in metrics.values())
+  top5 = jax.lax.top_k(logits.astype(jnp.float32), 5)[1]
+  want = np.mean([l in t for l, t in zip(batch['label'], np.asarray(top5))])
+  np.testing.assert_allclose(metrics['top5_accuracy'], want)
+
+
+def test_ema_of_params_and_batch_stats():
+  model, batch = Tiny(use_bn=True), _batch()
+  state, fn = _setup(model, _config(ema_decay=0.75), batch)
+  p0, bs0 = state.params, state.batch_stats
+  p0, bs0 = jax.device_get(p0), jax.device_get(bs0)
+  new, _ = fn(state, batch, jax.random.key(0))
+  mix = lambda a, b: 0.75 * a + 0.25 * b
+  jax.tree.map(
+    lambda e, w: np.testing.assert_allclose(e, w, rtol=1e-6, atol=1e-7),
+    (new.ema_params, new.ema_batch_stats),
+    jax.tree.map(mix, (p0, bs0), (new.params, new.batch_stats)),
+  )
+  # Config asks for EMA, state has none: a clear error, not a silent no-op.
+  no_ema_state, _ = _setup(model, _config(), batch)
+  with pytest.raises(ValueError, match='ema'):
+    fn(no_ema_state, batch, jax.random.key(0))
+
+
+def test_eval_masking_hand_example():
+  # K = 7; logits are the inputs. The last row is padding with a huge loss.
+  logits = np.zeros((4, 7), np.float32)
+  logits[0, 0] = 2.0  # label 0: correct, loss log(e^2 + 6) - 2
+  logits[1] = [0.0, 5, 4, 3, 2, 1, -1]  # label 0: wrong, outside top 5
+  logits[2] = [0.0, 0, 0.5, 1, -1, -1, -1]  # label 2: wrong, in top 5
+  logits[3] = [-1.0, 0, 0, 0, 0, 0, 100]  # padding, label 0: outside top 5
+  batch = {
+    'image': jnp.asarray(logits),
+    'label': jnp.asarray([0, 0, 2, 0], jnp.int32),
+    'mask': jnp.asarray([1.0, 1.0, 1.0, 0.0]),
+  }
+  model = Identity()
+  state = create_train_state(
+    model=model,
+    tx=optax.sgd(0.1),
+    init_key=jax.random.key(0),
+    example_input=batch['image'],
+    ema=False,
+  )
+  sums = jax.jit(lambda s, b: step.eval_step(s, b, model=model))(state, batch)
+  loss0 = np.log(np.exp(2.0) + 6) - 2.0
+  loss1 = np.log(np.sum(np.exp(logits[1])))
+  loss2 = np.log(np.sum(np.exp(logits[2]))) - 0.5
+  assert float(sums['count']) == 3.0
+  assert float(sums['correct']) == 1.0
+  assert float(sums['correct_top5']) == 2.0
+  np.testing.assert_allclose(sums['loss_sum'], loss0 + loss1 + loss2, rtol=1e-6)
+  # A second batch with no padding; totals count every example once.
+  total = step.add_eval_sums(None, sums)
+  total = step.add_eval_sums(
+    total, step.eval_step(state, batch | {'mask': jnp.ones(4)}, model=model)
+  )
+  means = step.finalize_eval(total)
+  np.testing.assert_allclose(means['accuracy'], 2.0 / 7.0, rtol=1e-6)
+  np.testing.assert_allclose(means['top5_accuracy'], 4.0 / 7.0, rtol=1e-6)
+  loss3 = 100.0 + np.log1p(np.sum(np.exp(logits[3, :6] - 100.0))) + 1.0
+  want = (2 * (loss0 + loss1 + loss2) + loss3) / 7
+  np.testing.assert_allclose(means['loss'], want, rtol=1e-5)
+  with pytest.raises(ValueError, match='count'):
+    step.finalize_eval({k: 0.0 for k in sums})
+  with pytest.raises(ValueError, match='EMA'):
+    step.eval_step(state, batch, model=model, use_ema=True)

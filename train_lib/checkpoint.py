@@ -1,0 +1,176 @@
+"""Checkpoints of the training state with orbax (the only orbax user here).
+
+A checkpoint is the whole `TrainState` (step, params, batch statistics,
+optimizer state, EMA), so restoring it resumes the run exactly: the step keys
+are `fold_in(loop_key, step)` and the data batches depend only on
+`(data_key, step)`. Checkpoints live in `<workdir>/checkpoints/<step>/`, the
+newest `keep` are kept, and saving is asynchronous (orbax copies the arrays to
+host memory before `save` returns, then writes them in a background thread).
+
+Restoring always uses an abstract target (shapes, dtypes and shardings of the
+state the trainer built), which is what orbax needs to give back the optax
+state as the right named tuples instead of plain lists. Before reading any
+array, the checkpoint's metadata is compared leaf by leaf with that target; a
+checkpoint of a different model raises one `ValueError` naming the workdir
+and the first differences, and nothing on disk is touched.
+"""
+
+import os
+from typing import Any
+
+import jax
+import orbax.checkpoint as ocp
+
+_MAX_REPORTED = 3
+
+
+def _leaf_name(path: Any) -> str:
+  return jax.tree_util.keystr(path, simple=True, separator='.')
+
+
+def _leaf_specs(tree: Any) -> dict[str, tuple[tuple[int, ...], str]]:
+  """Maps 'params.Dense_0.kernel'-style names to (shape, dtype)."""
+  leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
+  specs = {}
+  for path, leaf in leaves:
+    shape = tuple(getattr(leaf, 'shape', ()))
+    dtype = str(getattr(leaf, 'dtype', type(leaf).__name__))
+    specs[_leaf_name(path)] = (shape, dtype)
+  return specs
+
+
+def describe_mismatch(stored: Any, expected: Any) -> list[str]:
+  """Lists how two trees of arrays (or array metadata) differ.
+
+  Args:
+    stored: the tree read from a checkpoint's metadata.
+    expected: the abstract state the trainer wants to restore into.
+
+  Returns:
+    One short sentence per difference (missing or extra leaves, shapes,
+    dtypes); empty when the trees are compatible.
+  """
+  have, want = _leaf_specs(stored), _leaf_specs(expected)
+  problems = []
+  for name in sorted(want.keys() - have.keys()):
+    problems.append(f'{name} is missing from the checkpoint')
+  for name in sorted(have.keys() - want.keys()):
+    problems.append(f'{name} is in the checkpoint but not in the model')
+  for name in sorted(want.keys() & have.keys()):
+    (have_shape, have_dtype), (want_shape, want_dtype) = have[name], want[name]
+    if have_shape != want_shape:
+      problems.append(
+        f'{name} has shape {have_shape} in the checkpoint but '
+        f'{want_shape} in the model'
+      )
+    elif have_dtype != want_dtype:
+      problems.append(
+        f'{name} has dtype {have_dtype} in the checkpoint but '
+        f'{want_dtype} in the model'
+      )
+  return problems
+
+
+class Checkpointer:
+  """Saves and restores `TrainState`s under `<workdir>/checkpoints`."""
+
+  def __init__(self, workdir: str, *, keep: int, async_save: bool = True):
+    """Opens (creating if needed) the checkpoint directory of `workdir`.
+
+    Args:
+      workdir: the run's directory.
+      keep: how many of the newest checkpoints to keep (>= 1).
+      async_save: write checkpoints in a background thread.
+    """
+    if keep < 1:
+      raise ValueError(f'keep_checkpoints must be >= 1, got {keep}')
+    self.workdir = workdir
+    self.directory = os.path.join(os.path.abspath(workdir), 'checkpoints')
+    options = ocp.CheckpointManagerOptions(
+      max_to_keep=keep, create=True, enable_async_checkpointing=async_save
+    )
+    self._manager = ocp.CheckpointManager(
+      self.directory,
+      options=options,
+      item_handlers=ocp.StandardCheckpointHandler(),
+    )
+
+  def latest_step(self) -> int | None:
+    """The newest saved step, or None when there is no checkpoint."""
+    return self._manager.latest_step()
+
+  def all_steps(self) -> list[int]:
+    """All saved steps, oldest first."""
+    return sorted(self._manager.all_steps())
+
+  def save(self, step: int, state: Any) -> bool:
+    """Saves `state` as checkpoint `step` unless that step already exists.
+
+    Returns:
+      Whether a checkpoint was written.
+    """
+    if step in self._manager.all_steps():
+      return False
+    return self._manager.save(step, args=ocp.args.StandardSave(state))
+
+  def check_compatible(self, step: int, abstract_state: Any) -> None:
+    """Raises ValueError when checkpoint `step` does not fit the state."""
+    metadata = self._manager.item_metadata(step)
+    stored = getattr(metadata, 'tree', metadata)
+    if stored is None:
+      raise ValueError(
+        f'incompatible checkpoint in {self.workdir}: cannot read the '
+        f'metadata of {self.directory}/{step}'
+      )
+    problems = describe_mismatch(stored, abstract_state)
+    if problems:
+      more = len(problems) - _MAX_REPORTED
+      text = '; '.join(problems[:_MAX_REPORTED])
+      if more > 0:
+        text += f'; and {more} more difference(s)'
+      raise ValueError(
+        f'incompatible checkpoint in {self.workdir} (step {step}, written '
+        f'by a different model or config): {text}. Use a new --workdir or '
+        'the config that wrote it'
+      )
+
+  def restore(self, abstract_state: Any, step: int | None = None) -> Any:
+    """Restores checkpoint `step` (default: the latest) into the target.
+
+    Args:
+      abstract_state: `jax.ShapeDtypeStruct` tree of the state, with
+        shardings; the restored arrays get these shapes and shardings.
+      step: which checkpoint; None for the latest.
+
+    Returns:
+      The restored state, same tree structure as `abstract_state`.
+    """
+    step = self.latest_step() if step is None else step
+    if step is None:
+      raise ValueError(f'no checkpoint to restore in {self.directory}')
+    self.check_compatible(step, abstract_state)
+    return self._manager.restore(
+      step, args=ocp.args.StandardRestore(abstract_state)
+    )
+
+  def wait(self) -> None:
+    """Blocks until pending asynchronous saves are on disk."""
+    self._manager.wait_until_finished()
+
+  def close(self) -> None:
+    """Waits for pending saves and releases the manager."""
+    self._manager.wait_until_finished()
+    self._manager.close()
+
+
+def abstract_like(state: Any, sharding: jax.sharding.Sharding) -> Any:
+  """The restore target of `state`: ShapeDtypeStructs carrying `sharding`.
+
+  Args:
+    state: a tree of arrays or `jax.ShapeDtypeStruct`s (e.g. from
+      `jax.eval_shape`).
+    sharding: the sharding every leaf gets (the state is replicated).
+  """
+  return jax.tree.map(
+    lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), state
+  )
