@@ -15,6 +15,7 @@ absl flags (big_vision / flax-examples style).
 """
 
 import os
+import re
 import sys
 
 from absl import app
@@ -26,12 +27,6 @@ _DEFAULT_CONFIG = os.path.join(
   os.path.dirname(os.path.abspath(__file__)), 'configs', 'mnist.py:mlp'
 )
 
-_CONFIG = config_flags.DEFINE_config_file(
-  'config',
-  _DEFAULT_CONFIG,
-  'Config file, optionally with an argument: path/to/config.py[:ARG].',
-  lock_config=True,
-)
 _WORKDIR = flags.DEFINE_string(
   'workdir',
   None,
@@ -53,13 +48,64 @@ def _fail(message: object) -> None:
   sys.exit(1)
 
 
+# What a config file or a --config.KEY=VALUE override can raise: ConfigDict
+# reports an unknown key as KeyError/AttributeError, a config file a bad
+# argument as ValueError, absl a malformed value as flags.Error.
+_CONFIG_ERRORS = (flags.Error, AttributeError, KeyError, TypeError, ValueError)
+
+
+def _last_line(text: str) -> str:
+  """The final line of a message that embeds a traceback."""
+  lines = [line.strip() for line in text.splitlines() if line.strip()]
+  return lines[-1] if lines else text
+
+
+def _config_error(e: Exception) -> str:
+  """One readable sentence for a failure while reading the config flags."""
+  text = str(e)
+  if isinstance(e, KeyError | AttributeError):
+    match = re.search(r'(\w+)', text)
+    key = match.group(1) if match else text
+    paths = [
+      arg.split('=', 1)[0].lstrip('-')
+      for arg in sys.argv
+      if re.match(rf'-{{1,2}}config\.(\w+\.)*{key}(=|$)', arg)
+    ]
+    flag = f'--{paths[0]}' if paths else f'--config.{key}'
+    hint = re.search(r'Did you mean "(\w+)"', text)
+    hint = f"; did you mean '{hint.group(1)}'?" if hint else ''
+    return (
+      f'unknown config key in {flag}: the config has no key {key!r}{hint} '
+      '(the keys are in experiments/configs/common.py)'
+    )
+  if 'Traceback' in text:  # A config file raised: keep its own message.
+    flag = re.match(r'(flag --\S+?): ', text)
+    return f'{flag.group(1) if flag else "config"}: {_last_line(text)}'
+  return text
+
+
+try:
+  # Overrides of the default config are applied while the flag is defined.
+  _CONFIG = config_flags.DEFINE_config_file(
+    'config',
+    _DEFAULT_CONFIG,
+    'Config file, optionally with an argument: path/to/config.py[:ARG].',
+    lock_config=True,
+  )
+except _CONFIG_ERRORS as e:
+  _fail(_config_error(e))
+
+
 def _parse_flags(argv: list[str]) -> list[str]:
   """Parses flags like absl, but reports a bad flag as one error line."""
   try:
-    return flags.FLAGS(argv)
-  except flags.Error as e:
-    _fail(e)
-  return []  # Unreachable: _fail exits.
+    argv = flags.FLAGS(argv)
+    _CONFIG.value.get('seed')  # A file that failed to load raises here.
+  except _CONFIG_ERRORS as e:
+    _fail(_config_error(e))
+  except OSError as e:
+    _fail(f'cannot load the --config file: {_last_line(str(e))}')
+  return argv
 
 
 def main(argv: list[str]) -> None:

@@ -82,13 +82,13 @@ def relu_grad(x: ArrayLike) -> Array:
 
 
 def leaky_relu(x: ArrayLike, negative_slope: float = 0.01) -> Array:
-  """Leaky ReLU ``max(a x, x)`` for ``0 <= a < 1``: ``x`` if ``x >= 0`` else ``a x``."""
+  """Leaky ReLU ``max(a x, x)`` (``0 <= a < 1``): ``x >= 0 ? x : a x``."""
   x = jnp.asarray(x)
   return jnp.where(x >= 0, x, negative_slope * x)
 
 
 def leaky_relu_grad(x: ArrayLike, negative_slope: float = 0.01) -> Array:
-  """Derivative of Leaky ReLU: 1 for ``x >= 0``, ``negative_slope`` otherwise."""
+  """Derivative of Leaky ReLU: 1 for ``x >= 0``, else ``negative_slope``."""
   x = jnp.asarray(x)
   return jnp.where(x >= 0, jnp.ones_like(x), negative_slope * jnp.ones_like(x))
 
@@ -138,7 +138,9 @@ def elu(x: ArrayLike, alpha: float = 1.0) -> Array:
 def elu_grad(x: ArrayLike, alpha: float = 1.0) -> Array:
   """Derivative of ELU: 1 for ``x > 0``, ``alpha e^x`` otherwise."""
   x = jnp.asarray(x)
-  return jnp.where(x > 0, jnp.ones_like(x), alpha * jnp.exp(jnp.minimum(x, 0.0)))
+  return jnp.where(
+    x > 0, jnp.ones_like(x), alpha * jnp.exp(jnp.minimum(x, 0.0))
+  )
 
 
 def softplus(x: ArrayLike) -> Array:
@@ -170,26 +172,26 @@ silu_grad = swish_grad
 
 
 def gelu_sigmoid(x: ArrayLike) -> Array:
-  """GELU as the notes write it: ``x sigmoid(1.702 x)`` (sigmoid approximation)."""
+  """GELU as the notes write it: ``x sigmoid(1.702 x)`` (an approximation)."""
   x = jnp.asarray(x)
   return x * sigmoid(_GELU_SIGMOID_SCALE * x)
 
 
 def gelu_sigmoid_grad(x: ArrayLike) -> Array:
-  """Derivative of ``x sigmoid(c x)``: ``s + c x s (1 - s)``, ``s = sigmoid(c x)``."""
+  """Derivative of ``x sigmoid(c x)``: ``s + c x s (1 - s)``, ``s = s(c x)``."""
   x = jnp.asarray(x)
   s = sigmoid(_GELU_SIGMOID_SCALE * x)
   return s + _GELU_SIGMOID_SCALE * x * s * (1.0 - s)
 
 
 def gelu(x: ArrayLike) -> Array:
-  """Exact GELU ``x Phi(x) = x (1 + erf(x / sqrt 2)) / 2`` (Hendrycks & Gimpel)."""
+  """Exact GELU ``x Phi(x) = x (1 + erf(x / sqrt 2)) / 2`` (Hendrycks 2016)."""
   x = jnp.asarray(x)
   return 0.5 * x * (1.0 + jax.lax.erf(x / math.sqrt(2.0)))
 
 
 def gelu_grad(x: ArrayLike) -> Array:
-  """Derivative of exact GELU: ``Phi(x) + x phi(x)`` (phi the normal density)."""
+  """Derivative of exact GELU: ``Phi(x) + x phi(x)``, phi the normal density."""
   x = jnp.asarray(x)
   cdf = 0.5 * (1.0 + jax.lax.erf(x / math.sqrt(2.0)))
   pdf = jnp.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi)

@@ -40,6 +40,8 @@ def _check_pair(
     )
   if not alpha > 0:
     raise ValueError(f'alpha must be positive, got alpha={alpha}')
+  if not jnp.issubdtype(targets.dtype, jnp.floating):
+    targets = targets.astype(jnp.float32)  # mixed labels are fractional
   return images, targets
 
 

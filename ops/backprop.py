@@ -24,6 +24,8 @@ Images are NHWC and kernels HWIO, as in ``lax.conv_general_dilated``.
 """
 
 from collections.abc import Callable, Sequence
+import functools
+import itertools
 
 import jax
 import jax.numpy as jnp
@@ -44,9 +46,9 @@ def _forward_cache(
   """Forward pass keeping pre-activations ``z_l`` and activations ``a_l``."""
   a = jnp.asarray(x)
   zs, acts = [], [a]
-  for l, (w, b) in enumerate(params):
+  for layer, (w, b) in enumerate(params):
     z = a @ w + b  # [B, out_l]
-    last = l == len(params) - 1
+    last = layer == len(params) - 1
     a = activations.get(output_activation if last else activation)(z)
     zs.append(z)
     acts.append(a)
@@ -119,11 +121,18 @@ def mlp_backward(
   value, d_out = _loss_and_output_grad(acts[-1], y, loss)
   delta = d_out * out_grad(zs[-1])  # delta_L, [B, out_L]
   grads = []
-  for l in reversed(range(len(params))):
-    grads.append((acts[l].T @ delta, jnp.sum(delta, axis=0)))
-    if l > 0:
-      delta = (delta @ params[l][0].T) * f_grad(zs[l - 1])
+  for k in reversed(range(len(params))):  # Layer k + 1 of the notes.
+    grads.append((acts[k].T @ delta, jnp.sum(delta, axis=0)))
+    if k > 0:
+      delta = (delta @ params[k][0].T) * f_grad(zs[k - 1])
   return value, grads[::-1]
+
+
+def _check_valid_window(image_hw, kernel_hw) -> None:
+  if any(k > n for k, n in zip(kernel_hw, image_hw, strict=True)):
+    raise ValueError(
+      f'kernel {tuple(kernel_hw)} is larger than the image {tuple(image_hw)}'
+    )
 
 
 def conv2d_single(y: ArrayLike, w: ArrayLike) -> Array:
@@ -137,6 +146,9 @@ def conv2d_single(y: ArrayLike, w: ArrayLike) -> Array:
     ``[N - m + 1, M - n + 1]``.
   """
   y, w = jnp.asarray(y), jnp.asarray(w)
+  if y.ndim != 2 or w.ndim != 2:
+    raise ValueError(f'need a 2-D image and filter, got {y.shape}, {w.shape}')
+  _check_valid_window(y.shape, w.shape)
   ho, wo = y.shape[0] - w.shape[0] + 1, y.shape[1] - w.shape[1] + 1
   out = jnp.zeros((ho, wo), jnp.result_type(y, w))
   for a in range(w.shape[0]):
@@ -148,7 +160,7 @@ def conv2d_single(y: ArrayLike, w: ArrayLike) -> Array:
 def conv2d_single_weight_grad(
   y: ArrayLike, dE_dx: ArrayLike, kernel_shape: tuple[int, int]
 ) -> Array:
-  """``dE/dw_ab = sum_ij dE/dx_ij y_(i+a)(j+b)``: a sum over the whole output map."""
+  """``dE/dw_ab = sum_ij dE/dx_ij y_(i+a)(j+b)``, summed over the output map."""
   y, dE_dx = jnp.asarray(y), jnp.asarray(dE_dx)
   ho, wo = dE_dx.shape
   rows = [
@@ -171,8 +183,10 @@ def conv2d_single_input_grad(w: ArrayLike, dE_dx: ArrayLike) -> Array:
   out = jnp.zeros((h, wd), padded.dtype)
   for a in range(m):
     for b in range(n):
-      # padded[i - a + m - 1, j - b + n - 1] = dE/dx_(i-a)(j-b).
-      out = out + w[a, b] * padded[m - 1 - a : m - 1 - a + h, n - 1 - b : n - 1 - b + wd]
+      # window[i, j] = padded[i - a + m - 1, j - b + n - 1] = dE/dx_(i-a)(j-b).
+      top, left = m - 1 - a, n - 1 - b
+      window = padded[top : top + h, left : left + wd]
+      out = out + w[a, b] * window
   return out
 
 
@@ -189,12 +203,20 @@ def conv2d_valid(y: ArrayLike, w: ArrayLike) -> Array:
     ``[B, H - kh + 1, W - kw + 1, C_out]``.
   """
   y, w = jnp.asarray(y), jnp.asarray(w)
+  if y.ndim != 4 or w.ndim != 4 or y.shape[3] != w.shape[2]:
+    raise ValueError(
+      f'need NHWC images and an HWIO kernel with matching channels, got '
+      f'{y.shape} and {w.shape}'
+    )
+  _check_valid_window(y.shape[1:3], w.shape[:2])
   kh, kw = w.shape[:2]
   ho, wo = y.shape[1] - kh + 1, y.shape[2] - kw + 1
   out = 0.0
   for a in range(kh):
     for b in range(kw):
-      out = out + jnp.einsum('nijc,co->nijo', y[:, a : a + ho, b : b + wo], w[a, b])
+      out = out + jnp.einsum(
+        'nijc,co->nijo', y[:, a : a + ho, b : b + wo], w[a, b]
+      )
   return out
 
 
@@ -246,18 +268,17 @@ def conv_layer_backward(
   Returns:
     ``(dE/dw [kh, kw, C_in, C_out], dE/dy_prev [B, H, W, C_in])``.
   """
+  w = jnp.asarray(w)
   x = conv2d_valid(y_prev, w)
   dE_dx = jnp.asarray(dE_dy) * activations.get_grad(activation)(x)
-  w = jnp.asarray(w)
-  return conv2d_weight_grad(y_prev, dE_dx, w.shape[:2]), conv2d_input_grad(
-    w, dE_dx
-  )
+  dE_dw = conv2d_weight_grad(y_prev, dE_dx, w.shape[:2])
+  return dE_dw, conv2d_input_grad(w, dE_dx)
 
 
 def numerical_grad(
   f: Callable[[Array], Array], theta: ArrayLike, eps: float = 1e-5
 ) -> Array:
-  """Central differences ``(f(theta + eps e_i) - f(theta - eps e_i)) / (2 eps)``.
+  """Central differences ``(f(theta + eps e_i) - f(theta - eps e_i)) / 2eps``.
 
   Calls ``f`` exactly ``2 |theta|`` times (one Python call per perturbation,
   so the count is observable); if ``f`` costs ``O(|theta|)``, the total work
@@ -326,18 +347,25 @@ def train_two_layer_net(
   Returns:
     The loss before each step, ``steps`` Python floats.
   """
-  kx, ky, k1, k2 = jax.random.split(key, 4)
-  x = jax.random.normal(kx, (n, d_in))
-  y = jax.random.normal(ky, (n, d_out))
-  w1 = jax.random.normal(k1, (d_in, hidden))
-  w2 = jax.random.normal(k2, (hidden, d_out))
+  shapes = ((n, d_in), (n, d_out), (d_in, hidden), (hidden, d_out))
+  sizes = [a * b for a, b in shapes]
+  # One draw split four ways: each distinct shape would cost a compilation.
+  flat = jax.random.normal(key, (sum(sizes),))
+  parts = jnp.split(flat, list(itertools.accumulate(sizes))[:-1])
+  x, y, w1, w2 = (p.reshape(s) for p, s in zip(parts, shapes, strict=True))
+
+  return [float(v) for v in _gradient_descent(w1, w2, x, y, lr, steps)]
+
+
+@functools.partial(jax.jit, static_argnums=5)
+def _gradient_descent(w1, w2, x, y, lr, steps):
+  """``steps`` hand-gradient descent steps; the loss before each step."""
 
   def step(carry, _):
     w1, w2 = carry
     loss, g1, g2 = two_layer_net_grads(w1, w2, x, y)
     return (w1 - lr * g1, w2 - lr * g2), loss
 
-  _, history = jax.jit(
-    lambda w: jax.lax.scan(step, w, None, length=steps)
-  )((w1, w2))
-  return [float(v) for v in history]
+  # x and y are arguments, not closed-over constants, which XLA would fold
+  # at compile time (slow for the notes' 64 x 1000 inputs).
+  return jax.lax.scan(step, (w1, w2), None, length=steps)[1]

@@ -99,7 +99,7 @@ def ones(
   shape: tuple[int, ...] | None = None,
   dtype: jnp.dtype = jnp.float32,
 ) -> Array | Initializer:
-  """All-ones initializer (norm scales); ``ones()`` returns itself, like ``zeros``."""
+  """All-ones initializer (norm scales); ``ones()`` returns itself."""
   if key is None and shape is None:
     return ones
   return jnp.ones(shape, dtype)
@@ -181,7 +181,7 @@ def variance_scaling(
 
 
 def xavier_normal(gain: float = 1.0, groups: int = 1) -> Initializer:
-  """Glorot normal: ``N(0, std^2)``, ``std = gain sqrt(2 / (fan_in + fan_out))``."""
+  """Glorot: ``N(0, std^2)``, ``std = gain sqrt(2 / (fan_in + fan_out))``."""
   return variance_scaling(gain**2, 'fan_avg', 'normal', groups)
 
 
@@ -192,7 +192,9 @@ def xavier_uniform(gain: float = 1.0, groups: int = 1) -> Initializer:
 
 def _he_scale(mode: str, negative_slope: float) -> float:
   if mode not in ('fan_in', 'fan_out'):
-    raise ValueError(f"He init mode must be 'fan_in' or 'fan_out', got {mode!r}")
+    raise ValueError(
+      f"He init mode must be 'fan_in' or 'fan_out', got {mode!r}"
+    )
   return 2.0 / (1.0 + negative_slope**2)
 
 
@@ -207,13 +209,15 @@ def he_normal(
     negative_slope: slope ``a`` of a Leaky ReLU / PReLU (0 for ReLU).
     groups: groups of a grouped convolution kernel.
   """
-  return variance_scaling(_he_scale(mode, negative_slope), mode, 'normal', groups)
+  return variance_scaling(
+    _he_scale(mode, negative_slope), mode, 'normal', groups
+  )
 
 
 def he_uniform(
   mode: str = 'fan_in', negative_slope: float = 0.0, groups: int = 1
 ) -> Initializer:
-  """He/Kaiming uniform: same variance as ``he_normal``, bound ``sqrt(3) std``."""
+  """He uniform: the variance of ``he_normal``, bound ``sqrt(3) std``."""
   return variance_scaling(
     _he_scale(mode, negative_slope), mode, 'uniform', groups
   )

@@ -82,7 +82,7 @@ def softmax(x: ArrayLike, axis: int = -1, temperature: float = 1.0) -> Array:
 
 
 def softmax_beta(x: ArrayLike, beta: float, axis: int = -1) -> Array:
-  """The notes' ``sm_beta(s)_i = e^{beta s_i} / sum_j e^{beta s_j}``, ``beta = 1/T``."""
+  """The notes' ``sm_beta(s)_i = e^{beta s_i} / sum_j e^{beta s_j}`` (1/T)."""
   _check_positive('beta', beta)
   z = beta * jnp.asarray(x)
   return jnp.exp(z - logsumexp(z, axis=axis, keepdims=True))
@@ -152,11 +152,13 @@ def linear_softmax_ce_grad_w(W: ArrayLike, x: ArrayLike, y: ArrayLike) -> Array:
 def multiclass_hinge(
   *, scores: ArrayLike, labels: ArrayLike, margin: float = 1.0
 ) -> Array:
-  """Weston-Watkins hinge ``sum_{j != y} max(0, s_j - s_y + Delta)``, ``[B]``."""
+  """Weston-Watkins hinge ``sum_{j != y} max(0, s_j - s_y + Delta)``: [B]."""
   scores = jnp.asarray(scores)
   labels = jnp.asarray(labels)
   _check_labels(scores, labels)
-  viol = jnp.maximum(0.0, scores - _take_label(scores, labels)[..., None] + margin)
+  viol = jnp.maximum(
+    0.0, scores - _take_label(scores, labels)[..., None] + margin
+  )
   not_y = 1.0 - one_hot(labels, scores.shape[-1], scores.dtype)
   return jnp.sum(viol * not_y, axis=-1)
 
@@ -164,7 +166,7 @@ def multiclass_hinge(
 def multiclass_hinge_grad_scores(
   *, scores: ArrayLike, labels: ArrayLike, margin: float = 1.0
 ) -> Array:
-  """Hand-derived gradient of the multiclass hinge w.r.t. the scores, ``[B, K]``.
+  """Hand-derived gradient of the multiclass hinge w.r.t. scores, ``[B, K]``.
 
   Entry ``j != y`` is ``1(s_j - s_y + Delta > 0)``; entry ``y`` is minus the
   number of classes violating the margin.
@@ -173,7 +175,9 @@ def multiclass_hinge_grad_scores(
   labels = jnp.asarray(labels)
   _check_labels(scores, labels)
   not_y = 1.0 - one_hot(labels, scores.shape[-1], scores.dtype)
-  active = (scores - _take_label(scores, labels)[..., None] + margin > 0) * not_y
+  active = (
+    scores - _take_label(scores, labels)[..., None] + margin > 0
+  ) * not_y
   count = jnp.sum(active, axis=-1, keepdims=True)
   return active - count * (1.0 - not_y)
 
@@ -203,7 +207,7 @@ def linear_hinge_grad_w(
 
 
 def multilabel_hinge(*, scores: ArrayLike, targets: ArrayLike) -> Array:
-  """Multi-label hinge ``sum_j max(0, 1 - y_j f_j)``, targets in {-1, +1}, ``[B]``."""
+  """Multi-label hinge ``sum_j max(0, 1 - y_j f_j)``, targets in {-1, +1}."""
   scores = jnp.asarray(scores)
   return jnp.sum(jnp.maximum(0.0, 1.0 - jnp.asarray(targets) * scores), axis=-1)
 
@@ -227,7 +231,7 @@ def binary_logistic(*, scores: ArrayLike, labels: ArrayLike) -> Array:
 
 
 def zero_one_loss(*, logits: ArrayLike, labels: ArrayLike) -> Array:
-  """0-1 loss ``1(argmax_j s_j != y)`` per example (evaluation only), ``[B]``."""
+  """0-1 loss ``1(argmax_j s_j != y)`` per example (evaluation only)."""
   logits = jnp.asarray(logits)
   labels = jnp.asarray(labels)
   _check_labels(logits, labels)

@@ -39,6 +39,13 @@ def _leaf_specs(tree: Any) -> dict[str, tuple[tuple[int, ...], str]]:
   return specs
 
 
+def _priority(name: str) -> tuple[int, str]:
+  # Parameters first: they name the layer; optimizer slots repeat them.
+  order = ('params', 'batch_stats', 'step')
+  head = name.split('.', 1)[0]
+  return (order.index(head) if head in order else len(order), name)
+
+
 def describe_mismatch(stored: Any, expected: Any) -> list[str]:
   """Lists how two trees of arrays (or array metadata) differ.
 
@@ -51,24 +58,25 @@ def describe_mismatch(stored: Any, expected: Any) -> list[str]:
     dtypes); empty when the trees are compatible.
   """
   have, want = _leaf_specs(stored), _leaf_specs(expected)
-  problems = []
-  for name in sorted(want.keys() - have.keys()):
-    problems.append(f'{name} is missing from the checkpoint')
-  for name in sorted(have.keys() - want.keys()):
-    problems.append(f'{name} is in the checkpoint but not in the model')
-  for name in sorted(want.keys() & have.keys()):
+  changed, missing, extra = [], [], []
+  for name in sorted(want.keys() & have.keys(), key=_priority):
     (have_shape, have_dtype), (want_shape, want_dtype) = have[name], want[name]
     if have_shape != want_shape:
-      problems.append(
+      changed.append(
         f'{name} has shape {have_shape} in the checkpoint but '
         f'{want_shape} in the model'
       )
     elif have_dtype != want_dtype:
-      problems.append(
+      changed.append(
         f'{name} has dtype {have_dtype} in the checkpoint but '
         f'{want_dtype} in the model'
       )
-  return problems
+  for name in sorted(want.keys() - have.keys(), key=_priority):
+    missing.append(f'{name} is missing from the checkpoint')
+  for name in sorted(have.keys() - want.keys(), key=_priority):
+    extra.append(f'{name} is in the checkpoint but not in the model')
+  # Shape changes first: they name the layer that differs most directly.
+  return changed + missing + extra
 
 
 class Checkpointer:

@@ -15,9 +15,12 @@ draws the same keys, and a run is a deterministic function of the seed.
 Augmentation runs on device from ops.augmentation (lecture notes, seed 002:
 random crop, flip, cutout, mixup (Zhang et al. 2018), cutmix (Yun et al.
 2019)), only for image batches of rank 4 (NHWC); other inputs (mnist1d
-[B, L]) are left alone, with a warning if augmentation was asked for. Soft targets (label smoothing, Szegedy et al. 2016; mixup;
-cutmix) use the soft-target cross entropy, hard labels the plain one. Loss
-and metrics are float32 whatever the model's computation dtype.
+[B, L]) are left alone, with a warning if augmentation was asked for. Soft
+targets (label smoothing, Szegedy et al. 2016; mixup; cutmix) use the
+soft-target cross entropy, hard labels the plain one. Loss and metrics are
+float32 whatever the model's computation dtype (the model applies
+`compute_dtype` through its `dtype` kwarg; logits are cast to float32).
+'l2_grads' is the norm of the averaged gradient before clipping.
 
 Gradient accumulation (`grad_accum_steps` = k > 1): the global batch B is
 split into k micro-batches of B/k (micro-batch j holds examples j, j+k,
@@ -201,11 +204,9 @@ def _grads_and_metrics(model, state, images, labels, targets, key, k):
     )
 
   def split(x):  # [B, ...] -> [k, B / k, ...]; micro-batch j = rows j::k
-    return (
-      None
-      if x is None
-      else jnp.swapaxes(x.reshape((size // k, k) + x.shape[1:]), 0, 1)
-    )
+    if x is None:
+      return None
+    return jnp.swapaxes(x.reshape((size // k, k) + x.shape[1:]), 0, 1)
 
   micro = (split(images), split(labels), split(targets))
 
@@ -379,6 +380,24 @@ def finalize_eval(sums: dict[str, Any]) -> dict[str, float]:
   }
 
 
+def _check_batch_then(jitted, mesh: jax.sharding.Mesh):
+  """Wraps `jitted` with a batch-size check that names both numbers.
+
+  Without it jax would fail with a less direct sharding error. The wrapper
+  keeps `lower` and exposes the jitted function as `.jitted`.
+  """
+
+  @functools.wraps(jitted)
+  def checked(state, batch, *args):
+    size = jax.tree.leaves(batch)[0].shape[0]
+    sharding_lib.check_global_batch(size, mesh)
+    return jitted(state, batch, *args)
+
+  checked.jitted = jitted
+  checked.lower = jitted.lower
+  return checked
+
+
 def make_train_step(
   model: Any,
   tx: optax.GradientTransformation,
@@ -389,46 +408,36 @@ def make_train_step(
   """Jitted `(state, batch, loop_key) -> (state, metrics)` for `mesh`.
 
   Batch sharded on P('data'), state, key and metrics replicated; the input
-  state is donated (do not use it after the call). The global batch size
-  must be divisible by the number of devices (checked at trace time).
+  state is donated (do not use it after the call). A global batch size not
+  divisible by the number of devices raises ValueError before the call.
   """
-
-  def step(state, batch, loop_key):
-    sharding_lib.check_global_batch(batch['label'].shape[0], mesh)
-    return train_step(
-      state,
-      batch,
-      loop_key,
-      model=model,
-      tx=tx,
-      schedule=schedule,
-      config=config,
-    )
-
+  step = functools.partial(
+    train_step, model=model, tx=tx, schedule=schedule, config=config
+  )
   repl = sharding_lib.replicated_sharding(mesh)
   data = sharding_lib.batch_sharding(mesh)
-  return jax.jit(
+  jitted = jax.jit(
     step,
     in_shardings=(repl, data, repl),
     out_shardings=(repl, repl),
     donate_argnums=(0,),
   )
+  return _check_batch_then(jitted, mesh)
 
 
 def make_eval_step(
   model: Any, mesh: jax.sharding.Mesh, *, use_ema: bool = False
 ):
-  """Jitted `(state, batch) -> sums` (see `eval_step`) for `mesh`."""
+  """Jitted `(state, batch) -> sums` (see `eval_step`) for `mesh`.
 
-  def step(state, batch):
-    sharding_lib.check_global_batch(batch['label'].shape[0], mesh)
-    return eval_step(state, batch, model=model, use_ema=use_ema)
-
-  return jax.jit(
+  The batch is sharded on P('data'), the state and the sums replicated;
+  the state is not donated.
+  """
+  step = functools.partial(eval_step, model=model, use_ema=use_ema)
+  repl = sharding_lib.replicated_sharding(mesh)
+  jitted = jax.jit(
     step,
-    in_shardings=(
-      sharding_lib.replicated_sharding(mesh),
-      sharding_lib.batch_sharding(mesh),
-    ),
-    out_shardings=sharding_lib.replicated_sharding(mesh),
+    in_shardings=(repl, sharding_lib.batch_sharding(mesh)),
+    out_shardings=repl,
   )
+  return _check_batch_then(jitted, mesh)

@@ -23,7 +23,6 @@ import os
 import time
 from typing import Any
 
-from absl import logging
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -167,10 +166,7 @@ class _TrainLog:
     for (step, _), metrics in zip(pending, fetched, strict=True):
       loss = float(metrics['loss'])
       if not np.isfinite(loss):
-        raise FloatingPointError(
-          f'loss is {loss} at step {step}; the run is stopped and this '
-          'state was not saved'
-        )
+        raise FloatingPointError(f'loss is {loss} at step {step}')
       self.history.append(metrics)
 
   def log(self, step: int) -> None:
@@ -199,8 +195,24 @@ class _TrainLog:
     self.restart_timer()
 
 
+def _written_by(workdir: str, config: ml_collections.ConfigDict) -> str:
+  """' (written by model X ...)' from the workdir's config.json, if any."""
+  try:
+    old = read_config(workdir)
+  except (OSError, ValueError):
+    return ''
+  return (
+    f' (the checkpoint was written by model {old.get("model")!r} on '
+    f'{old.get("data", {}).get("name")!r}; this run builds '
+    f'{config.model!r} on {config.data.name!r})'
+  )
+
+
 def _restore_or_create(
-  ckpt: checkpoint_lib.Checkpointer, create_fn: Any, mesh: Any
+  ckpt: checkpoint_lib.Checkpointer,
+  create_fn: Any,
+  mesh: Any,
+  config: ml_collections.ConfigDict,
 ) -> state_lib.TrainState:
   """The latest checkpoint of the workdir if any, else a new state."""
   latest = ckpt.latest_step()
@@ -209,7 +221,10 @@ def _restore_or_create(
   abstract = checkpoint_lib.abstract_like(
     jax.eval_shape(create_fn), sharding_lib.replicated_sharding(mesh)
   )
-  state = ckpt.restore(abstract, latest)
+  try:
+    state = ckpt.restore(abstract, latest)
+  except ValueError as e:
+    raise ValueError(f'{e}{_written_by(ckpt.workdir, config)}') from e
   _print(f'resumed from {ckpt.directory}/{latest}')
   return state
 
@@ -223,10 +238,7 @@ def _save(
   """Saves `state` after checking everything up to it is finite."""
   log.check()
   if not bool(_all_finite(state.params)):
-    raise FloatingPointError(
-      f'parameters are not finite at step {step}; the run is stopped and '
-      'its state was not saved'
-    )
+    raise FloatingPointError(f'parameters are not finite at step {step}')
   ckpt.save(step, state)
 
 
@@ -307,7 +319,7 @@ def train_and_evaluate(
 
   ckpt = checkpoint_lib.Checkpointer(workdir, keep=config.keep_checkpoints)
   try:
-    state = _restore_or_create(ckpt, create_fn, mesh)
+    state = _restore_or_create(ckpt, create_fn, mesh, config)
     start_step = int(state.step)
     write_config(config, workdir)
     writer = metrics_lib.MetricsWriter(
@@ -362,11 +374,15 @@ def train_and_evaluate(
       run_eval=run_eval,
     )
   except FloatingPointError as e:
+    ckpt.wait()
     latest = ckpt.latest_step()
-    kept = 'none saved yet' if latest is None else f'step {latest}'
-    logging.error('stopping: %s', e)
+    kept = (
+      'no checkpoint was saved yet'
+      if latest is None
+      else f'last good checkpoint: step {latest} in {ckpt.directory}'
+    )
     raise FloatingPointError(
-      f'{e}; last good checkpoint: {kept} in {ckpt.directory}'
+      f'{e}: training stopped without saving this state; {kept}'
     ) from e
   finally:
     ckpt.close()

@@ -5,19 +5,23 @@ Argument: `MODEL[,DATASET]`, e.g. `resnet20_cifar` or
 images, 32x32, batch-level crop with 4 pixels of padding and horizontal flip
 done on device), with classical (coupled) L2 weight decay as the papers use:
 
-| model                     | recipe                                        | paper test error (C10 / C100) |
-| resnet{20,32,44,56,110}   | He et al. 2016, Sec. 4.2: batch 128, lr 0.1,  | 8.75, 7.51, 7.17, 6.97, 6.43 |
-|   _cifar                  | /10 at 32k and 48k, 64k steps, wd 1e-4        | (C10 only)                   |
-| resnet18_cifar            | batch 128, lr 0.1 cosine, 200 epochs, wd 5e-4 | ~4.6 (common reimplementation)|
-| wrn28_10_cifar            | Zagoruyko & Komodakis 2016: nesterov, lr 0.1, | 4.00 / 19.25                 |
-|                           | x0.2 at epochs 60/120/160 of 200, wd 5e-4     |                              |
-| densenet_bc100_k12_cifar  | Huang et al. 2017: batch 64, nesterov, 300    | 4.51 / 22.27                 |
-|                           | epochs, /10 at 50% and 75%, wd 1e-4           |                              |
+- resnet20/32/44/56/110_cifar (He et al. 2016, Sec. 4.2): batch 128, lr 0.1,
+  /10 at steps 32k and 48k, 64k steps, wd 1e-4 (resnet110: 400 warmup steps).
+  Paper test error on CIFAR-10: 8.75, 7.51, 7.17, 6.97, 6.43%.
+- resnet18_cifar (the common reimplementation of ResNet-18 for 32x32): batch
+  128, lr 0.1 cosine over 200 epochs, wd 5e-4. About 4.6-5% error on
+  CIFAR-10 in public reimplementations (no paper number).
+- wrn28_10_cifar (Zagoruyko & Komodakis 2016): nesterov, lr 0.1 x0.2 at
+  epochs 60/120/160 of 200, wd 5e-4. Test error 4.00% (C10) / 19.25% (C100).
+- densenet_bc100_k12_cifar (Huang et al. 2017): batch 64, nesterov, 300
+  epochs, lr /10 at 50% and 75%, wd 1e-4. Error 4.51% (C10+) / 22.27%
+  (C100+).
 
 Command (the data must first be prepared for tfds, see README "CIFAR and
 ImageNet"; tfds stores them under `--config.data.data_dir`):
 
-  python -m experiments.main --config experiments/configs/cifar.py:resnet20_cifar \
+  python -m experiments.main \
+    --config experiments/configs/cifar.py:resnet20_cifar \
     --workdir runs/cifar10_resnet20
 
 Expected metric: the paper numbers above (eval accuracy = 1 - error).
@@ -85,9 +89,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.batch_size = 64
     config.total_steps = _epochs_to_steps(300, 64)
     config.schedule = 'step'
-    config.step_boundaries = tuple(
-      _epochs_to_steps(e, 64) for e in (150, 225)
-    )
+    config.step_boundaries = tuple(_epochs_to_steps(e, 64) for e in (150, 225))
     config.weight_decay = 1e-4
   else:  # He et al. 2016 CIFAR ResNets.
     config.total_steps = 64_000

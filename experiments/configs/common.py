@@ -81,6 +81,20 @@ def parse_arg(arg: str | None, default: str) -> list[str]:
   return [part.strip() for part in text.split(',') if part.strip()]
 
 
+def single_variant(
+  arg: str | None, *, kind: str, default: str, choices: Sequence[str]
+) -> str:
+  """The one variant named by `arg` (default `default`), checked.
+
+  Raises:
+    ValueError: more than one part, or a variant not in `choices`.
+  """
+  parts = parse_arg(arg, default)
+  if len(parts) != 1:
+    raise ValueError(f'{kind} config takes one variant, got {arg!r}')
+  return check_choice(f'{kind} variant', parts[0], choices)
+
+
 def check_choice(kind: str, value: str, choices: Sequence[str]) -> str:
   """Returns `value` if it is one of `choices`, else raises ValueError.
 

@@ -1,19 +1,22 @@
 """scikit-learn digits (UCI optdigits test set), 1797 8x8 images, offline.
 
 The smallest real data set here: a full run takes seconds, which makes it the
-data set of the learning tests. Variants: `mlp` (one hidden layer) and `cnn`
-(`cnn_small`). The data helper splits it 80/20 into train/test.
+data set of the learning tests. Variants: `mlp` (one hidden layer of 128,
+dropout 0.2) and `cnn` (`cnn_small`). The data helper splits it into the
+first 899 images for training and the other 898 for testing.
 
 Commands and results measured on this repository's 2-core CPU machine
 (shared with other jobs while measuring, so wall times are pessimistic):
 
   python -m experiments.main --config experiments/configs/digits.py:mlp \
     --workdir runs/digits_mlp
-    # MEASURED_DIGITS_MLP
+    # test accuracy 94.2% (final eval); wall time 23 s for the whole
+    # command (start-up, data, compilation included; load average ~10)
 
   python -m experiments.main --config experiments/configs/digits.py:cnn \
     --workdir runs/digits_cnn
-    # MEASURED_DIGITS_CNN
+    # test accuracy 95.3% (final eval); wall time 20 s for the whole
+    # command (start-up, data, compilation included; load average ~3)
 """
 
 import ml_collections
@@ -25,12 +28,13 @@ VARIANTS = ('mlp', 'cnn')
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   """Returns the digits config; `arg` is one of VARIANTS (default 'mlp')."""
-  (variant,) = common.parse_arg(arg, 'mlp')[:1]
-  common.check_choice('digits variant', variant, VARIANTS)
+  variant = common.single_variant(
+    arg, kind='digits', default='mlp', choices=VARIANTS
+  )
   config = common.get_config()
   config.data.name = 'digits'
   config.batch_size = 64
-  config.total_steps = 1000  # ~45 epochs of 1437 training images.
+  config.total_steps = 1000  # ~71 epochs of 899 training images.
   config.eval_every_steps = 500
   config.log_every_steps = 100
   config.checkpoint_every_steps = 500
@@ -40,6 +44,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   if variant == 'mlp':
     config.model = 'mlp'
     config.model_kw.hidden_sizes = (128,)
+    config.model_kw.dropout_rate = 0.2
   else:
     config.model = 'cnn_small'
   return config

@@ -12,8 +12,8 @@ Command (prepare the data for tfds first: see README "CIFAR and ImageNet"):
   python -m experiments.main --config experiments/configs/imagenet.py:resnet50 \
     --workdir runs/imagenet_resnet50 --config.data.data_dir=/data/tfds
 
-Expected metric: ResNet-50 top-1 about 76.3% (Goyal et al. 2017, Table 2,
-23.74% top-1 error at batch 1024... 8k); top-5 about 93%.
+Expected metric: ResNet-50 top-1 accuracy about 76.3% (Goyal et al. 2017
+report 23.6-23.7% top-1 error for batches 256 to 8k), top-5 about 93%.
 Hardware and wall time: NOT measured here (the machine that wrote this
 repository had 2 CPU cores and no ImageNet). For scale: 112,590 steps of
 batch 1024; published reports are about 8-9 hours on 8 V100 GPUs, and a

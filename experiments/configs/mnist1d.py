@@ -10,11 +10,13 @@ Commands and results measured on this repository's 2-core CPU machine
 
   python -m experiments.main --config experiments/configs/mnist1d.py:mlp \
     --workdir runs/mnist1d_mlp
-    # MEASURED_MNIST1D_MLP
+    # test accuracy 67.7% (final eval); wall time 25 s for the whole
+    # command (start-up, data, compilation included; load average ~7)
 
   python -m experiments.main --config experiments/configs/mnist1d.py:cnn \
     --workdir runs/mnist1d_cnn
-    # MEASURED_MNIST1D_CNN
+    # test accuracy 95.5% (final eval); wall time 37 s for the whole
+    # command (start-up, data, compilation included; load average ~6)
 """
 
 import ml_collections
@@ -26,8 +28,9 @@ VARIANTS = ('mlp', 'cnn')
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   """Returns the MNIST-1D config; `arg` is one of VARIANTS (default 'cnn')."""
-  (variant,) = common.parse_arg(arg, 'cnn')[:1]
-  common.check_choice('mnist1d variant', variant, VARIANTS)
+  variant = common.single_variant(
+    arg, kind='mnist1d', default='cnn', choices=VARIANTS
+  )
   config = common.get_config()
   config.data.name = 'mnist1d'
   config.batch_size = 100

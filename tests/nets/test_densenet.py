@@ -21,6 +21,40 @@ def _count(tree) -> int:
   return sum(math.prod(x.shape) for x in jax.tree.leaves(tree))
 
 
+def _init(model, x, seed=0):
+  """Variables for `model` on `x` drawn with numpy (He normal kernels).
+
+  Compiling the threefry PRNG of `model.init` takes seconds per kernel shape
+  on a busy CPU, so tests fill the traced variable shapes with numpy draws;
+  dropout keys use the cheap 'rbg' implementation for the same reason.
+  """
+  shapes = jax.eval_shape(
+    lambda x: model.init({'params': jax.random.key(0)}, x), x
+  )
+  rng = np.random.default_rng(seed)
+
+  def fill(path, s):
+    name = path[-1].key
+    if name == 'kernel':
+      std = math.sqrt(2.0 / math.prod(s.shape[:-1]))
+      return jnp.asarray(rng.normal(size=s.shape) * std, jnp.float32)
+    if name in ('scale', 'var'):
+      return jnp.ones(s.shape, s.dtype)
+    return jnp.zeros(s.shape, s.dtype)
+
+  return jax.tree_util.tree_map_with_path(fill, shapes)
+
+
+def _normal(shape, seed):
+  return jnp.asarray(
+    np.random.default_rng(seed).normal(size=shape), jnp.float32
+  )
+
+
+def _key(seed):
+  return jax.random.key(seed, impl='rbg')
+
+
 def _trace(model, hw, batch=2):
   """(output shape, variables) of init via eval_shape (nothing compiled)."""
   x = jax.ShapeDtypeStruct((batch, hw, hw, 3), jnp.float32)
@@ -103,8 +137,8 @@ def test_channel_growth_densenet121():
 
 def test_layers_see_all_preceding_feature_maps():
   model = nets.create('densenet_tiny', growth_rate=3)
-  x = jax.random.normal(jax.random.key(0), (2, 8, 8, 3))
-  v = model.init({'params': jax.random.key(1)}, x)
+  x = _normal((2, 8, 8, 3), 0)
+  v = _init(model, x)
   _, acts = nets.capture_intermediates(
     model, v, x, names_filter=r'block1(/layer\d)?|stem_conv'
   )
@@ -139,8 +173,8 @@ def test_non_bottleneck_densenet_cifar():
 
 def test_tiny_train_and_eval():
   model = nets.create('densenet_tiny', dropout_rate=0.3)
-  x = jax.random.normal(jax.random.key(2), (4, 8, 8, 3))
-  v = model.init({'params': jax.random.key(0)}, x)
+  x = _normal((4, 8, 8, 3), 2)
+  v = _init(model, x)
   chex.assert_trees_all_equal(model.apply(v, x), model.apply(v, x))
   ys, stats = [], None
   for s in (0, 1):
@@ -148,7 +182,7 @@ def test_tiny_train_and_eval():
       v,
       x,
       train=True,
-      rngs={'dropout': jax.random.key(s)},
+      rngs={'dropout': _key(s)},
       mutable=['batch_stats'],
     )
     ys.append(y)
@@ -166,8 +200,8 @@ def test_tiny_train_and_eval():
 
 def test_group_norm_option():
   model = nets.create('densenet_tiny', norm='group')
-  x = jax.random.normal(jax.random.key(3), (2, 8, 8, 3))
-  v = model.init({'params': jax.random.key(0)}, x)
+  x = _normal((2, 8, 8, 3), 3)
+  v = _init(model, x)
   assert 'batch_stats' not in v
   chex.assert_trees_all_close(
     model.apply(v, x)[:1], model.apply(v, x[:1]), atol=1e-5

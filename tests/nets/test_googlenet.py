@@ -65,6 +65,40 @@ def _count(tree) -> int:
   return sum(math.prod(x.shape) for x in jax.tree.leaves(tree))
 
 
+def _init(model, x, seed=0):
+  """Variables for `model` on `x` drawn with numpy (He normal kernels).
+
+  Compiling the threefry PRNG of `model.init` takes seconds per kernel shape
+  on a busy CPU, so tests fill the traced variable shapes with numpy draws;
+  dropout keys use the cheap 'rbg' implementation for the same reason.
+  """
+  shapes = jax.eval_shape(
+    lambda x: model.init({'params': jax.random.key(0)}, x), x
+  )
+  rng = np.random.default_rng(seed)
+
+  def fill(path, s):
+    name = path[-1].key
+    if name == 'kernel':
+      std = math.sqrt(2.0 / math.prod(s.shape[:-1]))
+      return jnp.asarray(rng.normal(size=s.shape) * std, jnp.float32)
+    if name in ('scale', 'var'):
+      return jnp.ones(s.shape, s.dtype)
+    return jnp.zeros(s.shape, s.dtype)
+
+  return jax.tree_util.tree_map_with_path(fill, shapes)
+
+
+def _normal(shape, seed):
+  return jnp.asarray(
+    np.random.default_rng(seed).normal(size=shape), jnp.float32
+  )
+
+
+def _key(seed):
+  return jax.random.key(seed, impl='rbg')
+
+
 def _trace(model, hw=224, batch=2, **kw):
   x = jax.ShapeDtypeStruct((batch, hw, hw, 3), jnp.float32)
   out, variables = jax.eval_shape(
@@ -125,7 +159,7 @@ def test_aux_heads_train_only():
   x = jax.ShapeDtypeStruct((2, 224, 224, 3), jnp.float32)
   main, (a1, a2) = jax.eval_shape(
     lambda v, x: model.apply(
-      v, x, train=True, return_aux=True, rngs={'dropout': jax.random.key(0)}
+      v, x, train=True, return_aux=True, rngs={'dropout': _key(0)}
     ),
     v,
     x,
@@ -137,22 +171,20 @@ def test_aux_heads_train_only():
 
 def test_tiny_train_and_eval_with_aux():
   model = nets.create('googlenet_tiny', aux_heads=True, se=True)
-  x = jax.random.normal(jax.random.key(0), (3, 80, 80, 3))
-  v = model.init({'params': jax.random.key(1)}, x)
+  x = _normal((3, 80, 80, 3), 0)
+  v = _init(model, x)
   assert set(v) == {'params'}
   e = model.apply(v, x)
   chex.assert_shape(e, (3, 10))
   chex.assert_trees_all_equal(e, model.apply(v, x))
   outs = [
-    model.apply(
-      v, x, train=True, return_aux=True, rngs={'dropout': jax.random.key(s)}
-    )
+    model.apply(v, x, train=True, return_aux=True, rngs={'dropout': _key(s)})
     for s in (0, 1)
   ]
   chex.assert_tree_all_finite(outs)
   chex.assert_shape(outs[0][1], [(3, 10), (3, 10)])
   assert not np.allclose(outs[0][0], outs[1][0])
-  main_only = model.apply(v, x, train=True, rngs={'dropout': jax.random.key(0)})
+  main_only = model.apply(v, x, train=True, rngs={'dropout': _key(0)})
   chex.assert_shape(main_only, (3, 10))
 
 
@@ -169,8 +201,8 @@ def test_naive_module_channels_and_cost():
   assert sn.macs == pixels * 192 * (c1 + 9 * c3 + 25 * c5)
   assert sr.macs == pixels * (_inception(192, TABLE1[0])[0] - 256)
   assert sn.macs > 2 * sr.macs  # why the notes' module (b) adds 1x1s
-  x = jax.random.normal(jax.random.key(0), (1, 6, 6, 8))
-  v = naive.init({'params': jax.random.key(1)}, x)
+  x = _normal((1, 6, 6, 8), 0)
+  v = _init(naive, x)
   y = naive.apply(v, x)
   # Last channels: 3x3 stride-1 max-pool of the input.
   np.testing.assert_allclose(y[0, 2, 2, -8:], x[0, 1:4, 1:4].max((0, 1)))

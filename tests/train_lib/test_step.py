@@ -13,7 +13,8 @@ import numpy as np
 import optax
 import pytest
 
-from train_lib import optim, step
+from train_lib import optim
+from train_lib import step
 from train_lib.state import create_train_state
 
 
@@ -185,7 +186,9 @@ def test_same_seed_gives_bit_identical_runs():
   (s1, h1), (s2, h2), (s3, _) = run(3), run(3), run(4)
   assert h1 == h2
   leaves1, leaves2 = jax.tree.leaves(s1), jax.tree.leaves(s2)
-  assert all(np.array_equal(a, b) for a, b in zip(leaves1, leaves2))
+  assert all(
+    np.array_equal(a, b) for a, b in zip(leaves1, leaves2, strict=True)
+  )
   diff = jax.tree.map(lambda a, b: np.max(np.abs(a - b)), s1.params, s3.params)
   assert max(jax.tree.leaves(diff)) > 0  # the loop key matters
 
@@ -232,7 +235,8 @@ def test_bfloat16_model_gives_float32_metrics_and_top5():
   _, metrics = fn(state, batch, jax.random.key(0))
   assert all(v.dtype == jnp.float32 for v in metrics.values())
   top5 = jax.lax.top_k(logits.astype(jnp.float32), 5)[1]
-  want = np.mean([l in t for l, t in zip(batch['label'], np.asarray(top5))])
+  labels = np.asarray(batch['label'])
+  want = np.mean([y in t for y, t in zip(labels, top5, strict=True)])
   np.testing.assert_allclose(metrics['top5_accuracy'], want)
 
 

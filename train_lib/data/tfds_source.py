@@ -1,10 +1,12 @@
 """CIFAR-10/100 and ImageNet from prepared TFDS directories, read with grain.
 
 No TensorFlow: `tfds.data_source` gives random access to an ArrayRecord
-dataset (records come back decoded as numpy), and a grain `MapDataset`
-pipeline shuffles, shards, preprocesses (`preprocessing.py`) and batches on
-the host with reader threads. Data must have been prepared in the ArrayRecord
-format beforehand; otherwise `DatasetNotFoundError` says how.
+dataset; records come back as numpy, images already decoded (tfds decodes
+ImageNet JPEGs with OpenCV if installed, else Pillow, inside the reader
+threads below). A grain `MapDataset` pipeline shuffles, shards, preprocesses
+(`preprocessing.py`) and batches on the host with reader threads. Data must
+have been prepared in the ArrayRecord format beforehand; otherwise
+`DatasetNotFoundError` says how.
 
 Ordering. The training stream is the train split shuffled by grain with a
 seed drawn from `data_key`, reshuffled every epoch (`shuffle().repeat()`), so

@@ -1,0 +1,162 @@
+"""Tests of experiments/configs: every config loads, names a registered
+model, keeps the shared key set, rejects unknown variants, and trains end to
+end for a few steps (offline data for real; CIFAR and ImageNet under
+`tfds.testing.mock_data`).
+
+References: the key set of common.get_config() (a config may change values,
+never add keys, or `--config.KEY` overrides would differ between configs),
+`nets.list_models()`, and the papers' step counts written out by hand.
+"""
+
+import math
+
+import ml_collections
+import pytest
+import tensorflow_datasets as tfds
+
+from experiments.configs import cifar
+from experiments.configs import common
+from experiments.configs import digits
+from experiments.configs import imagenet
+from experiments.configs import mnist
+from experiments.configs import mnist1d
+from experiments.configs import synthetic
+import nets
+from train_lib import checkpoint
+from train_lib import metrics
+from train_lib import trainer
+
+_CASES = [
+  (mnist, 'mlp'),
+  (mnist, 'lenet5'),
+  (digits, 'mlp'),
+  (digits, 'cnn'),
+  (mnist1d, 'mlp'),
+  (mnist1d, 'cnn'),
+  *((cifar, v) for v in cifar.VARIANTS),
+  (cifar, 'wrn28_10_cifar,cifar100'),
+  (imagenet, None),
+  (synthetic, None),
+  (synthetic, 'resnet50,224x224x3,1000'),
+]
+
+
+def _keys(config: ml_collections.ConfigDict, prefix: str = '') -> set[str]:
+  keys = set()
+  for key, value in config.items():
+    if isinstance(value, ml_collections.ConfigDict) and key != 'model_kw':
+      keys |= _keys(value, f'{prefix}{key}.')
+    else:
+      keys.add(prefix + key)
+  return keys
+
+
+@pytest.mark.parametrize('module,arg', _CASES)
+def test_config_loads_with_shared_keys_and_known_model(module, arg):
+  config = module.get_config(arg)
+  assert _keys(config) == _keys(common.get_config())
+  assert config.model in nets.list_models()
+  assert config.batch_size > 0 and config.total_steps > 0
+  assert config.eval_every_steps >= 0 and config.checkpoint_every_steps >= 0
+
+
+def test_paper_schedules():
+  he = cifar.get_config('resnet56_cifar')
+  assert (he.total_steps, he.step_boundaries) == (64_000, (32_000, 48_000))
+  wrn = cifar.get_config('wrn28_10_cifar,cifar100')
+  assert wrn.data.name == 'cifar100' and wrn.optimizer == 'nesterov'
+  # 200 epochs of 50k images at batch 128; decays x0.2 at epochs 60/120/160.
+  assert wrn.total_steps == 78_125
+  assert wrn.step_boundaries == (23_438, 46_875, 62_500)
+  dense = cifar.get_config('densenet_bc100_k12_cifar')
+  assert dense.batch_size == 64 and dense.total_steps == 234_375
+  net = imagenet.get_config()
+  assert net.model == 'resnet50' and net.lr == pytest.approx(0.4)
+  assert net.total_steps == round(90 * 1_281_167 / 1024)
+  assert synthetic.get_config('cnn_small,8x8x1,3').data.synthetic_shape == (
+    8,
+    8,
+    1,
+  )
+
+
+@pytest.mark.parametrize(
+  'module,arg,pattern',
+  [
+    (mnist, 'resnet', 'mlp, lenet5'),
+    (digits, 'lenet5', 'mlp, cnn'),
+    (mnist1d, 'rnn', 'mlp, cnn'),
+    (mnist, 'mlp,lenet5', 'one variant'),
+    (cifar, 'resnet21_cifar', 'resnet20_cifar'),
+    (cifar, 'resnet20_cifar,svhn', 'cifar10, cifar100'),
+    (synthetic, 'mlp,32by32', '32x32x3'),
+  ],
+)
+def test_unknown_variant_lists_choices(module, arg, pattern):
+  with pytest.raises(ValueError, match=pattern):
+    module.get_config(arg)
+
+
+def _smoke(config, workdir, steps: int = 2):
+  config.total_steps = steps
+  config.warmup_steps = 0
+  config.log_every_steps = 1
+  config.eval_every_steps = 0
+  config.checkpoint_every_steps = 0
+  config.batch_size = 8  # One example per fake device.
+  trainer.train_and_evaluate(config, str(workdir))
+  records = metrics.read_metrics(str(workdir))
+  train = [r for r in records if r['split'] == 'train']
+  evals = [r for r in records if r['split'] == 'eval']
+  assert [r['step'] for r in train] == list(range(1, steps + 1))
+  assert all(math.isfinite(r['loss']) for r in train)
+  assert [r['step'] for r in evals] == [steps]
+  assert 0.0 <= evals[0]['accuracy'] <= 1.0
+  assert checkpoint.Checkpointer(str(workdir), keep=1).all_steps() == [steps]
+  return evals[0]
+
+
+def test_smoke_mnist_mlp(tmp_path):
+  config = mnist.get_config('mlp')
+  config.eval_batch_size = 200
+  _smoke(config, tmp_path)
+
+
+def test_smoke_synthetic(tmp_path):
+  config = synthetic.get_config('cnn_small,8x8x3')
+  _smoke(config, tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+  'module,arg',
+  [
+    (mnist, 'lenet5'),
+    (digits, 'mlp'),
+    (digits, 'cnn'),
+    (mnist1d, 'mlp'),
+    (mnist1d, 'cnn'),
+  ],
+)
+def test_smoke_offline_configs(module, arg, tmp_path):
+  config = module.get_config(arg)
+  config.eval_batch_size = 200
+  _smoke(config, tmp_path)
+
+
+@pytest.mark.slow
+def test_smoke_cifar_under_mock_data(tmp_path):
+  config = cifar.get_config('resnet20_cifar,cifar100')
+  config.model = 'resnet8_cifar_tiny'  # Same pipeline, compiles in seconds.
+  with tfds.testing.mock_data(num_examples=16):
+    result = _smoke(config, tmp_path)
+  assert 'top5_accuracy' in result  # 100 classes.
+
+
+@pytest.mark.slow
+def test_smoke_imagenet_under_mock_data(tmp_path):
+  config = imagenet.get_config('resnet_tiny')
+  config.data.image_size = 32
+  config.compute_dtype = 'float32'
+  with tfds.testing.mock_data(num_examples=16):
+    _smoke(config, tmp_path)

@@ -1,0 +1,243 @@
+"""Tests for ops/convolution.py against lax.conv_general_dilated and autodiff."""
+
+import chex
+import jax
+from jax import lax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from ops import convolution
+
+DIMS = ('NHWC', 'HWIO', 'NHWC')
+
+
+def _rand(seed, shape, dtype=jnp.float32):
+  return jax.random.normal(jax.random.key(seed), shape, dtype)
+
+
+def _lax(x, w, stride=1, padding='SAME', dilation=1, groups=1):
+  s = (stride, stride) if isinstance(stride, int) else stride
+  d = (dilation, dilation) if isinstance(dilation, int) else dilation
+  if isinstance(padding, int):
+    padding = ((padding, padding), (padding, padding))
+  return lax.conv_general_dilated(
+    x,
+    w,
+    s,
+    padding,
+    rhs_dilation=d,
+    dimension_numbers=DIMS,
+    feature_group_count=groups,
+  )
+
+
+CASES = [
+  (1, 'SAME', 1),
+  (2, 'SAME', 1),
+  (2, 'VALID', 1),
+  (1, 2, 2),
+  ((2, 1), ((1, 2), (0, 1)), (1, 2)),
+  (3, 'SAME', 2),
+]
+
+
+@pytest.mark.parametrize('impl', ['xla', 'im2col_grad', 'auto'])
+@pytest.mark.parametrize('stride,padding,dilation', CASES)
+def test_conv2d_matches_lax(impl, stride, padding, dilation):
+  x, w = _rand(0, (2, 9, 10, 3)), _rand(1, (3, 3, 3, 4))
+  got = convolution.conv2d(
+    x, w, stride=stride, padding=padding, dilation=dilation, impl=impl
+  )
+  want = _lax(x, w, stride, padding, dilation)
+  chex.assert_trees_all_close(got, want, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize('stride,padding,dilation', CASES)
+def test_im2col_grad_equals_autodiff_of_lax(stride, padding, dilation):
+  x, w = _rand(0, (2, 9, 10, 3)), _rand(1, (3, 2, 3, 4))
+
+  def loss(x, w, impl):
+    y = convolution.conv2d(
+      x, w, stride=stride, padding=padding, dilation=dilation, impl=impl
+    )
+    return jnp.sum(jnp.sin(y))
+
+  want = jax.grad(lambda x, w: jnp.sum(jnp.sin(_lax(x, w, stride, padding,
+                                                   dilation))), (0, 1))(x, w)  # fmt: skip
+  got = jax.jit(jax.grad(loss, (0, 1)), static_argnums=2)(x, w, 'im2col_grad')
+  chex.assert_trees_all_close(got, want, atol=1e-4, rtol=1e-4)
+
+
+def test_im2col_grad_grouped_equals_xla():
+  x, w = _rand(0, (2, 8, 8, 6)), _rand(1, (3, 3, 2, 6))
+  loss = lambda x, w, impl: jnp.sum(
+    convolution.conv2d(x, w, stride=2, groups=3, impl=impl) ** 2
+  )
+  got = jax.grad(loss, (0, 1))(x, w, 'im2col_grad')
+  want = jax.grad(loss, (0, 1))(x, w, 'xla')
+  chex.assert_trees_all_close(got, want, atol=1e-4, rtol=1e-4)
+
+
+def test_im2col_grad_bfloat16():
+  x, w = _rand(0, (2, 6, 6, 4)), _rand(1, (3, 3, 4, 5))
+  loss = lambda x, w, impl: jnp.sum(
+    convolution.conv2d(x, w, impl=impl).astype(jnp.float32)
+  )
+  xb, wb = x.astype(jnp.bfloat16), w.astype(jnp.bfloat16)
+  y = convolution.conv2d(xb, wb, impl='im2col_grad')
+  assert y.dtype == jnp.bfloat16
+  gx, gw = jax.jit(jax.grad(loss, (0, 1)), static_argnums=2)(
+    xb, wb, 'im2col_grad'
+  )
+  assert gx.dtype == jnp.bfloat16 and gw.dtype == jnp.bfloat16
+  want = jax.grad(loss, (0, 1))(x, w, 'xla')
+  chex.assert_trees_all_close(
+    (gx.astype(jnp.float32), gw.astype(jnp.float32)), want, rtol=0.05, atol=0.3
+  )
+
+
+def test_grouped_conv_equals_split_concat():
+  x, w = _rand(0, (2, 7, 7, 6)), _rand(1, (3, 3, 2, 9))
+  got = convolution.conv2d(x, w, groups=3, padding='SAME')
+  parts = [
+    _lax(xg, wg) for xg, wg in zip(jnp.split(x, 3, -1), jnp.split(w, 3, -1))
+  ]
+  chex.assert_trees_all_close(got, jnp.concatenate(parts, -1), atol=1e-5)
+
+
+def test_depthwise_equals_per_channel_conv():
+  x, w = _rand(0, (2, 8, 8, 3)), _rand(1, (3, 3, 1, 6))  # multiplier 2
+  got = convolution.depthwise_conv2d(x, w, stride=2, dilation=1)
+  # Output channel c * 2 + j is filter j on input channel c.
+  want = [
+    _lax(x[..., c : c + 1], w[..., 2 * c + j : 2 * c + j + 1], stride=2)
+    for c in range(3)
+    for j in range(2)
+  ]
+  chex.assert_trees_all_close(got, jnp.concatenate(want, -1), atol=1e-5)
+
+
+def test_pointwise_and_depthwise_separable():
+  x = _rand(0, (2, 5, 5, 4))
+  w_dw, w_pw = _rand(1, (3, 3, 1, 4)), _rand(2, (4, 7))
+  chex.assert_trees_all_close(
+    convolution.pointwise_conv2d(x, w_pw), _lax(x, w_pw[None, None]), atol=1e-5
+  )
+  got = convolution.depthwise_separable_conv2d(x, w_dw, w_pw, stride=2)
+  want = _lax(_lax(x, w_dw, stride=2, groups=4), w_pw[None, None])
+  chex.assert_trees_all_close(got, want, atol=1e-5)
+
+
+def test_conv1d_matches_lax():
+  x, w = _rand(0, (2, 17, 3)), _rand(1, (5, 3, 4))
+  for stride, padding, dilation in [(1, 'SAME', 1), (2, 'VALID', 2), (3, 2, 1)]:
+    got = convolution.conv1d(
+      x, w, stride=stride, padding=padding, dilation=dilation
+    )
+    pad = [(padding, padding)] if isinstance(padding, int) else padding
+    want = lax.conv_general_dilated(
+      x, w, (stride,), pad, rhs_dilation=(dilation,),
+      dimension_numbers=('NWC', 'WIO', 'NWC'),
+    )  # fmt: skip
+    chex.assert_trees_all_close(got, want, atol=1e-5)
+
+
+def test_channel_shuffle_hand_permutation():
+  x = jnp.arange(6.0).reshape(1, 1, 1, 6)
+  got = convolution.channel_shuffle(x, 2)
+  np.testing.assert_array_equal(got[0, 0, 0], [0, 3, 1, 4, 2, 5])
+  x = _rand(0, (2, 3, 3, 12))
+  perm = [g * 4 + j for j in range(4) for g in range(3)]
+  np.testing.assert_array_equal(convolution.channel_shuffle(x, 3), x[..., perm])
+  with pytest.raises(ValueError, match='divide'):
+    convolution.channel_shuffle(x, 5)
+
+
+@pytest.mark.parametrize(
+  'n,k,s,p,d,want',
+  [(32, 3, 1, 0, 1, 30), (32, 3, 1, 1, 1, 32), (32, 3, 2, 1, 1, 16),
+   (7, 3, 2, 0, 2, 2), (224, 7, 2, 3, 1, 112), (10, 3, 3, 'SAME', 1, 4),
+   (10, 3, 3, 'VALID', 2, 2), (5, 2, 1, (0, 1), 1, 5)],
+)  # fmt: skip
+def test_conv_output_size(n, k, s, p, d, want):
+  assert convolution.conv_output_size(
+    n, k, stride=s, padding=p, dilation=d
+  ) == want
+  if not isinstance(p, str):
+    pad = (p, p) if isinstance(p, int) else p
+    y = _lax(jnp.zeros((1, n, 1, 1)), jnp.zeros((k, 1, 1, 1)), (s, 1),
+             (pad, (0, 0)), (d, 1))  # fmt: skip
+    assert y.shape[1] == want
+
+
+@pytest.mark.parametrize(
+  'stride,padding,dilation,n_in',
+  [(1, 0, 1, 8), (2, 0, 1, 9), (2, 1, 1, 8), (3, (1, 2), 1, 10), (2, 1, 2, 11)],
+)
+def test_conv_transpose_equals_vjp_of_conv(stride, padding, dilation, n_in):
+  x, w = _rand(0, (2, n_in, n_in, 3)), _rand(1, (3, 3, 3, 5))
+  pads = (padding, padding) if isinstance(padding, int) else padding
+  conv = lambda x: convolution.conv2d(
+    x, w, stride=stride, padding=(pads, pads), dilation=dilation, impl='xla'
+  )
+  y, vjp = jax.vjp(conv, x)
+  g = _rand(2, y.shape)
+  extra = (n_in + sum(pads) - dilation * 2 - 1) % stride
+  got = convolution.conv_transpose2d(
+    g, w, stride=stride, padding=(pads, pads), dilation=dilation,
+    output_padding=extra,
+  )  # fmt: skip
+  chex.assert_trees_all_close(got, vjp(g)[0], atol=1e-4)
+  size = convolution.conv_transpose_output_size(
+    y.shape[1], 3, stride=stride, padding=pads, dilation=dilation,
+    output_padding=extra,
+  )  # fmt: skip
+  assert size == n_in
+
+
+def test_conv_transpose_same_upsamples():
+  y, w = _rand(0, (1, 4, 5, 3)), _rand(1, (3, 3, 2, 3))
+  out = convolution.conv_transpose2d(y, w, stride=2, padding='SAME')
+  chex.assert_shape(out, (1, 8, 10, 2))
+  _, vjp = jax.vjp(lambda x: convolution.conv2d(x, w, stride=2), out)
+  chex.assert_trees_all_close(out, vjp(y)[0], atol=1e-5)
+
+
+def test_receptive_field_of_dilated_stack():
+  assert convolution.receptive_field([3, 3, 3], [1, 2, 4]) == 15
+  assert convolution.receptive_field([3, 3, 3]) == 7
+  assert convolution.receptive_field([3, 3], [1, 1], [2, 1]) == 7
+  # Check against the support of the gradient of one output pixel.
+  x = jnp.zeros((1, 21, 21, 1))
+  w = jnp.ones((3, 3, 1, 1))
+
+  def centre(x):
+    for d in (1, 2, 4):
+      x = convolution.conv2d(x, w, padding='SAME', dilation=d, impl='xla')
+    return x[0, 10, 10, 0]
+
+  support = jnp.abs(jax.grad(centre)(x)[0, :, :, 0]) > 0
+  assert int(support.any(1).sum()) == 15 and int(support.any(0).sum()) == 15
+
+
+def test_bad_arguments_raise():
+  x, w = jnp.zeros((1, 5, 5, 4)), jnp.zeros((3, 3, 4, 4))
+  with pytest.raises(ValueError, match='FULL'):
+    convolution.conv2d(x, w, padding='FULL')
+  with pytest.raises(ValueError, match='groups'):
+    convolution.conv2d(x, jnp.zeros((3, 3, 4, 6)), groups=4)
+  with pytest.raises(ValueError, match='in-channels'):
+    convolution.conv2d(x, jnp.zeros((3, 3, 3, 4)))
+  with pytest.raises(ValueError, match='NHWC'):
+    convolution.conv2d(x[0], w)
+  with pytest.raises(ValueError, match='impl'):
+    convolution.conv2d(x, w, impl='fft')
+  with pytest.raises(ValueError, match='positive'):
+    convolution.conv_output_size(5, 0)
+
+
+def test_conv2d_under_jit():
+  x, w = _rand(0, (2, 6, 6, 3)), _rand(1, (3, 3, 3, 4))
+  f = jax.jit(lambda x, w: convolution.conv2d(x, w, stride=2, padding=1))
+  chex.assert_trees_all_close(f(x, w), _lax(x, w, 2, 1), atol=1e-5)

@@ -1,0 +1,184 @@
+"""Tests of train_lib/trainer.py (end to end) and train_lib/metrics.py.
+
+References: an uninterrupted run is the reference of a resumed one (bit-equal
+state, same metric lines), a second run with the same seed the reference of
+determinism, chance level (1/10) the reference of learning, and hand-written
+lines for the metrics helpers. Runs use the 8 fake CPU devices of
+tests/conftest.py, so every step really is sharded.
+"""
+
+import json
+import math
+
+import chex
+import jax
+import numpy as np
+import pytest
+
+from experiments.configs import digits
+from experiments.configs import synthetic
+from train_lib import checkpoint
+from train_lib import metrics
+from train_lib import trainer
+
+# Keys whose values depend on wall-clock time, not on the computation.
+_TIMING = {'images_per_sec', 'wall_time_s', 'compile_time_s', 'eval_time_s'}
+
+
+def _config(**overrides):
+  """A tiny synthetic run: MLP with dropout, augmentation, cosine schedule."""
+  config = synthetic.get_config('mlp,8x8x1,4')
+  config.model_kw.hidden_sizes = (16,)
+  config.model_kw.dropout_rate = 0.1
+  config.data.synthetic_num_train = 64
+  config.data.synthetic_num_test = 20  # Not a multiple of the batch: padding.
+  config.batch_size = 16
+  config.total_steps = 8
+  config.log_every_steps = 2
+  config.eval_every_steps = 4
+  config.checkpoint_every_steps = 4
+  config.schedule = 'cosine'
+  config.random_flip = True
+  config.crop_padding = 1
+  config.update(overrides)
+  return config
+
+
+def _records(workdir, split=None):
+  records = metrics.read_metrics(str(workdir))
+  return [r for r in records if split is None or r['split'] == split]
+
+
+def _without_timing(records):
+  return [{k: v for k, v in r.items() if k not in _TIMING} for r in records]
+
+
+def test_smoke_run_writes_outputs(tmp_path):
+  state = trainer.train_and_evaluate(_config(), str(tmp_path))
+  assert int(state.step) == 8
+  train = _records(tmp_path, 'train')
+  evals = _records(tmp_path, 'eval')
+  assert [r['step'] for r in train] == [2, 4, 6, 8]
+  assert [r['step'] for r in evals] == [4, 8]
+  for record in train:
+    for key in ('loss', 'accuracy', 'lr', 'l2_grads', 'l2_params'):
+      assert math.isfinite(record[key]), (key, record)
+    assert record['images_per_sec'] > 0 or record['step'] == 2
+  assert 'compile_time_s' in train[0]
+  assert all(0.0 <= r['accuracy'] <= 1.0 for r in evals)
+  assert sorted(checkpoint.Checkpointer(str(tmp_path), keep=3).all_steps()) == [
+    4,
+    8,
+  ]
+  saved = json.loads((tmp_path / 'config.json').read_text())
+  assert saved['model'] == 'mlp' and saved['total_steps'] == 8
+
+
+class _PreemptedError(Exception):
+  """Stands for the process being killed right after a checkpoint."""
+
+
+def test_resume_equals_uninterrupted_and_same_seed_is_bit_identical(
+  tmp_path, monkeypatch
+):
+  config = _config()
+  straight = trainer.train_and_evaluate(config, str(tmp_path / 'a'))
+  again = trainer.train_and_evaluate(config, str(tmp_path / 'c'))
+  chex.assert_trees_all_equal(again, straight)  # Determinism.
+
+  save = trainer._save
+
+  def save_then_die(ckpt, log, step, state):
+    save(ckpt, log, step, state)
+    if step == 4:
+      raise _PreemptedError
+
+  monkeypatch.setattr(trainer, '_save', save_then_die)
+  with pytest.raises(_PreemptedError):
+    trainer.train_and_evaluate(config, str(tmp_path / 'b'))
+  monkeypatch.setattr(trainer, '_save', save)
+  # A stale line past the checkpoint, as a killed run could leave.
+  with open(tmp_path / 'b' / metrics.FILENAME, 'a') as f:
+    f.write(json.dumps({'step': 6, 'split': 'train', 'loss': 9.0}) + '\n')
+  resumed = trainer.train_and_evaluate(config, str(tmp_path / 'b'))
+
+  chex.assert_trees_all_equal(resumed, straight)
+  assert _without_timing(_records(tmp_path / 'b')) == _without_timing(
+    _records(tmp_path / 'a')
+  )
+
+
+def test_nan_loss_stops_run_and_keeps_good_checkpoints(tmp_path):
+  trainer.train_and_evaluate(_config(total_steps=4), str(tmp_path))
+  bad = _config(
+    total_steps=40, lr=1e30, schedule='constant', checkpoint_every_steps=1
+  )
+  with pytest.raises(FloatingPointError, match=r'at step \d+') as info:
+    trainer.train_and_evaluate(bad, str(tmp_path))
+  nan_step = int(str(info.value).split('at step ')[1].split(';')[0])
+  assert nan_step > 4
+  ckpt = checkpoint.Checkpointer(str(tmp_path), keep=3)
+  steps = ckpt.all_steps()
+  assert steps and max(steps) < nan_step
+  template = trainer.train_and_evaluate(
+    _config(total_steps=1), str(tmp_path / 'x')
+  )
+  abstract = checkpoint.abstract_like(
+    jax.eval_shape(lambda: template), template.step.sharding
+  )
+  for step in steps:
+    restored = ckpt.restore(abstract, step)
+    chex.assert_tree_all_finite(restored.params)
+  ckpt.close()
+  assert all(math.isfinite(r['loss']) for r in _records(tmp_path, 'train'))
+
+
+def test_batch_size_must_divide_devices(tmp_path):
+  with pytest.raises(ValueError, match='12.*8'):
+    trainer.train_and_evaluate(_config(batch_size=12), str(tmp_path))
+  assert not (tmp_path / 'checkpoints').exists()
+
+
+@pytest.mark.slow
+def test_digits_mlp_learns_well_above_chance(tmp_path):
+  config = digits.get_config('mlp')
+  config.total_steps = 300
+  config.eval_every_steps = 0
+  config.checkpoint_every_steps = 0
+  trainer.train_and_evaluate(config, str(tmp_path))
+  (final,) = _records(tmp_path, 'eval')
+  assert final['step'] == 300
+  assert final['accuracy'] > 0.8  # Chance is 0.1.
+
+
+def test_metrics_writer_truncates_and_appends(tmp_path):
+  writer = metrics.MetricsWriter(str(tmp_path))
+  for step in (1, 2, 3):
+    writer.write(step, 'train', {'loss': np.float32(step), 'x': float('nan')})
+  with open(writer.path, 'a') as f:
+    f.write('{"step": 4, "spl')  # A line cut by a crash.
+  assert writer.truncate_after(2) == 2
+  writer.write(3, 'eval', {'accuracy': 0.5})
+  assert metrics.read_metrics(str(tmp_path)) == [
+    {'step': 1, 'split': 'train', 'loss': 1.0, 'x': 'nan'},
+    {'step': 2, 'split': 'train', 'loss': 2.0, 'x': 'nan'},
+    {'step': 3, 'split': 'eval', 'accuracy': 0.5},
+  ]
+
+
+def test_progress_line_and_durations():
+  line = metrics.progress_line(
+    step=50,
+    total_steps=200,
+    metrics={'loss': 0.12345, 'accuracy': 0.9, 'lr': 0.001},
+    images_per_sec=1234.4,
+    eta_s=75.0,
+  )
+  assert line == (
+    'step  50/200 | loss 0.1235 | accuracy 0.9000 | lr 0.001 | 1234 img/s | '
+    'ETA 1m15s'
+  )
+  assert metrics.format_duration(3725) == '1h02m'
+  assert metrics.format_duration(12.34) == '12.3s'
+  assert metrics.format_duration(float('nan')) == '?'
+  assert metrics.mean_metrics([{'a': 1.0}, {'a': 2.0}]) == {'a': 1.5}
