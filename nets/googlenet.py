@@ -9,9 +9,12 @@ convolutions", CVPR 2015) and the lecture notes' Inception modules.
   with conv biases and ReLU, no BatchNorm and no LRN (as later
   reimplementations, we leave the local response normalisation out; it has
   no parameters). Dropout 0.4 before the classifier. Conv/pool padding keeps
-  the sizes of Table 1 (112, 56, 28, 14, 7). About 6.8M parameters (the
-  paper's figure) and 1.5G multiply-adds; the test derives the exact count
-  by hand from Table 1.
+  the sizes of Table 1 (112, 56, 28, 14, 7).
+  Table 1's filter numbers give 6,998,552 parameters (1000 classes); the
+  paper's "about 6.8M" is the sum of Table 1's params column, whose entries
+  are rounded estimates (e.g. conv1 is listed as 2.7K, 7*7*3*64 = 9.4K).
+  Multiply-adds: 1.583G, matching the sum of Table 1's ops column (1.586G;
+  the text rounds it to "1.5 billion").
 * `aux_heads=True` adds the two auxiliary classifiers of the paper (after
   4a and 4d: 5x5/3 avg-pool, 1x1 conv 128, FC 1024, dropout 0.7, FC). They
   only run in training. `model.apply(v, x, train=True, return_aux=True,

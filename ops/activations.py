@@ -82,7 +82,7 @@ def relu_grad(x: ArrayLike) -> Array:
 
 
 def leaky_relu(x: ArrayLike, negative_slope: float = 0.01) -> Array:
-  """Leaky ReLU ``max(a x, x)`` (``0 <= a < 1``): ``x >= 0 ? x : a x``."""
+  """Leaky ReLU ``max(a x, x)`` for ``0 <= a < 1``; a = 0.01 by default."""
   x = jnp.asarray(x)
   return jnp.where(x >= 0, x, negative_slope * x)
 

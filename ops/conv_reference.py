@@ -90,7 +90,9 @@ def toeplitz_matrix(w: jax.Array, n: int) -> jax.Array:
   return jnp.where(inside, w[jnp.clip(diff, 0, m - 1)], 0)
 
 
-def conv1d_toeplitz(y: jax.Array, w: jax.Array, mode: str = 'full') -> jax.Array:
+def conv1d_toeplitz(
+  y: jax.Array, w: jax.Array, mode: str = 'full'
+) -> jax.Array:
   """1-D convolution (true, flipped-kernel) as a Toeplitz matrix product.
 
   Args:

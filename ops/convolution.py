@@ -123,7 +123,12 @@ def conv_output_size(
   Returns:
     The output length (at least 1).
   """
-  for name, v in (('n', n), ('k', k), ('stride', stride), ('dilation', dilation)):
+  for name, v in (
+    ('n', n),
+    ('k', k),
+    ('stride', stride),
+    ('dilation', dilation),
+  ):
     if v < 1:
       raise ValueError(f'{name} must be a positive int, got {v}')
   if not isinstance(padding, str) and not isinstance(padding, int):
@@ -157,7 +162,10 @@ def im2col(
   """
   if x.ndim != 4:
     raise ValueError(f'im2col expects NHWC input, got shape {x.shape}')
-  (kh, kw), (sh, sw) = as_pair(kernel_size, 'kernel_size'), as_pair(stride, 'stride')
+  (kh, kw), (sh, sw) = (
+    as_pair(kernel_size, 'kernel_size'),
+    as_pair(stride, 'stride'),
+  )
   dh, dw = as_pair(dilation, 'dilation')
   pads = resolve_padding(padding, x.shape[1:3], (kh, kw), (sh, sw), (dh, dw))
   xp = jnp.pad(x, ((0, 0), *pads, (0, 0)))
@@ -222,9 +230,7 @@ def _conv_im2col_grad_bwd(stride, pads, dilation, groups, res, g):
   else:
     p = patches.reshape(n, kh * kw, groups, cg)
     gg = g.reshape(n, groups, out // groups)
-    dw = jnp.einsum(
-      'nkgc,ngo->kcgo', p, gg, preferred_element_type=jnp.float32
-    )
+    dw = jnp.einsum('nkgc,ngo->kcgo', p, gg, preferred_element_type=jnp.float32)
   dw = dw.reshape(kh, kw, cg, out).astype(w.dtype)
   return dx.astype(x.dtype), dw
 
@@ -370,7 +376,9 @@ def depthwise_conv2d(
     Output [B, Ho, Wo, C * multiplier].
   """
   if w.ndim != 4 or w.shape[2] != 1:
-    raise ValueError(f'depthwise kernel must be [kh, kw, 1, C*m], got {w.shape}')
+    raise ValueError(
+      f'depthwise kernel must be [kh, kw, 1, C*m], got {w.shape}'
+    )
   return conv2d(
     x,
     w,
@@ -475,8 +483,10 @@ def conv_transpose2d(
   if y.ndim != 4 or w.ndim != 4 or w.shape[3] != y.shape[3]:
     raise ValueError(f'conv_transpose2d shapes {y.shape} and {w.shape}')
   stride, dilation = as_pair(stride, 'stride'), as_pair(dilation, 'dilation')
-  extra = (output_padding,) * 2 if isinstance(output_padding, int) else tuple(
-    output_padding
+  extra = (
+    (output_padding,) * 2
+    if isinstance(output_padding, int)
+    else tuple(output_padding)
   )
   k = w.shape[:2]
   if isinstance(padding, str) and padding.upper() == 'SAME':
@@ -484,7 +494,9 @@ def conv_transpose2d(
     pads = resolve_padding('SAME', full, k, stride, dilation)
     extra = tuple(
       f - conv_transpose_output_size(n, kk, stride=s, padding=p, dilation=d)
-      for f, n, kk, s, p, d in zip(full, y.shape[1:3], k, stride, pads, dilation)
+      for f, n, kk, s, p, d in zip(
+        full, y.shape[1:3], k, stride, pads, dilation
+      )
     )
   else:
     pads = resolve_padding(padding, y.shape[1:3], k, stride, dilation)
@@ -529,4 +541,3 @@ def receptive_field(
     field += d * (k - 1) * jump
     jump *= s
   return field
-

@@ -44,7 +44,13 @@ def dense_macs(n_in: int, n_out: int) -> int:
 
 
 def conv_params(
-  kh: int, kw: int, c_in: int, c_out: int, *, groups: int = 1, bias: bool = False
+  kh: int,
+  kw: int,
+  c_in: int,
+  c_out: int,
+  *,
+  groups: int = 1,
+  bias: bool = False,
 ) -> int:
   """Parameters of a (grouped) conv: `kh kw (c_in / groups) c_out (+ c_out)`."""
   _check(kh=kh, kw=kw)
@@ -78,7 +84,13 @@ def depthwise_params(
 
 
 def depthwise_macs(
-  kh: int, kw: int, channels: int, h_out: int, w_out: int, *, multiplier: int = 1
+  kh: int,
+  kw: int,
+  channels: int,
+  h_out: int,
+  w_out: int,
+  *,
+  multiplier: int = 1,
 ) -> int:
   """MACs of a depthwise conv: `kh kw M D_F^2` (times the multiplier)."""
   _check(multiplier=multiplier)

@@ -172,12 +172,14 @@ def test_se_macs():
   base = nets.summarize(nets.create('resnet50'), (224, 224, 3)).macs
   se = nets.summarize(nets.create('se_resnet50'), (224, 224, 3)).macs
   assert se - base == se_macs
-  # Hu et al. measured ResNet v1 (stride on the first 1x1 conv): Table 2
-  # gives 3.87 GFLOPs (SE-ResNet-50) and 4.25 (SE-ResNeXt-50).
-  for name, paper in (('se_resnet50', 3.87), ('se_resnext50_32x4d', 4.25)):
-    v1 = nets.create(name, stride_in_1x1=True)
-    macs = nets.summarize(v1, (224, 224, 3)).macs
-    assert macs / 1e9 == pytest.approx(paper, rel=0.02)
+  # Hu et al. Table 2: SE-ResNet-50 3.87 GFLOPs, measured on ResNet v1
+  # (stride on the first 1x1 conv; v1.5 gives 4.09); SE-ResNeXt-50 4.25,
+  # which matches the stride-on-3x3 layout of ResNeXt.
+  v1 = nets.create('se_resnet50', stride_in_1x1=True)
+  macs = nets.summarize(v1, (224, 224, 3)).macs
+  assert macs / 1e9 == pytest.approx(3.87, rel=0.02)
+  macs = nets.summarize(nets.create('se_resnext50_32x4d'), (224, 224, 3)).macs
+  assert macs / 1e9 == pytest.approx(4.25, rel=0.02)
 
 
 def test_resnet18_cifar():

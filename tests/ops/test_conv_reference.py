@@ -1,0 +1,150 @@
+"""Tests for ops/conv_reference.py: each formulation equals lax or numpy."""
+
+import chex
+import jax
+from jax import lax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from ops import conv_reference as ref
+from ops import convolution
+
+DIMS = ('NHWC', 'HWIO', 'NHWC')
+
+
+def _rand(seed, shape):
+  return jax.random.normal(jax.random.key(seed), shape)
+
+
+def _lax(x, w, stride=(1, 1), padding='VALID', dilation=(1, 1), groups=1):
+  return lax.conv_general_dilated(
+    x, w, stride, padding, rhs_dilation=dilation, dimension_numbers=DIMS,
+    feature_group_count=groups,
+  )  # fmt: skip
+
+
+def _loops(y, w):
+  """The notes' formula with explicit loops: x_ij = sum_ab w_ab y_(i+a)(j+b)."""
+  n, m = y.shape[0], w.shape[0]
+  out = np.zeros((n - m + 1, n - m + 1))
+  for i in range(n - m + 1):
+    for j in range(n - m + 1):
+      for a in range(m):
+        for b in range(m):
+          out[i, j] += w[a, b] * y[i + a, j + b]
+  return out
+
+
+def test_direct_sum_matches_loops_and_output_size():
+  y = np.arange(36.0).reshape(6, 6) % 7
+  w = np.array([[1.0, 0.0, -1.0], [2.0, 1.0, 0.0], [0.0, -1.0, 3.0]])
+  got = ref.conv2d_direct(jnp.asarray(y)[None, :, :, None],
+                          jnp.asarray(w)[:, :, None, None])  # fmt: skip
+  chex.assert_shape(got, (1, 4, 4, 1))  # N - m + 1 = 6 - 3 + 1
+  np.testing.assert_allclose(got[0, :, :, 0], _loops(y, w), rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+  'stride,padding,dilation',
+  [((1, 1), 'VALID', (1, 1)), ((2, 2), 'SAME', (1, 1)),
+   ((2, 1), ((1, 0), (2, 1)), (2, 1))],
+)  # fmt: skip
+def test_direct_and_im2col_match_lax(stride, padding, dilation):
+  x, w = _rand(0, (2, 9, 8, 3)), _rand(1, (3, 2, 3, 4))
+  want = convolution.conv2d(
+    x, w, stride=stride, padding=padding, dilation=dilation, impl='xla'
+  )
+  kw = dict(stride=stride, padding=padding, dilation=dilation)
+  chex.assert_trees_all_close(ref.conv2d_direct(x, w, **kw), want, atol=1e-4)
+  chex.assert_trees_all_close(ref.conv2d_im2col(x, w, **kw), want, atol=1e-4)
+
+
+def test_im2col_patch_layout():
+  x = jnp.arange(2 * 4 * 4 * 2.0).reshape(2, 4, 4, 2)
+  p = convolution.im2col(x, (2, 3), stride=1, padding='VALID')
+  chex.assert_shape(p, (2, 3, 2, 2 * 3 * 2))
+  # Patch (i, j) lists x[i + a, j + b, c] in (a, b, c) order.
+  np.testing.assert_array_equal(p[1, 2, 1], x[1, 2:4, 1:4].reshape(-1))
+
+
+def test_toeplitz_matrix_is_banded():
+  w = jnp.array([1.0, 2.0, 3.0])
+  t = ref.toeplitz_matrix(w, 4)
+  want = np.array(
+    [[1, 0, 0, 0], [2, 1, 0, 0], [3, 2, 1, 0], [0, 3, 2, 1],
+     [0, 0, 3, 2], [0, 0, 0, 3]], np.float32,
+  )  # fmt: skip
+  np.testing.assert_array_equal(t, want)
+
+
+@pytest.mark.parametrize('mode', ['full', 'valid', 'same'])
+def test_conv1d_toeplitz_matches_numpy(mode):
+  y = np.random.default_rng(0).normal(size=11).astype(np.float32)
+  w = np.array([0.5, -1.0, 2.0, 0.25], np.float32)
+  got = ref.conv1d_toeplitz(jnp.asarray(y), jnp.asarray(w), mode)
+  np.testing.assert_allclose(got, np.convolve(y, w, mode), atol=1e-5)
+
+
+def test_conv1d_toeplitz_is_lax_correlation_with_flipped_kernel():
+  y, w = _rand(0, (3, 12)), _rand(1, (5,))
+  got = ref.conv1d_toeplitz(y, w, 'valid')
+  want = convolution.conv1d(y[..., None], w[::-1, None, None], padding='VALID')
+  chex.assert_trees_all_close(got, want[..., 0], atol=1e-5)
+
+
+def test_separable_kernels_of_the_notes():
+  sobel = jnp.array([[-1.0, 0, 1], [-2, 0, 2], [-1, 0, 1]])
+  other = jnp.array([[3.0, 6, 9], [4, 8, 12], [5, 10, 15]])
+  np.testing.assert_array_equal(
+    ref.separable_kernel(jnp.array([1.0, 2, 1]), jnp.array([-1.0, 0, 1])), sobel
+  )
+  np.testing.assert_array_equal(
+    ref.separable_kernel(jnp.array([3.0, 4, 5]), jnp.array([1.0, 2, 3])), other
+  )
+  for k, col0, row0 in [(sobel, [1, 2, 1], [-1, 0, 1]),
+                        (other, [3, 4, 5], [1, 2, 3])]:  # fmt: skip
+    col, row = ref.rank1_factorize(k)
+    np.testing.assert_allclose(jnp.outer(col, row), k, atol=1e-5)
+    # Recovered up to the scale c: (c col0, row0 / c).
+    c = col[0] / col0[0]
+    np.testing.assert_allclose(col, c * np.array(col0), rtol=1e-5)
+    np.testing.assert_allclose(row, np.array(row0) / c, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize('stride,padding', [(1, 'VALID'), (2, 'SAME')])
+def test_spatially_separable_equals_full_kernel(stride, padding):
+  x = _rand(0, (2, 9, 9, 3))
+  col, row = jnp.array([1.0, 2, 1]), jnp.array([-1.0, 0, 1])
+  got = ref.conv2d_spatially_separable(
+    x, col, row, stride=stride, padding=padding
+  )
+  k = jnp.tile(ref.separable_kernel(col, row)[:, :, None, None], (1, 1, 1, 3))
+  want = convolution.depthwise_conv2d(x, k, stride=stride, padding=padding)
+  chex.assert_trees_all_close(got, want, atol=1e-5)
+
+
+def test_flattened_equals_rank1_3d_kernel():
+  x = _rand(0, (2, 8, 8, 4))
+  cw, vw, hw = _rand(1, (4, 5)), _rand(2, (3, 5)), _rand(3, (3, 5))
+  full = ref.flattened_kernel(cw, vw, hw)  # [3, 3, 4, 5]
+  np.testing.assert_allclose(
+    full[1, 2, 3, 4], vw[1, 4] * hw[2, 4] * cw[3, 4], rtol=1e-6
+  )
+  for stride, padding in [(1, 'VALID'), (2, 'SAME')]:
+    got = ref.flattened_conv2d(x, cw, vw, hw, stride=stride, padding=padding)
+    want = _lax(x, full, (stride, stride), padding)
+    chex.assert_trees_all_close(got, want, atol=1e-4)
+
+
+def test_grouped_split_equals_feature_group_count():
+  x, w = _rand(0, (2, 6, 6, 8)), _rand(1, (3, 3, 2, 12))
+  got = ref.grouped_conv2d_split(x, w, 4, stride=2)
+  want = _lax(x, w, (2, 2), 'SAME', groups=4)
+  chex.assert_trees_all_close(got, want, atol=1e-5)
+
+
+def test_direct_sum_under_jit():
+  x, w = _rand(0, (1, 6, 6, 2)), _rand(1, (3, 3, 2, 3))
+  got = jax.jit(lambda x, w: ref.conv2d_direct(x, w, padding=1))(x, w)
+  chex.assert_trees_all_close(got, _lax(x, w, padding='SAME'), atol=1e-5)

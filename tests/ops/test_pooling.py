@@ -1,0 +1,102 @@
+"""Tests for ops/pooling.py: hand values and a numpy loop reference."""
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from ops import convolution
+from ops import pooling
+
+X44 = np.array(
+  [[1.0, 1, 2, 4], [5, 6, 7, 8], [3, 2, 1, 0], [1, 2, 3, 4]], np.float32
+)
+
+
+def _numpy_pool(x, window, stride, pads, reduce, count_include_pad=True):
+  """Loop reference on [B, H, W, C]; padded cells are NaN (ignored)."""
+  (wh, ww), (sh, sw) = window, stride
+  xp = np.pad(x, ((0, 0), *pads, (0, 0)), constant_values=np.nan)
+  ho = (xp.shape[1] - wh) // sh + 1
+  wo = (xp.shape[2] - ww) // sw + 1
+  out = np.zeros((x.shape[0], ho, wo, x.shape[3]))
+  for i in range(ho):
+    for j in range(wo):
+      win = xp[:, i * sh : i * sh + wh, j * sw : j * sw + ww]
+      if reduce == 'max':
+        out[:, i, j] = np.nanmax(win, axis=(1, 2))
+      elif count_include_pad:
+        out[:, i, j] = np.nansum(win, axis=(1, 2)) / (wh * ww)
+      else:
+        out[:, i, j] = np.nanmean(win, axis=(1, 2))
+  return out
+
+
+def test_hand_values_4x4():
+  x = jnp.asarray(X44)[None, :, :, None]
+  np.testing.assert_array_equal(
+    pooling.max_pool(x, 2)[0, :, :, 0], [[6, 8], [3, 4]]
+  )
+  np.testing.assert_allclose(
+    pooling.avg_pool(x, 2)[0, :, :, 0], [[3.25, 5.25], [2, 2]]
+  )
+  np.testing.assert_allclose(pooling.global_avg_pool(x), [[50 / 16]])
+  np.testing.assert_array_equal(
+    pooling.max_pool(x, 3, stride=1)[0, :, :, 0], [[7, 8], [7, 8]]
+  )
+
+
+@pytest.mark.parametrize(
+  'window,stride,padding',
+  [(2, None, 'VALID'), (3, 2, 'SAME'), ((3, 2), (1, 2), 1),
+   (3, 1, ((0, 2), (1, 0)))],
+)  # fmt: skip
+def test_matches_numpy_loops(window, stride, padding):
+  x = np.asarray(jax.random.normal(jax.random.key(0), (2, 7, 6, 3)))
+  win = convolution.as_pair(window, 'window')
+  strides = win if stride is None else convolution.as_pair(stride, 'stride')
+  pads = convolution.resolve_padding(padding, x.shape[1:3], win, strides)
+  kw = dict(stride=stride, padding=padding)
+  np.testing.assert_allclose(
+    pooling.max_pool(jnp.asarray(x), window, **kw),
+    _numpy_pool(x, win, strides, pads, 'max'),
+    rtol=1e-6,
+  )
+  for include in (True, False):
+    np.testing.assert_allclose(
+      pooling.avg_pool(jnp.asarray(x), window, count_include_pad=include, **kw),
+      _numpy_pool(x, win, strides, pads, 'avg', include),
+      rtol=1e-5,
+      atol=1e-6,
+    )
+
+
+def test_max_pool_padding_never_wins():
+  x = -jnp.ones((1, 3, 3, 1))
+  y = pooling.max_pool(x, 3, stride=1, padding='SAME')
+  np.testing.assert_array_equal(y, x)
+
+
+def test_bad_arguments_raise():
+  x = jnp.zeros((1, 4, 4, 1))
+  with pytest.raises(ValueError, match='CIRCULAR'):
+    pooling.max_pool(x, 2, padding='CIRCULAR')
+  with pytest.raises(ValueError, match='NHWC'):
+    pooling.avg_pool(x[0], 2)
+  with pytest.raises(ValueError, match='larger'):
+    pooling.max_pool(x, 5)
+
+
+def test_pooling_under_jit():
+  x = jax.random.normal(jax.random.key(1), (2, 8, 8, 4))
+  f = jax.jit(
+    lambda x: (
+      pooling.max_pool(x, 3, stride=2, padding='SAME'),
+      pooling.avg_pool(x, 2),
+      pooling.global_avg_pool(x),
+    )
+  )
+  mx, av, gl = f(x)
+  chex.assert_shape((mx, av, gl), ((2, 4, 4, 4), (2, 4, 4, 4), (2, 4)))
+  chex.assert_trees_all_close(gl, jnp.mean(av, axis=(1, 2)), atol=1e-6)
