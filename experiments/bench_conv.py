@@ -70,7 +70,9 @@ def main(argv):
     )
     results[impl] = grads
     print(f'{impl:>12}: {seconds * 1e3:9.1f} ms per forward+backward')
-  for name, a, b in zip(('dx', 'dw'), results['xla'], results['im2col_grad']):
+  for name, a, b in zip(
+    ('dx', 'dw'), results['xla'], results['im2col_grad'], strict=True
+  ):
     a, b = np.asarray(a, np.float32), np.asarray(b, np.float32)
     rel = np.abs(a - b).max() / (np.abs(a).max() + 1e-12)
     print(f'max relative difference {name}: {rel:.2e}')

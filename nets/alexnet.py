@@ -1,4 +1,4 @@
-"""AlexNet (Krizhevsky, Sutskever & Hinton 2012) and ZFNet (Zeiler & Fergus 2014).
+"""AlexNet (Krizhevsky et al. 2012) and ZFNet (Zeiler & Fergus 2014).
 
 The notes (seed 002, "ILSVRC"): AlexNet won ILSVRC 2012; ZFNet won 2013 by
 shrinking the first layer from 11x11 stride 4 to 7x7 stride 2.

@@ -506,7 +506,9 @@ class AvgPool(nn.Module):
 
 def _adaptive_bins(n_in: int, n_out: int) -> list[tuple[int, int]]:
   """PyTorch's adaptive pooling bins: [floor(i n/m), ceil((i+1) n/m))."""
-  return [(i * n_in // n_out, -(-(i + 1) * n_in // n_out)) for i in range(n_out)]
+  return [
+    (i * n_in // n_out, -(-(i + 1) * n_in // n_out)) for i in range(n_out)
+  ]
 
 
 class AdaptiveAvgPool(nn.Module):

@@ -17,8 +17,7 @@ an ``ops.initializers`` name (e.g. 'zeros' to show the symmetry problem) or an
 initializer; it then applies to every layer.
 """
 
-from collections.abc import Callable
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 import functools
 from typing import Any
 
@@ -96,14 +95,16 @@ class MLP(nn.Module):
     init = init_for(self.activation, self.kernel_init)
     x = jnp.reshape(x, (x.shape[0], -1))
     for i, width in enumerate(self.hidden_sizes):
-      x = layers.Dense(width, kernel_init=init, dtype=self.dtype, name=f'fc{i}')(
-        x
-      )
+      x = layers.Dense(
+        width, kernel_init=init, dtype=self.dtype, name=f'fc{i}'
+      )(x)
       x = act(x)
       x = layers.Dropout(self.dropout_rate, name=f'drop{i}')(x, train)
     # The linear head keeps Dense's LeCun default unless an init is forced.
     head_kw = {} if self.kernel_init is None else {'kernel_init': init}
-    head = layers.Dense(self.num_classes, dtype=self.dtype, name='head', **head_kw)
+    head = layers.Dense(
+      self.num_classes, dtype=self.dtype, name='head', **head_kw
+    )
     return head(x)
 
 

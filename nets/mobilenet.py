@@ -81,9 +81,13 @@ class MobileNetV1(nn.Module):
     )(x)
     x = activations.relu(norm(name='bn0')(x, train))
     for i, (channels, stride) in enumerate(self.blocks, start=1):
-      x = layers.DepthwiseConv(3, strides=stride, dtype=self.dtype, name=f'dw{i}')(x)
+      x = layers.DepthwiseConv(
+        3, strides=stride, dtype=self.dtype, name=f'dw{i}'
+      )(x)
       x = activations.relu(norm(name=f'dw{i}_bn')(x, train))
-      x = layers.Conv(self._width(channels), 1, dtype=self.dtype, name=f'pw{i}')(x)
+      x = layers.Conv(
+        self._width(channels), 1, dtype=self.dtype, name=f'pw{i}'
+      )(x)
       x = activations.relu(norm(name=f'pw{i}_bn')(x, train))
     x = pooling.global_avg_pool(x)  # [B, 1024 alpha]
     x = layers.Dropout(self.dropout_rate, name='drop')(x, train)

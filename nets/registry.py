@@ -49,7 +49,56 @@ def _merge(families) -> dict[str, Callable[..., nn.Module]]:
   return merged
 
 
-MODELS: dict[str, Callable[..., nn.Module]] = _merge(_FAMILIES)
+# Trimps-Soushen (ILSVRC 2016) fused Inception-v3/v4, Inception-ResNet-v2,
+# ResNet-200 and WRN-68-3; the closest diverse trio registered here.
+DEFAULT_ENSEMBLE = ('googlenet', 'resnet152', 'densenet161')
+
+
+def _ensemble(
+  members: tuple[str, ...] = DEFAULT_ENSEMBLE,
+  weights: tuple[float, ...] | None = None,
+  **kwargs,
+) -> nn.Module:
+  """An :class:`nets.ensemble.Ensemble` of registered models by name."""
+  unknown = [m for m in members if m not in MODELS]
+  if unknown:
+    raise ValueError(f'unknown ensemble members {unknown}')
+  return ensemble.from_constructors(
+    [MODELS[m] for m in members], weights=weights, **kwargs
+  )
+
+
+MODELS: dict[str, Callable[..., nn.Module]] = {
+  **_merge(_FAMILIES),
+  'ensemble': _ensemble,
+}
+
+
+def default_input_shape(name: str) -> tuple[int, ...]:
+  """The input shape (one example, no batch axis) ``name`` is built for.
+
+  Args:
+    name: a registry name.
+
+  Returns:
+    e.g. ``(224, 224, 3)`` for ImageNet models, ``(32, 32, 3)`` for CIFAR and
+    tiny models, ``(28, 28, 1)`` for LeNet-5 and the MLP, ``(40,)`` for
+    ``cnn1d`` and ``(8, 8, 1)`` for ``cnn_small``.
+  """
+  if name not in MODELS:
+    create(name)  # raises the ValueError with close matches
+  special = {
+    'mlp': (28, 28, 1),
+    'lenet5': (28, 28, 1),
+    'cnn1d': (40,),
+    'cnn_small': (8, 8, 1),
+    'alexnet_paper': (227, 227, 3),
+  }
+  if name in special:
+    return special[name]
+  if name.endswith('_cifar') or 'tiny' in name:
+    return (32, 32, 3)
+  return (224, 224, 3)
 
 
 def list_models() -> list[str]:
@@ -79,25 +128,3 @@ def create(name: str, **kwargs) -> nn.Module:
       'see nets.list_models())'
     )
   return MODELS[name](**kwargs)
-
-
-# Trimps-Soushen (ILSVRC 2016) fused Inception-v3/v4, Inception-ResNet-v2,
-# ResNet-200 and WRN-68-3; the closest diverse trio registered here.
-DEFAULT_ENSEMBLE = ('googlenet', 'resnet152', 'densenet161')
-
-
-def _ensemble(
-  members: tuple[str, ...] = DEFAULT_ENSEMBLE,
-  weights: tuple[float, ...] | None = None,
-  **kwargs,
-) -> nn.Module:
-  """An :class:`nets.ensemble.Ensemble` of registered models by name."""
-  unknown = [m for m in members if m not in MODELS]
-  if unknown:
-    raise ValueError(f'unknown ensemble members {unknown}')
-  return ensemble.from_constructors(
-    [MODELS[m] for m in members], weights=weights, **kwargs
-  )
-
-
-MODELS['ensemble'] = _ensemble

@@ -130,9 +130,13 @@ class ShuffleNetV1(nn.Module):
     x = layers.Conv(
       self.stem_channels, 3, strides=2, dtype=self.dtype, name='conv1'
     )(x)
-    x = activations.relu(layers.BatchNorm(dtype=self.dtype, name='bn1')(x, train))
+    x = activations.relu(
+      layers.BatchNorm(dtype=self.dtype, name='bn1')(x, train)
+    )
     x = layers.MaxPool(3, 2, padding=1, name='maxpool')(x)
-    for s, (out, units) in enumerate(zip(channels, self.stage_units, strict=True)):
+    for s, (out, units) in enumerate(
+      zip(channels, self.stage_units, strict=True)
+    ):
       for u in range(units):
         x = ShuffleUnit(
           out,

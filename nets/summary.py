@@ -21,8 +21,7 @@ Counting rules, as in the papers' complexity tables:
 without changing model code (flax's ``capture_intermediates``).
 """
 
-from collections.abc import Callable
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 import dataclasses
 import math
 import re
@@ -67,15 +66,19 @@ class Summary:
     lines = [('input', '', _fmt_shape(self.input_shape), '0', '0', '')]
     lines[0] = lines[0][:5] + (f'{math.prod(self.input_shape):,}',)
     for r in self.rows:
-      lines.append((
-        r.name,
-        r.kind,
-        _fmt_shape(r.output_shape),
-        f'{r.params:,}',
-        f'{r.macs:,}',
-        f'{r.activations:,}',
-      ))
-    widths = [max(len(h), *(len(x[i]) for x in lines)) for i, h in enumerate(head)]
+      lines.append(
+        (
+          r.name,
+          r.kind,
+          _fmt_shape(r.output_shape),
+          f'{r.params:,}',
+          f'{r.macs:,}',
+          f'{r.activations:,}',
+        )
+      )
+    widths = [
+      max(len(h), *(len(x[i]) for x in lines)) for i, h in enumerate(head)
+    ]
     fmt = lambda cells: '  '.join(
       c.ljust(w) if i < 3 else c.rjust(w)
       for i, (c, w) in enumerate(zip(cells, widths, strict=True))
@@ -208,7 +211,7 @@ def _rows(calls, params) -> list[Row]:
         output_shape=shape[1:],
         params=_count(sub) if first else 0,
         macs=macs,
-        activations=math.prod(shape[1:]) if len(shape) > 1 else 0,
+        activations=cost.activation_count(shape[1:]) if len(shape) > 1 else 0,
       )
     )
   return rows
@@ -223,7 +226,8 @@ def capture_intermediates(
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
   """Runs ``model`` and returns its output and chosen layer outputs by name.
 
-  Uses flax's ``capture_intermediates``: the model code is unchanged. Names
+  Uses flax's ``capture_intermediates`` (under ``jax.jit``): the model code is
+  unchanged. Names
   are module paths joined by '/', e.g. ``'features/conv1'``; an empty path
   (the model itself) is not captured.
 
@@ -254,13 +258,16 @@ def capture_intermediates(
     return method_name == '__call__' and bool(name) and keep(name)
 
   call_kwargs.setdefault('train', False)
-  out, state = model.apply(
-    variables,
-    x,
-    capture_intermediates=capture,
-    mutable=['intermediates'],
-    **call_kwargs,
+  apply = jax.jit(
+    lambda v, x: model.apply(
+      v,
+      x,
+      capture_intermediates=capture,
+      mutable=['intermediates'],
+      **call_kwargs,
+    )
   )
+  out, state = apply(variables, x)
   found = {}
   flat = jax.tree_util.tree_flatten_with_path(
     state['intermediates'], is_leaf=lambda v: isinstance(v, tuple)

@@ -277,7 +277,7 @@ def grouped_conv2d_split(
   return jnp.concatenate(
     [
       convolution.conv2d(xg, wg, stride=stride, padding=padding, impl='xla')
-      for xg, wg in zip(xs, ws)
+      for xg, wg in zip(xs, ws, strict=True)
     ],
     axis=-1,
   )

@@ -81,7 +81,9 @@ def resolve_padding(
     if mode == 'SAME':
       return tuple(
         _same_pads(n, k, s, d)
-        for n, k, s, d in zip(input_size, kernel_size, stride, dilation)
+        for n, k, s, d in zip(
+          input_size, kernel_size, stride, dilation, strict=True
+        )
       )
     raise ValueError(
       f"unknown padding {padding!r}; use 'SAME', 'VALID', an int or pairs"
@@ -490,23 +492,23 @@ def conv_transpose2d(
   )
   k = w.shape[:2]
   if isinstance(padding, str) and padding.upper() == 'SAME':
-    full = [n * s for n, s in zip(y.shape[1:3], stride)]
+    full = [n * s for n, s in zip(y.shape[1:3], stride, strict=True)]
     pads = resolve_padding('SAME', full, k, stride, dilation)
     extra = tuple(
       f - conv_transpose_output_size(n, kk, stride=s, padding=p, dilation=d)
       for f, n, kk, s, p, d in zip(
-        full, y.shape[1:3], k, stride, pads, dilation
+        full, y.shape[1:3], k, stride, pads, dilation, strict=True
       )
     )
   else:
     pads = resolve_padding(padding, y.shape[1:3], k, stride, dilation)
-  if any(e < 0 or e >= s for e, s in zip(extra, stride)):
+  if any(e < 0 or e >= s for e, s in zip(extra, stride, strict=True)):
     raise ValueError(f'output_padding {extra} must be in [0, stride)')
   # Flip the kernel and swap its in/out channels; dilate the input.
   w_t = jnp.swapaxes(w, 2, 3)[::-1, ::-1]
   t_pads = [
     (d * (kk - 1) - lo, d * (kk - 1) - hi + e)
-    for kk, d, (lo, hi), e in zip(k, dilation, pads, extra)
+    for kk, d, (lo, hi), e in zip(k, dilation, pads, extra, strict=True)
   ]
   return lax.conv_general_dilated(
     y,
@@ -537,7 +539,7 @@ def receptive_field(
   if min([*kernel_sizes, *dilations, *strides], default=1) < 1:
     raise ValueError('kernel sizes, dilations and strides must be positive')
   field, jump = 1, 1
-  for k, d, s in zip(kernel_sizes, dilations, strides):
+  for k, d, s in zip(kernel_sizes, dilations, strides, strict=True):
     field += d * (k - 1) * jump
     jump *= s
   return field

@@ -50,9 +50,11 @@ def max_pool(
     Pooled [B, Ho, Wo, C].
   """
   dims, strides, pads = _window_args(x, window, stride, padding)
-  init = jnp.array(-jnp.inf, x.dtype)
+  # Python scalars, not arrays: an array init value breaks linearisation
+  # of reduce_window under jit(grad(...)).
+  init = -float('inf')
   if not jnp.issubdtype(x.dtype, jnp.floating):
-    init = jnp.array(jnp.iinfo(x.dtype).min, x.dtype)
+    init = int(jnp.iinfo(x.dtype).min)
   return lax.reduce_window(x, init, lax.max, dims, strides, pads)
 
 
@@ -78,7 +80,7 @@ def avg_pool(
     Pooled [B, Ho, Wo, C].
   """
   dims, strides, pads = _window_args(x, window, stride, padding)
-  zero = jnp.array(0, x.dtype)
+  zero = 0.0 if jnp.issubdtype(x.dtype, jnp.floating) else 0
   sums = lax.reduce_window(x, zero, lax.add, dims, strides, pads)
   if count_include_pad:
     return sums / (dims[1] * dims[2])

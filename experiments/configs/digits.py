@@ -1,6 +1,6 @@
 """scikit-learn digits (UCI optdigits test set), 1797 8x8 images, offline.
 
-The smallest real data set here: a full run takes seconds, which makes it the
+The smallest real data set here: a full run takes about 20 s, which makes it the
 data set of the learning tests. Variants: `mlp` (one hidden layer of 128,
 dropout 0.2) and `cnn` (`cnn_small`). The data helper splits it into the
 first 899 images for training and the other 898 for testing.

@@ -5,6 +5,7 @@ for DenseNet-121/169/201/161, the paper's 0.8M for DenseNet-BC (L=100,
 k=12), and a by-hand parameter formula. Big models are only traced.
 """
 
+import functools
 import math
 
 import chex
@@ -139,15 +140,21 @@ def test_layers_see_all_preceding_feature_maps():
   model = nets.create('densenet_tiny', growth_rate=3)
   x = _normal((2, 8, 8, 3), 0)
   v = _init(model, x)
-  _, acts = nets.capture_intermediates(
-    model, v, x, names_filter=r'block1(/layer\d)?|stem_conv'
+  _, state = model.apply(
+    v, x, capture_intermediates=True, mutable=['intermediates']
   )
-  block, x0 = acts['block1'], acts['stem_conv']
+  acts = state['intermediates']
+  out = lambda *path: functools.reduce(dict.get, path, acts)['__call__'][0]
+  block, x0 = out('block1'), out('stem_conv')
   chex.assert_shape(block, (2, 8, 8, 8 + 2 * 3))
   # The block output is [x_0, x_1, x_2] in order.
   np.testing.assert_allclose(block[..., :8], x0, atol=1e-6)
-  np.testing.assert_allclose(block[..., 8:11], acts['block1/layer1'], atol=1e-6)
-  np.testing.assert_allclose(block[..., 11:], acts['block1/layer2'], atol=1e-6)
+  np.testing.assert_allclose(
+    block[..., 8:11], out('block1', 'layer1'), atol=1e-6
+  )
+  np.testing.assert_allclose(
+    block[..., 11:], out('block1', 'layer2'), atol=1e-6
+  )
   # Layer 2's first 1x1 conv reads c0 + k channels: [x_0, x_1].
   assert v['params']['block1']['layer2']['conv1']['kernel'].shape[2] == 11
 

@@ -195,7 +195,9 @@ def test_drop_path_drops_whole_examples():
   assert set(np.unique(per_example.min(1))) <= {0.0, 2.0}
   np.testing.assert_array_equal(per_example.min(1), per_example.max(1))
   assert 0 < per_example[:, 0].sum() < 128
-  np.testing.assert_array_equal(layers.DropPath(0.5).apply({}, x, train=False), x)
+  np.testing.assert_array_equal(
+    layers.DropPath(0.5).apply({}, x, train=False), x
+  )
 
 
 def test_se_block_matches_hand_formula():

@@ -9,6 +9,7 @@ tests/conftest.py, so every step really is sharded.
 
 import json
 import math
+import re
 
 import chex
 import jax
@@ -115,7 +116,7 @@ def test_nan_loss_stops_run_and_keeps_good_checkpoints(tmp_path):
   )
   with pytest.raises(FloatingPointError, match=r'at step \d+') as info:
     trainer.train_and_evaluate(bad, str(tmp_path))
-  nan_step = int(str(info.value).split('at step ')[1].split(';')[0])
+  nan_step = int(re.search(r'at step (\d+)', str(info.value)).group(1))
   assert nan_step > 4
   ckpt = checkpoint.Checkpointer(str(tmp_path), keep=3)
   steps = ckpt.all_steps()
@@ -182,3 +183,11 @@ def test_progress_line_and_durations():
   assert metrics.format_duration(12.34) == '12.3s'
   assert metrics.format_duration(float('nan')) == '?'
   assert metrics.mean_metrics([{'a': 1.0}, {'a': 2.0}]) == {'a': 1.5}
+
+
+def test_unknown_dataset_fails_before_writing(tmp_path):
+  config = _config()
+  config.data.name = 'svhn'
+  with pytest.raises(ValueError, match="'svhn'"):
+    trainer.train_and_evaluate(config, str(tmp_path / 'run'))
+  assert not (tmp_path / 'run').exists()

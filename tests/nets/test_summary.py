@@ -1,0 +1,170 @@
+"""Tests for nets/summary.py and the experiments.summary CLI."""
+
+import math
+import os
+import pathlib
+import subprocess
+import sys
+
+import jax
+from jax import lax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from experiments import summary as summary_cli
+import nets
+from ops import cost
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+# The notes' VGG-16 table (seed 002): conv params without biases, then FCs.
+NOTES_VGG16_CONV = (
+  1_728,
+  36_864,
+  73_728,
+  147_456,
+  294_912,
+  589_824,
+  589_824,
+  1_179_648,
+  2_359_296,
+  2_359_296,
+  2_359_296,
+  2_359_296,
+  2_359_296,
+)
+NOTES_VGG16_FC = (102_760_448, 16_777_216, 4_096_000)
+
+
+@pytest.fixture(scope='module')
+def vgg16_summary():
+  return nets.summarize(nets.create('vgg16'), (224, 224, 3))
+
+
+def _weights_without_bias(row):
+  return row.params - row.output_shape[-1]
+
+
+def test_vgg16_matches_the_notes_table(vgg16_summary):
+  rows = {r.kind: [] for r in vgg16_summary.rows}
+  for r in vgg16_summary.rows:
+    rows[r.kind].append(r)
+  convs = tuple(_weights_without_bias(r) for r in rows['Conv'])
+  fcs = tuple(_weights_without_bias(r) for r in rows['Dense'])
+  assert convs == NOTES_VGG16_CONV
+  assert fcs == NOTES_VGG16_FC
+  assert vgg16_summary.params == 138_357_544  # "138M parameters"
+  assert [r.output_shape for r in rows['MaxPool']] == [
+    (112, 112, 64),
+    (56, 56, 128),
+    (28, 28, 256),
+    (14, 14, 512),
+    (7, 7, 512),
+  ]
+
+
+def test_vgg16_activation_count_is_the_notes_memory_column(vgg16_summary):
+  # The notes' per-layer "memory" column (input, convs, pools, FCs), summed
+  # by ops.cost. It adds up to 15.2M values; the slide's "TOTAL memory: 24M"
+  # does not equal its own column, so the column is the reference.
+  column = sum(row.memory for row in cost.vgg16_table())
+  assert vgg16_summary.activations == column == 15_237_608
+  assert vgg16_summary.output_shape == (1000,)
+
+
+def test_macs_are_output_positions_times_kernel_size():
+  model = nets.create('shufflenet_v1_tiny')
+  s = nets.summarize(model, (32, 32, 3))
+  variables = jax.eval_shape(
+    lambda: model.init(
+      {'params': jax.random.key(0)}, jnp.ones((1, 32, 32, 3)), train=False
+    )
+  )
+  total = 0
+  for r in s.rows:
+    sub = variables['params']
+    for part in r.name.split('/'):
+      sub = sub.get(part, {})
+    if r.kind in ('Conv', 'DepthwiseConv'):
+      h, w = r.output_shape[:2]
+      assert r.macs == h * w * math.prod(sub['kernel'].shape), r.name
+    elif r.kind == 'Dense':
+      assert r.macs == math.prod(sub['kernel'].shape)
+    else:
+      assert r.macs == 0
+    total += r.macs
+  assert s.macs == total
+  n_params = sum(math.prod(p.shape) for p in jax.tree.leaves(variables['params']))
+  assert s.params == n_params
+  kinds = {r.kind for r in s.rows}
+  assert {'Conv', 'DepthwiseConv', 'BatchNorm', 'MaxPool', 'Dense'} <= kinds
+
+
+def test_table_text(vgg16_summary):
+  text = str(vgg16_summary)
+  assert text == vgg16_summary.table()
+  for piece in ('conv1_1', 'fc6', '224x224x64', '102,764,544', '138,357,544'):
+    assert piece in text
+  assert '15.470 G' in text
+
+
+def test_summarize_handles_vectors_and_rejects_bad_shapes():
+  s = nets.summarize(nets.create('cnn1d'), (40,))
+  assert s.output_shape == (10,)
+  assert s.macs > 0
+  with pytest.raises(ValueError, match='input_shape'):
+    nets.summarize(nets.create('cnn1d'), (0, 3))
+
+
+def test_capture_intermediates_by_name_and_pattern():
+  model = nets.create('lenet5')
+  x = jax.random.normal(jax.random.key(1), (2, 28, 28, 1))
+  variables = jax.jit(lambda x: model.init({'params': jax.random.key(0)}, x))(x)
+  out, acts = nets.capture_intermediates(model, variables, x, ['c1', 'f5'])
+  assert set(acts) == {'c1', 'f5'}
+  p = variables['params']['c1']
+  want = lax.conv_general_dilated(
+    x,
+    p['kernel'],
+    (1, 1),
+    ((2, 2), (2, 2)),
+    dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
+  )
+  np.testing.assert_allclose(acts['c1'], want + p['bias'], atol=1e-5)
+  np.testing.assert_allclose(
+    out, jax.jit(model.apply)(variables, x), atol=1e-5
+  )
+  _, pools = nets.capture_intermediates(model, variables, x, 's[0-9]')
+  assert {k: v.shape for k, v in pools.items()} == {
+    's2': (2, 14, 14, 6),
+    's4': (2, 5, 5, 16),
+  }
+
+
+def test_cli_functions():
+  text = summary_cli.model_table('lenet5')
+  assert '61,706' in text and 'c3' in text
+  text = summary_cli.model_table('vgg_tiny', (16, 16, 3), num_classes=4)
+  assert '16x16x8' in text
+  rows = summary_cli.all_models_table(['alexnet', 'vgg16']).splitlines()
+  assert len(rows) == 4
+  assert '61,100,840' in rows[2] and '714.2 M' in rows[2]
+  assert summary_cli.parse_shape('224,224,3') == (224, 224, 3)
+  with pytest.raises(ValueError, match='input_shape'):
+    summary_cli.parse_shape('224x224')
+
+
+def test_cli_unknown_model_exits_with_one_error_line():
+  proc = subprocess.run(
+    [sys.executable, '-m', 'experiments.summary', '--model=vgg61'],
+    capture_output=True,
+    text=True,
+    check=False,
+    cwd=ROOT,
+    env={**os.environ, 'JAX_PLATFORMS': 'cpu', 'PYTHONPATH': str(ROOT)},
+    timeout=120,
+  )
+  assert proc.returncode != 0
+  errors = [ln for ln in proc.stderr.splitlines() if ln.startswith('error:')]
+  assert len(errors) == 1 and 'vgg16' in errors[0]
