@@ -195,7 +195,8 @@ class GoogLeNet(nn.Module):
     x = ConvReLU(s2, 1, name='conv2_reduce', **kw)(x, train)
     x = ConvReLU(s3, 3, name='conv2', **kw)(x, train)  # [B, 56, 56, 192]
     x = pooling.max_pool(x, 3, stride=2, padding=1)  # 28x28
-    run_aux = self.aux_heads and (train or self.is_initializing())
+    # Aux heads run only when returned (and at init, to create params).
+    run_aux = self.aux_heads and (return_aux or self.is_initializing())
     aux = []
     for name, filters in self.inception:
       if name in ('4a', '5a'):  # max-pool before stages 4 and 5

@@ -162,6 +162,25 @@ def im2col(
     Patches [B, Ho, Wo, kh*kw*C] ordered (a, b, c), so that
     `im2col(x) @ w.reshape(-1, O)` is the convolution with HWIO kernel w.
   """
+  patches = jnp.stack(
+    shifted_windows(x, kernel_size, stride, padding, dilation), axis=3
+  )  # [B, Ho, Wo, kh*kw, C]
+  return patches.reshape(*patches.shape[:3], -1)
+
+
+def shifted_windows(
+  x: jax.Array,
+  kernel_size: int | Sequence[int],
+  stride: int | Sequence[int] = 1,
+  padding: Padding = 'VALID',
+  dilation: int | Sequence[int] = 1,
+) -> list[jax.Array]:
+  """The input seen by each kernel tap: the column blocks of im2col.
+
+  Returns:
+    kh * kw arrays [B, Ho, Wo, C] in (a, b) order; window (a, b) holds
+    `x_pad[n, i s + a d, j s + b d, c]`.
+  """
   if x.ndim != 4:
     raise ValueError(f'im2col expects NHWC input, got shape {x.shape}')
   (kh, kw), (sh, sw) = (
@@ -175,7 +194,7 @@ def im2col(
   wo = (xp.shape[2] - dw * (kw - 1) - 1) // sw + 1
   if ho < 1 or wo < 1:
     raise ValueError(f'kernel {(kh, kw)} larger than padded input {xp.shape}')
-  taps = [
+  return [
     xp[
       :,
       a * dh : a * dh + (ho - 1) * sh + 1 : sh,
@@ -185,8 +204,6 @@ def im2col(
     for a in range(kh)
     for b in range(kw)
   ]
-  patches = jnp.stack(taps, axis=3)  # [B, Ho, Wo, kh*kw, C]
-  return patches.reshape(*patches.shape[:3], -1)
 
 
 def _lax_conv(x, w, stride, pads, dilation, groups):
@@ -218,21 +235,28 @@ def _conv_im2col_grad_bwd(stride, pads, dilation, groups, res, g):
     lambda x_: _lax_conv(x_, w, stride, pads, dilation, groups), x
   )
   (dx,) = vjp_x(g)
-  # Weight gradient: patches^T @ g, one matrix product per group.
-  patches = im2col(x, (kh, kw), stride, pads, dilation)  # [B, Ho, Wo, K]
+  # Weight gradient: patches^T @ g, computed one column block of the
+  # patch matrix (one kernel tap) at a time; on XLA:CPU this avoids
+  # materialising the whole [N, kh*kw*C] patch matrix and is faster.
   n = g.shape[0] * g.shape[1] * g.shape[2]
-  if groups == 1:
-    # g^T @ patches ([O, N] @ [N, K]) is the fastest layout on XLA:CPU.
-    dw = lax.dot_general(
-      g.reshape(n, out),
-      patches.reshape(n, -1),
-      (((0,), (0,)), ((), ())),
-      preferred_element_type=jnp.float32,
-    ).T
-  else:
-    p = patches.reshape(n, kh * kw, groups, cg)
-    gg = g.reshape(n, groups, out // groups)
-    dw = jnp.einsum('nkgc,ngo->kcgo', p, gg, preferred_element_type=jnp.float32)
+  gg = g.reshape(n, groups, out // groups)
+  blocks = []
+  for window in shifted_windows(x, (kh, kw), stride, pads, dilation):
+    xw = window.reshape(n, groups, cg)  # [N, G, C/G]
+    if groups == 1:
+      blocks.append(
+        lax.dot_general(
+          xw[:, 0],
+          gg[:, 0],
+          (((0,), (0,)), ((), ())),
+          preferred_element_type=jnp.float32,
+        )
+      )
+    else:
+      blocks.append(
+        jnp.einsum('ngc,ngo->cgo', xw, gg, preferred_element_type=jnp.float32)
+      )
+  dw = jnp.stack(blocks)  # [kh*kw, C/G, (G,) O/G]
   dw = dw.reshape(kh, kw, cg, out).astype(w.dtype)
   return dx.astype(x.dtype), dw
 

@@ -120,7 +120,14 @@ def test_summarize_handles_vectors_and_rejects_bad_shapes():
 def test_capture_intermediates_by_name_and_pattern():
   model = nets.create('lenet5')
   x = jax.random.normal(jax.random.key(1), (2, 28, 28, 1))
-  variables = jax.jit(lambda x: model.init({'params': jax.random.key(0)}, x))(x)
+  # Random params from numpy: a jitted init would compile threefry (slow).
+  struct = jax.eval_shape(
+    lambda x: model.init({'params': jax.random.key(0)}, x), x
+  )
+  rng = np.random.default_rng(0)
+  variables = jax.tree.map(
+    lambda s: jnp.asarray(0.3 * rng.standard_normal(s.shape), s.dtype), struct
+  )
   out, acts = nets.capture_intermediates(model, variables, x, ['c1', 'f5'])
   assert set(acts) == {'c1', 'f5'}
   p = variables['params']['c1']

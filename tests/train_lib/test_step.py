@@ -154,9 +154,17 @@ def test_grad_accumulation_with_batchnorm_and_bad_split():
   assert np.isfinite(float(metrics['loss']))
   mean = new.batch_stats['BatchNorm_0']['mean']
   assert np.max(np.abs(mean)) > 0  # running mean moved off its init
-  _, fn3 = _setup(model, _config(grad_accum_steps=3), batch)
+  tx, schedule = optim.create_optimizer(_config())
   with pytest.raises(ValueError, match='grad_accum_steps 3'):
-    fn3(state, batch, jax.random.key(0))
+    step.train_step(
+      state,
+      batch,
+      jax.random.key(0),
+      model=model,
+      tx=tx,
+      schedule=schedule,
+      config=_config(grad_accum_steps=3),
+    )
 
 
 AUG = dict(

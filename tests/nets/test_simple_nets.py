@@ -1,0 +1,224 @@
+"""Tests for mlp.py, lenet.py, alexnet.py and vgg.py.
+
+Parameter counts are exact (torchvision's published counts or hand sums with
+ops.cost); MACs are within 2% of the published figures. Big models are only
+traced with jax.eval_shape; tiny variants run forward in train and eval mode.
+"""
+
+import math
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import nets
+from ops import cost
+
+# torchvision's parameter counts and "GFLOPS" (MACs) at 224x224.
+TORCHVISION = {
+  'alexnet': (61_100_840, 0.71e9),
+  'vgg11': (132_863_336, 7.61e9),
+  'vgg13': (133_047_848, 11.31e9),
+  'vgg16': (138_357_544, 15.47e9),
+  'vgg19': (143_667_240, 19.63e9),
+  'vgg11_bn': (132_868_840, 7.61e9),
+  'vgg13_bn': (133_053_736, 11.31e9),
+  'vgg16_bn': (138_365_992, 15.47e9),
+  'vgg19_bn': (143_678_248, 19.63e9),
+}
+
+
+def _conv(k, c_in, c_out, groups=1):
+  return cost.conv_params(k, k, c_in, c_out, groups=groups, bias=True)
+
+
+def _fc_head(n_in):
+  return (
+    cost.dense_params(n_in, 4096)
+    + cost.dense_params(4096, 4096)
+    + cost.dense_params(4096, 1000)
+  )
+
+
+def _shapes(name, batch=2, shape=None, **kwargs):
+  """(param count, output shape) by tracing init and apply; no compile."""
+  model = nets.create(name, **kwargs)
+  x = jax.ShapeDtypeStruct(
+    (batch, *(shape or nets.default_input_shape(name))), jnp.float32
+  )
+  variables = jax.eval_shape(
+    lambda x: model.init({'params': jax.random.key(0)}, x, train=False), x
+  )
+  out = jax.eval_shape(lambda v, x: model.apply(v, x), variables, x)
+  n = sum(math.prod(p.shape) for p in jax.tree.leaves(variables['params']))
+  return n, out.shape
+
+
+def fake_variables(model, x):
+  """Variables with the init's structure, drawn with numpy (no compile)."""
+  struct = jax.eval_shape(
+    lambda x: model.init({'params': jax.random.key(0)}, x, train=False), x
+  )
+  rng = np.random.default_rng(0)
+
+  def fill(path, leaf):
+    name = path[-1].key
+    if name == 'kernel':
+      std = np.sqrt(2.0 / math.prod(leaf.shape[:-1]))
+      return jnp.asarray(std * rng.standard_normal(leaf.shape), leaf.dtype)
+    if name in ('scale', 'var'):
+      return jnp.ones(leaf.shape, leaf.dtype)
+    return jnp.zeros(leaf.shape, leaf.dtype)
+
+  return jax.tree_util.tree_map_with_path(fill, struct)
+
+
+def check_train_eval(model, x, num_classes, *, dropout=True):
+  """Eval is deterministic, train dropout depends on the key, BN stats
+  change only in train mode, outputs are finite with the right shape."""
+  variables = fake_variables(model, x)
+  evaluate = jax.jit(
+    lambda v, x: model.apply(v, x, train=False, mutable=['batch_stats'])
+  )
+  train = jax.jit(
+    lambda v, x, k: model.apply(
+      v, x, train=True, rngs={'dropout': k}, mutable=['batch_stats']
+    )
+  )
+  y1, eval_state = evaluate(variables, x)
+  y2, _ = evaluate(variables, x)
+  chex.assert_shape(y1, (x.shape[0], num_classes))
+  chex.assert_tree_all_finite(y1)
+  np.testing.assert_array_equal(y1, y2)
+  t1, state = train(variables, x, jax.random.key(1))
+  t2, _ = train(variables, x, jax.random.key(2))
+  chex.assert_tree_all_finite(t1)
+  if dropout:
+    assert not np.allclose(t1, t2)
+  if 'batch_stats' in variables:
+    chex.assert_trees_all_equal(
+      eval_state['batch_stats'], variables['batch_stats']
+    )
+    old = jax.tree.leaves(variables['batch_stats'])
+    new = jax.tree.leaves(state['batch_stats'])
+    assert all(not np.allclose(a, b) for a, b in zip(old, new, strict=True))
+  else:
+    assert not state
+  return y1
+
+
+@pytest.mark.parametrize('name', sorted(TORCHVISION))
+def test_torchvision_counts_and_macs(name):
+  want_params, want_macs = TORCHVISION[name]
+  n, out_shape = _shapes(name)
+  assert n == want_params
+  assert out_shape == (2, 1000)
+  macs = nets.summarize(nets.create(name), (224, 224, 3)).macs
+  assert abs(macs - want_macs) / want_macs < 0.02
+
+
+def test_alexnet_paper_two_tower_layout():
+  n, out_shape = _shapes('alexnet_paper')
+  want = (
+    _conv(11, 3, 96)
+    + _conv(5, 96, 256, groups=2)
+    + _conv(3, 256, 384)
+    + _conv(3, 384, 384, groups=2)
+    + _conv(3, 384, 256, groups=2)
+    + _fc_head(6 * 6 * 256)
+  )
+  assert n == want == 60_965_224  # the paper's "60 million parameters"
+  assert out_shape == (2, 1000)
+  s = nets.summarize(nets.create('alexnet_paper'), (227, 227, 3))
+  assert s.rows[0].output_shape == (55, 55, 96)  # Fig. 2's first layer
+
+
+def test_zfnet_layout_from_the_paper():
+  n, out_shape = _shapes('zfnet')
+  want = (
+    _conv(7, 3, 96)
+    + _conv(5, 96, 256)
+    + _conv(3, 256, 384)
+    + _conv(3, 384, 384)
+    + _conv(3, 384, 256)
+    + _fc_head(6 * 6 * 256)
+  )
+  assert n == want == 62_357_608
+  assert out_shape == (2, 1000)
+  s = nets.summarize(nets.create('zfnet'), (224, 224, 3))
+  sizes = [r.output_shape[0] for r in s.rows if r.kind in ('Conv', 'MaxPool')]
+  # Zeiler & Fergus Fig. 3: 110, 55, 26, 13, 13, 13, 13, 6.
+  assert sizes == [110, 55, 26, 13, 13, 13, 13, 6]
+
+
+def test_lenet5_count_and_shapes():
+  # C1 5*5*1*6+6, C3 5*5*6*16+16, F5 400*120+120, F6 120*84+84, out 84*10+10.
+  n, out_shape = _shapes('lenet5')
+  assert n == 156 + 2_416 + 48_120 + 10_164 + 850 == 61_706
+  assert out_shape == (2, 10)
+
+
+def test_lenet5_forward():
+  model = nets.create('lenet5', pool='max', activation='relu', dropout_rate=0.5)
+  x = jax.random.normal(jax.random.key(0), (2, 28, 28, 1))
+  check_train_eval(model, x, 10)
+
+
+def test_mlp_flattens_and_counts():
+  n, out_shape = _shapes('mlp', hidden_sizes=(32, 16), num_classes=3)
+  assert n == 784 * 32 + 32 + 32 * 16 + 16 + 16 * 3 + 3
+  assert out_shape == (2, 3)
+  model = nets.create('mlp', hidden_sizes=(8,), dropout_rate=0.5)
+  x = jax.random.normal(jax.random.key(0), (4, 6, 6, 1))
+  variables = fake_variables(model, x)
+  np.testing.assert_allclose(
+    model.apply(variables, x), model.apply(variables, x.reshape(4, 36))
+  )
+  check_train_eval(model, x, 10)
+
+
+def test_mlp_constant_init_keeps_hidden_units_identical():
+  # The notes' symmetry problem: equal weights give equal hidden units.
+  model = nets.create('mlp', hidden_sizes=(4,), kernel_init='ones')
+  x = jnp.array([[0.5, -1.0, 2.0], [1.0, 0.0, -0.5]])
+  v = model.init({'params': jax.random.key(0)}, x)
+  _, acts = nets.capture_intermediates(model, v, x, ['fc0'])
+  hidden = np.asarray(acts['fc0'])
+  np.testing.assert_allclose(hidden, np.repeat(x.sum(1, keepdims=True), 4, 1))
+  with pytest.raises(ValueError, match='kernel_init'):
+    nets.create('mlp', kernel_init='bogus').init(
+      {'params': jax.random.key(0)}, jnp.ones((1, 3))
+    )
+
+
+def test_cnn1d_accepts_both_input_ranks():
+  model = nets.create('cnn1d', dropout_rate=0.5)
+  x = jax.random.normal(jax.random.key(0), (2, 40))
+  y = check_train_eval(model, x, 10)
+  variables = fake_variables(model, x)
+  np.testing.assert_allclose(
+    y, jax.jit(model.apply)(variables, x[..., None]), rtol=1e-5
+  )
+
+
+def test_cnn_small_on_digits():
+  model = nets.create('cnn_small', dropout_rate=0.5)
+  x = jax.random.normal(jax.random.key(0), (2, 8, 8, 1))
+  check_train_eval(model, x, 10)
+
+
+def test_alexnet_tiny_forward():
+  x = jax.random.normal(jax.random.key(0), (2, 32, 32, 3))
+  check_train_eval(nets.create('alexnet_tiny'), x, 10)
+
+
+def test_vgg_tiny_bn_forward_and_bfloat16():
+  x = jax.random.normal(jax.random.key(0), (2, 32, 32, 3))
+  check_train_eval(nets.create('vgg_tiny_bn'), x, 10)
+  model = nets.create('vgg_tiny', dtype=jnp.bfloat16)
+  variables = fake_variables(model, x)
+  y = jax.jit(model.apply)(variables, x)
+  assert y.dtype == jnp.bfloat16
+  assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(variables))
