@@ -242,3 +242,14 @@ def test_conv2d_under_jit():
   x, w = _rand(0, (2, 6, 6, 3)), _rand(1, (3, 3, 3, 4))
   f = jax.jit(lambda x, w: convolution.conv2d(x, w, stride=2, padding=1))
   chex.assert_trees_all_close(f(x, w), _lax(x, w, 2, 1), atol=1e-5)
+
+
+def test_im2col_grad_with_batch_sharded_over_devices():
+  mesh = jax.make_mesh((jax.device_count(),), ('data',))
+  batch = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec('data'))
+  x = jax.device_put(_rand(0, (jax.device_count(), 6, 6, 3)), batch)
+  w = _rand(1, (3, 3, 3, 4))
+  loss = lambda x, w, impl: jnp.sum(convolution.conv2d(x, w, impl=impl) ** 2)
+  got = jax.jit(jax.grad(loss, (0, 1)), static_argnums=2)(x, w, 'im2col_grad')
+  want = jax.grad(loss, (0, 1))(x, w, 'xla')
+  chex.assert_trees_all_close(got, want, atol=1e-4, rtol=1e-4)
