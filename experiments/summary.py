@@ -24,10 +24,10 @@ _MODEL = flags.DEFINE_string('model', None, 'Registered model name.')
 _INPUT_SHAPE = flags.DEFINE_string(
   'input_shape',
   None,
-  'One input without batch axis, e.g. 224,224,3 (default: the model\'s).',
+  "One input without batch axis, e.g. 224,224,3 (default: the model's).",
 )
 _NUM_CLASSES = flags.DEFINE_integer(
-  'num_classes', None, 'Classes of the classifier (default: the model\'s).'
+  'num_classes', None, "Classes of the classifier (default: the model's)."
 )
 _ALL = flags.DEFINE_bool('all', False, 'One row per registered model.')
 
@@ -70,12 +70,14 @@ def all_models_table(
   for name in names:
     shape = nets.default_input_shape(name)
     s = nets.summarize(_build(name, num_classes), shape)
-    rows.append((
-      name,
-      'x'.join(map(str, shape)),
-      f'{s.params:,}',
-      f'{s.macs / 1e6:,.1f} M',
-    ))
+    rows.append(
+      (
+        name,
+        'x'.join(map(str, shape)),
+        f'{s.params:,}',
+        f'{s.macs / 1e6:,.1f} M',
+      )
+    )
   widths = [max(len(r[i]) for r in rows) for i in range(4)]
   lines = [
     '  '.join(

@@ -17,6 +17,9 @@ Conventions:
     connections of one group). Dense layers use LeCun normal,
     ``Var[w] = 1 / fan_in`` (the notes' "Var[w_i] = 1/n" rule, flax's default);
     models whose papers differ pass ``kernel_init`` explicitly.
+  * Pooling is also wrapped in modules (``MaxPool``, ``AvgPool``,
+    ``AdaptiveAvgPool``) so that model summaries list pooling rows, as the
+    papers' tables do; they have no parameters.
   * BatchNorm keeps running statistics in the ``'batch_stats'`` collection
     (``'mean'``, ``'var'``) with momentum 0.9 (weight of the old value); random
     layers draw from the ``'dropout'`` rng stream.

@@ -1,7 +1,7 @@
 """Model summaries (parameters, MACs, activations per layer) and probes.
 
-``summarize(model, input_shape)`` traces ``model.init`` with
-``jax.eval_shape`` (nothing is compiled or run on data) while
+``summarize(model, input_shape)`` traces ``model.init`` and ``model.apply``
+with ``jax.eval_shape`` (nothing is compiled or run on data) while
 ``nn.intercept_methods`` records the input and output shape of every module
 call. Each leaf layer becomes a row of a paper-style table, like the notes'
 VGG-16 table (seed 002, "VGGNet": output shape, parameters, memory).
@@ -63,8 +63,8 @@ class Summary:
   def table(self) -> str:
     """The per-layer table with totals, like the papers' tables."""
     head = ('layer', 'type', 'output', 'params', 'MACs', 'activations')
-    lines = [('input', '', _fmt_shape(self.input_shape), '0', '0', '')]
-    lines[0] = lines[0][:5] + (f'{math.prod(self.input_shape):,}',)
+    n_input = f'{math.prod(self.input_shape):,}'
+    lines = [('input', '', _fmt_shape(self.input_shape), '0', '0', n_input)]
     for r in self.rows:
       lines.append(
         (
@@ -161,15 +161,18 @@ def summarize(
 
   def init(x):
     rngs = {'params': jax.random.key(0), 'dropout': jax.random.key(1)}
+    return model.init(rngs, x, **call_kwargs)
+
+  def apply(variables, x):
+    # Shapes are recorded while tracing apply (not init), so layers that run
+    # only at initialisation or in training (auxiliary heads) are not counted.
     with nn.intercept_methods(interceptor):
-      return model.init(rngs, x, **call_kwargs)
+      return model.apply(variables, x, **call_kwargs)
 
   x = jax.ShapeDtypeStruct((1, *input_shape), dtype)
   variables = jax.eval_shape(init, x)
+  output = jax.eval_shape(apply, variables, x)
   params = variables.get('params', {})
-  output = jax.eval_shape(
-    lambda v, x: model.apply(v, x, **call_kwargs), variables, x
-  )
   rows = _rows(calls, params)
   activations = math.prod(input_shape) + sum(
     r.activations for r in rows if r.kind in _FEATURE_MAP_KINDS

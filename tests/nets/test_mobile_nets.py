@@ -86,7 +86,9 @@ def check_train_eval_bn(model, x, num_classes):
   chex.assert_shape(y, (x.shape[0], num_classes))
   chex.assert_tree_all_finite(y)
   np.testing.assert_array_equal(y, evaluate(variables, x)[0])
-  chex.assert_trees_all_equal(eval_state['batch_stats'], variables['batch_stats'])
+  chex.assert_trees_all_equal(
+    eval_state['batch_stats'], variables['batch_stats']
+  )
   t, state = train(variables, x)
   chex.assert_tree_all_finite(t)
   _assert_every_var_updated(variables, state)
@@ -134,17 +136,17 @@ def test_shufflenet_table2_complexity(groups):
     rows[f'stage{k}_unit{u}/bn3'].output_shape
     for k, u in ((2, 4), (3, 8), (4, 4))
   ]
-  sizes = [(28, 28), (14, 14), (7, 7)]
-  want = [(*hw, c) for hw, c in zip(sizes, shufflenet.STAGE_CHANNELS[groups])]
+  c2, c3, c4 = shufflenet.STAGE_CHANNELS[groups]
+  want = [(28, 28, c2), (14, 14, c3), (7, 7, c4)]
   assert stage_out == want  # Table 1's output sizes and channels
 
 
 def test_shufflenet_grouping_of_pointwise_convs():
   model = nets.create('shufflenet_v1_g3')
   x = jax.ShapeDtypeStruct((1, 224, 224, 3), jnp.float32)
-  p = jax.eval_shape(
-    lambda x: model.init({'params': jax.random.key(0)}, x), x
-  )['params']
+  p = jax.eval_shape(lambda x: model.init({'params': jax.random.key(0)}, x), x)[
+    'params'
+  ]
   # Stage 2's first pointwise conv is not grouped: 24 -> 60 in full.
   assert p['stage2_unit1']['gconv1']['kernel'].shape == (1, 1, 24, 60)
   # Later ones are: 240 / 3 inputs per group; stride-2 branch makes 240 - 24.

@@ -95,7 +95,9 @@ def test_macs_are_output_positions_times_kernel_size():
       assert r.macs == 0
     total += r.macs
   assert s.macs == total
-  n_params = sum(math.prod(p.shape) for p in jax.tree.leaves(variables['params']))
+  n_params = sum(
+    math.prod(p.shape) for p in jax.tree.leaves(variables['params'])
+  )
   assert s.params == n_params
   kinds = {r.kind for r in s.rows}
   assert {'Conv', 'DepthwiseConv', 'BatchNorm', 'MaxPool', 'Dense'} <= kinds
@@ -139,9 +141,7 @@ def test_capture_intermediates_by_name_and_pattern():
     dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
   )
   np.testing.assert_allclose(acts['c1'], want + p['bias'], atol=1e-5)
-  np.testing.assert_allclose(
-    out, jax.jit(model.apply)(variables, x), atol=1e-5
-  )
+  np.testing.assert_allclose(out, jax.jit(model.apply)(variables, x), atol=1e-5)
   _, pools = nets.capture_intermediates(model, variables, x, 's[0-9]')
   assert {k: v.shape for k, v in pools.items()} == {
     's2': (2, 14, 14, 6),

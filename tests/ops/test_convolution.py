@@ -245,7 +245,8 @@ def test_conv2d_under_jit():
 
 
 def test_im2col_grad_with_batch_sharded_over_devices():
-  mesh = jax.make_mesh((jax.device_count(),), ('data',))
+  # An Auto-sharded mesh, as train_lib.sharding.make_mesh builds.
+  mesh = jax.sharding.Mesh(np.asarray(jax.devices()), ('data',))
   batch = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec('data'))
   x = jax.device_put(_rand(0, (jax.device_count(), 6, 6, 3)), batch)
   w = _rand(1, (3, 3, 3, 4))
