@@ -28,9 +28,12 @@ Pads = tuple[tuple[int, int], tuple[int, int]]
 
 _DIMS_2D = ('NHWC', 'HWIO', 'NHWC')
 IMPLS = ('auto', 'xla', 'im2col_grad')
-# What impl='auto' picks on the CPU backend for groups == 1 (see
-# experiments/bench_conv.py for the measurement behind the choice).
-AUTO_CPU_IMPL = 'im2col_grad'
+# What impl='auto' picks on the CPU backend for groups == 1. Measured with
+# experiments/bench_conv.py on a 2-core CPU: im2col_grad is ~1.2x faster at
+# 64->64 channels, 32x32, batch 128, but ~2x slower at 16->16 and slightly
+# slower at 128->128, 16x16, and it supports reverse mode only (no jvp or
+# hessian). So 'auto' stays on XLA; pass impl='im2col_grad' to opt in.
+AUTO_CPU_IMPL = 'xla'
 
 
 def as_pair(value: int | Sequence[int], name: str) -> tuple[int, int]:
