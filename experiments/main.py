@@ -3,8 +3,8 @@
   python -m experiments.main --config experiments/configs/NAME.py[:ARG] \
     --workdir DIR [--config.KEY=VALUE ...]
 
-Without --config it runs the default: MNIST with the MLP
-(`experiments/configs/mnist.py:mlp`), offline, a few minutes on a laptop CPU.
+Without --config it runs the default: MNIST with LeNet-5
+(`experiments/configs/mnist.py:lenet5`), offline, a few minutes on a laptop CPU.
 Relaunching with the same --workdir resumes from its latest checkpoint.
 
 Every expected failure (a config key that does not exist, an unknown model or
@@ -24,7 +24,7 @@ from absl import logging
 from ml_collections import config_flags
 
 _DEFAULT_CONFIG = os.path.join(
-  os.path.dirname(os.path.abspath(__file__)), 'configs', 'mnist.py:mlp'
+  os.path.dirname(os.path.abspath(__file__)), 'configs', 'mnist.py:lenet5'
 )
 
 _WORKDIR = flags.DEFINE_string(

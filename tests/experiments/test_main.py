@@ -164,5 +164,5 @@ def test_default_config_runs_without_config_flag(tmp_path):
   assert [r['step'] for r in records if r['split'] == 'train'] == [2, 4]
   (final,) = [r for r in records if r['split'] == 'eval']
   assert final['step'] == 4 and 0 <= final['accuracy'] <= 1
-  assert trainer.read_config(str(tmp_path))['model'] == 'mlp'
+  assert trainer.read_config(str(tmp_path))['model'] == 'lenet5'
   assert os.listdir(tmp_path / 'checkpoints') == ['4']
