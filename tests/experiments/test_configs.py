@@ -83,7 +83,7 @@ def test_paper_schedules():
 @pytest.mark.parametrize(
   'module,arg,pattern',
   [
-    (mnist, 'resnet', 'mlp, lenet5'),
+    (mnist, 'resnet', 'lenet5, mlp'),
     (digits, 'lenet5', 'mlp, cnn'),
     (mnist1d, 'rnn', 'mlp, cnn'),
     (mnist, 'mlp,lenet5', 'one variant'),
@@ -116,6 +116,7 @@ def _smoke(config, workdir, steps: int = 2):
   return evals[0]
 
 
+@pytest.mark.slow
 def test_smoke_mnist_mlp(tmp_path):
   config = mnist.get_config('mlp')
   config.eval_batch_size = 200

@@ -205,6 +205,7 @@ def test_tiny_train_and_eval():
   chex.assert_trees_all_equal(same['batch_stats'], v['batch_stats'])
 
 
+@pytest.mark.slow
 def test_group_norm_option():
   model = nets.create('densenet_tiny', norm='group')
   x = _normal((2, 8, 8, 3), 3)

@@ -174,6 +174,7 @@ def test_aux_heads_train_only():
     jax.eval_shape(lambda v, x: model.apply(v, x, return_aux=True), v, x)
 
 
+@pytest.mark.slow
 def test_tiny_train_and_eval_with_aux():
   # Only the modules around the aux heads (3a, 4a, 4d) keep it cheap; 80x80
   # inputs leave 5x5 maps at 4a for the heads' 5x5 pooling.
