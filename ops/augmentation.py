@@ -45,6 +45,12 @@ def _check_pair(
   return images, targets
 
 
+def _mix(a: jax.Array, lam: jax.Array, perm: jax.Array) -> jax.Array:
+  """``lam a + (1 - lam) a[perm]`` computed in float32, cast back."""
+  a32 = a.astype(jnp.float32)
+  return (lam * a32 + (1.0 - lam) * a32[perm]).astype(a.dtype)
+
+
 def random_crop(
   key: jax.Array, images: jax.typing.ArrayLike, *, padding: int
 ) -> jax.Array:
@@ -169,12 +175,7 @@ def mixup_with_params(
   lam_key, perm_key = jax.random.split(key)
   lam = jax.random.beta(lam_key, alpha, alpha, dtype=jnp.float32)
   perm = jax.random.permutation(perm_key, images.shape[0])
-
-  def mix(a):
-    a32 = a.astype(jnp.float32)
-    return (lam * a32 + (1.0 - lam) * a32[perm]).astype(a.dtype)
-
-  return mix(images), mix(targets), lam, perm
+  return _mix(images, lam, perm), _mix(targets, lam, perm), lam, perm
 
 
 def mixup(
@@ -241,9 +242,7 @@ def cutmix_with_params(
   )  # [H, W]
   mixed = jnp.where(mask[None, :, :, None], images[perm], images)
   lam = 1.0 - jnp.mean(mask.astype(jnp.float32))
-  t32 = targets.astype(jnp.float32)
-  mixed_targets = (lam * t32 + (1.0 - lam) * t32[perm]).astype(targets.dtype)
-  return mixed, mixed_targets, lam, perm
+  return mixed, _mix(targets, lam, perm), lam, perm
 
 
 def cutmix(

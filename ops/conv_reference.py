@@ -13,6 +13,7 @@ concatenate (Krizhevsky et al. 2012). Tests check each one against
 """
 
 from collections.abc import Sequence
+import itertools
 
 import jax
 import jax.numpy as jnp
@@ -48,25 +49,13 @@ def conv2d_direct(
   if x.ndim != 4 or w.ndim != 4 or w.shape[2] != x.shape[3]:
     raise ValueError(f'conv2d_direct shapes {x.shape} and {w.shape}')
   kh, kw = w.shape[:2]
-  (sh, sw), (dh, dw) = (
-    convolution.as_pair(stride, 'stride'),
-    convolution.as_pair(dilation, 'dilation'),
-  )
-  pads = convolution.resolve_padding(
-    padding, x.shape[1:3], (kh, kw), (sh, sw), (dh, dw)
-  )
-  y = jnp.pad(x, ((0, 0), *pads, (0, 0)))
-  ho = (y.shape[1] - dh * (kh - 1) - 1) // sh + 1
-  wo = (y.shape[2] - dw * (kw - 1) - 1) // sw + 1
+  # Window (a, b) is the input seen by tap (a, b): [B, Ho, Wo, C].
+  windows = convolution.shifted_windows(x, (kh, kw), stride, padding, dilation)
+  ho, wo = windows[0].shape[1:3]
   out = jnp.zeros((x.shape[0], ho, wo, w.shape[3]), jnp.result_type(x, w))
-  for a in range(kh):
-    for b in range(kw):
-      window = y[
-        :,
-        a * dh : a * dh + (ho - 1) * sh + 1 : sh,
-        b * dw : b * dw + (wo - 1) * sw + 1 : sw,
-      ]  # [B, Ho, Wo, C], the input seen by tap (a, b)
-      out = out + jnp.einsum('bhwc,co->bhwo', window, w[a, b])
+  taps = itertools.product(range(kh), range(kw))
+  for (a, b), window in zip(taps, windows, strict=True):
+    out = out + jnp.einsum('bhwc,co->bhwo', window, w[a, b])
   return out
 
 

@@ -6,7 +6,6 @@ k=12), and a by-hand parameter formula. Big models are only traced.
 """
 
 import functools
-import math
 
 import chex
 import jax
@@ -16,44 +15,7 @@ import pytest
 
 import nets
 from nets import densenet
-
-
-def _count(tree) -> int:
-  return sum(math.prod(x.shape) for x in jax.tree.leaves(tree))
-
-
-def _init(model, x, seed=0):
-  """Variables for `model` on `x` drawn with numpy (He normal kernels).
-
-  Compiling the threefry PRNG of `model.init` takes seconds per kernel shape
-  on a busy CPU, so tests fill the traced variable shapes with numpy draws;
-  dropout keys use the cheap 'rbg' implementation for the same reason.
-  """
-  shapes = jax.eval_shape(
-    lambda x: model.init({'params': jax.random.key(0)}, x), x
-  )
-  rng = np.random.default_rng(seed)
-
-  def fill(path, s):
-    name = path[-1].key
-    if name == 'kernel':
-      std = math.sqrt(2.0 / math.prod(s.shape[:-1]))
-      return jnp.asarray(rng.normal(size=s.shape) * std, jnp.float32)
-    if name in ('scale', 'var'):
-      return jnp.ones(s.shape, s.dtype)
-    return jnp.zeros(s.shape, s.dtype)
-
-  return jax.tree_util.tree_map_with_path(fill, shapes)
-
-
-def _normal(shape, seed):
-  return jnp.asarray(
-    np.random.default_rng(seed).normal(size=shape), jnp.float32
-  )
-
-
-def _key(seed):
-  return jax.random.key(seed, impl='rbg')
+from tests.nets import nets_testing
 
 
 def _trace(model, hw, batch=2):
@@ -105,7 +67,7 @@ def test_imagenet_params_and_macs(name):
   model = nets.create(name)
   shape, variables = _trace(model, 224)
   assert shape == (2, 1000)
-  n = _count(variables['params'])
+  n = nets_testing.count(variables['params'])
   assert n == params
   assert n == _hand_params(blocks, k, c0, stem='imagenet', classes=1000)
   summary = nets.summarize(model, (224, 224, 3))
@@ -138,8 +100,8 @@ def test_channel_growth_densenet121():
 
 def test_layers_see_all_preceding_feature_maps():
   model = nets.create('densenet_tiny', growth_rate=3)
-  x = _normal((2, 8, 8, 3), 0)
-  v = _init(model, x)
+  x = nets_testing.normal((2, 8, 8, 3), 0)
+  v = nets_testing.fake_variables(model, x)
   _, state = model.apply(
     v, x, capture_intermediates=True, mutable=['intermediates']
   )
@@ -163,7 +125,7 @@ def test_densenet_bc100_k12_cifar():
   model = nets.create('densenet_bc100_k12_cifar')
   shape, variables = _trace(model, 32)
   assert shape == (2, 10)
-  n = _count(variables['params'])
+  n = nets_testing.count(variables['params'])
   assert n == _hand_params((16, 16, 16), 12, 24, stem='cifar', classes=10)
   assert n == pytest.approx(0.8e6, rel=0.05)  # paper Table 2: 0.8M
   with pytest.raises(ValueError, match='depth'):
@@ -175,13 +137,15 @@ def test_non_bottleneck_densenet_cifar():
   shape, variables = _trace(model, 32)
   assert shape == (2, 10)
   # Huang et al. Table 2: DenseNet (L=40, k=12) has 1.0M parameters.
-  assert _count(variables['params']) == pytest.approx(1.0e6, rel=0.1)
+  assert nets_testing.count(variables['params']) == pytest.approx(
+    1.0e6, rel=0.1
+  )
 
 
 def test_tiny_train_and_eval():
   model = nets.create('densenet_tiny', dropout_rate=0.3)
-  x = _normal((4, 8, 8, 3), 2)
-  v = _init(model, x)
+  x = nets_testing.normal((4, 8, 8, 3), 2)
+  v = nets_testing.fake_variables(model, x)
   chex.assert_trees_all_equal(model.apply(v, x), model.apply(v, x))
   ys, stats = [], None
   for s in (0, 1):
@@ -189,7 +153,7 @@ def test_tiny_train_and_eval():
       v,
       x,
       train=True,
-      rngs={'dropout': _key(s)},
+      rngs={'dropout': nets_testing.key(s)},
       mutable=['batch_stats'],
     )
     ys.append(y)
@@ -208,8 +172,8 @@ def test_tiny_train_and_eval():
 @pytest.mark.slow
 def test_group_norm_option():
   model = nets.create('densenet_tiny', norm='group')
-  x = _normal((2, 8, 8, 3), 3)
-  v = _init(model, x)
+  x = nets_testing.normal((2, 8, 8, 3), 3)
+  v = nets_testing.fake_variables(model, x)
   assert 'batch_stats' not in v
   chex.assert_trees_all_close(
     model.apply(v, x)[:1], model.apply(v, x[:1]), atol=1e-5

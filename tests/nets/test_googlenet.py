@@ -6,8 +6,6 @@ Table 1 column, whose per-layer entries are rounded estimates) and 1.5G
 multiply-adds.
 """
 
-import math
-
 import chex
 import jax
 import jax.numpy as jnp
@@ -16,6 +14,7 @@ import pytest
 
 import nets
 from nets import googlenet
+from tests.nets import nets_testing
 
 # Table 1: (#1x1, #3x3 reduce, #3x3, #5x5 reduce, #5x5, pool proj).
 TABLE1 = [
@@ -61,44 +60,6 @@ def _aux_count(c, classes=1000, pooled=4):
   return _conv(1, c, 128) + fc1 + 1024 * classes + classes
 
 
-def _count(tree) -> int:
-  return sum(math.prod(x.shape) for x in jax.tree.leaves(tree))
-
-
-def _init(model, x, seed=0):
-  """Variables for `model` on `x` drawn with numpy (He normal kernels).
-
-  Compiling the threefry PRNG of `model.init` takes seconds per kernel shape
-  on a busy CPU, so tests fill the traced variable shapes with numpy draws;
-  dropout keys use the cheap 'rbg' implementation for the same reason.
-  """
-  shapes = jax.eval_shape(
-    lambda x: model.init({'params': jax.random.key(0)}, x), x
-  )
-  rng = np.random.default_rng(seed)
-
-  def fill(path, s):
-    name = path[-1].key
-    if name == 'kernel':
-      std = math.sqrt(2.0 / math.prod(s.shape[:-1]))
-      return jnp.asarray(rng.normal(size=s.shape) * std, jnp.float32)
-    if name in ('scale', 'var'):
-      return jnp.ones(s.shape, s.dtype)
-    return jnp.zeros(s.shape, s.dtype)
-
-  return jax.tree_util.tree_map_with_path(fill, shapes)
-
-
-def _normal(shape, seed):
-  return jnp.asarray(
-    np.random.default_rng(seed).normal(size=shape), jnp.float32
-  )
-
-
-def _key(seed):
-  return jax.random.key(seed, impl='rbg')
-
-
 def _trace(model, hw=224, batch=2, **kw):
   x = jax.ShapeDtypeStruct((batch, hw, hw, 3), jnp.float32)
   out, variables = jax.eval_shape(
@@ -126,7 +87,7 @@ def test_table1_channels():
 def test_googlenet_params_match_hand_count():
   out, v = _trace(nets.create('googlenet'))
   assert out.shape == (2, 1000)
-  n = _count(v['params'])
+  n = nets_testing.count(v['params'])
   assert n == _hand_count() == 6_998_552
   assert n == pytest.approx(6.8e6, rel=0.03)  # paper's rounded total
   assert 'batch_stats' not in v
@@ -149,22 +110,22 @@ def test_variants_param_counts():
   convs = 64 + 64 + 192 + sum(sum(f) for f in TABLE1)
   _, v = _trace(nets.create('googlenet_bn'))
   # Each conv's bias (c) becomes a BatchNorm scale and bias (2c).
-  assert _count(v['params']) == _hand_count() + convs
+  assert nets_testing.count(v['params']) == _hand_count() + convs
   assert 'batch_stats' in v
   _, v = _trace(nets.create('se_googlenet', num_classes=10))
-  assert _count(v['params']) == _hand_count(classes=10, se=True)
+  assert nets_testing.count(v['params']) == _hand_count(classes=10, se=True)
 
 
 def test_aux_heads_train_only():
   model = nets.create('googlenet', aux_heads=True)
   out, v = _trace(model)
   assert out.shape == (2, 1000)
-  aux = _count(v['params']) - _hand_count()
+  aux = nets_testing.count(v['params']) - _hand_count()
   assert aux == _aux_count(512) + _aux_count(528)
   x = jax.ShapeDtypeStruct((2, 224, 224, 3), jnp.float32)
   main, (a1, a2) = jax.eval_shape(
     lambda v, x: model.apply(
-      v, x, train=True, return_aux=True, rngs={'dropout': _key(0)}
+      v, x, train=True, return_aux=True, rngs={'dropout': nets_testing.key(0)}
     ),
     v,
     x,
@@ -182,20 +143,24 @@ def test_tiny_train_and_eval_with_aux():
   model = nets.create(
     'googlenet_tiny', aux_heads=True, se=True, inception=subset
   )
-  x = _normal((3, 80, 80, 3), 0)
-  v = _init(model, x)
+  x = nets_testing.normal((3, 80, 80, 3), 0)
+  v = nets_testing.fake_variables(model, x)
   assert set(v) == {'params'}
   e = model.apply(v, x)
   chex.assert_shape(e, (3, 10))
   chex.assert_trees_all_equal(e, model.apply(v, x))
   outs = [
-    model.apply(v, x, train=True, return_aux=True, rngs={'dropout': _key(s)})
+    model.apply(
+      v, x, train=True, return_aux=True, rngs={'dropout': nets_testing.key(s)}
+    )
     for s in (0, 1)
   ]
   chex.assert_tree_all_finite(outs)
   chex.assert_shape(outs[0][1], [(3, 10), (3, 10)])
   assert not np.allclose(outs[0][0], outs[1][0])
-  main_only = model.apply(v, x, train=True, rngs={'dropout': _key(0)})
+  main_only = model.apply(
+    v, x, train=True, rngs={'dropout': nets_testing.key(0)}
+  )
   chex.assert_shape(main_only, (3, 10))
 
 
@@ -213,8 +178,8 @@ def test_naive_module_channels_and_cost():
   weights = _inception(192, TABLE1[0])[0] - sum(TABLE1[0])  # minus biases
   assert sr.macs == pixels * weights
   assert sn.macs > 2 * sr.macs  # why the notes' module (b) adds 1x1s
-  x = _normal((1, 6, 6, 8), 0)
-  v = _init(naive, x)
+  x = nets_testing.normal((1, 6, 6, 8), 0)
+  v = nets_testing.fake_variables(naive, x)
   y = naive.apply(v, x)
   # Last channels: 3x3 stride-1 max-pool of the input.
   np.testing.assert_allclose(y[0, 2, 2, -8:], x[0, 1:4, 1:4].max((0, 1)))

@@ -5,7 +5,6 @@ Tables 1-2 (Zhang et al. 2018), the notes' depthwise separable cost example.
 """
 
 from fractions import Fraction
-import math
 
 import chex
 import jax
@@ -16,6 +15,7 @@ import pytest
 import nets
 from nets import shufflenet
 from ops import cost
+from tests.nets import nets_testing
 
 # Howard et al. Table 6: (million params, million mult-adds), 224x224.
 MOBILENET = {
@@ -29,50 +29,12 @@ SHUFFLENET_MACS = {1: 143e6, 2: 140e6, 3: 137e6, 4: 133e6, 8: 137e6}
 
 
 def _params_and_output(name, shape=(224, 224, 3)):
-  model = nets.create(name)
-  x = jax.ShapeDtypeStruct((2, *shape), jnp.float32)
-  v = jax.eval_shape(
-    lambda x: model.init({'params': jax.random.key(0)}, x, train=False), x
-  )
-  out = jax.eval_shape(lambda v, x: model.apply(v, x), v, x)
-  return sum(math.prod(p.shape) for p in jax.tree.leaves(v['params'])), out
-
-
-def _assert_every_var_updated(variables, state):
-  """Every running variance moved (a mean may stay ~0: a BN fed by a linear
-  map of normalised activations sees a zero batch mean)."""
-  old = jax.tree_util.tree_flatten_with_path(variables['batch_stats'])[0]
-  new = jax.tree.leaves(state['batch_stats'])
-  moved = [
-    not np.allclose(a, b)
-    for (path, a), b in zip(old, new, strict=True)
-    if path[-1].key == 'var'
-  ]
-  assert moved and all(moved)
-
-
-def fake_variables(model, x):
-  """Variables with the init's structure, drawn with numpy (no compile)."""
-  struct = jax.eval_shape(
-    lambda x: model.init({'params': jax.random.key(0)}, x, train=False), x
-  )
-  rng = np.random.default_rng(0)
-
-  def fill(path, leaf):
-    name = path[-1].key
-    if name == 'kernel':
-      std = np.sqrt(2.0 / math.prod(leaf.shape[:-1]))
-      return jnp.asarray(std * rng.standard_normal(leaf.shape), leaf.dtype)
-    if name in ('scale', 'var'):
-      return jnp.ones(leaf.shape, leaf.dtype)
-    return jnp.zeros(leaf.shape, leaf.dtype)
-
-  return jax.tree_util.tree_map_with_path(fill, struct)
+  return nets_testing.trace(nets.create(name), (2, *shape), train=False)
 
 
 def check_train_eval_bn(model, x, num_classes):
   """Eval deterministic and read-only; train updates every BN statistic."""
-  variables = fake_variables(model, x)
+  variables = nets_testing.fake_variables(model, x, train=False)
   evaluate = jax.jit(
     lambda v, x: model.apply(v, x, train=False, mutable=['batch_stats'])
   )
@@ -91,7 +53,7 @@ def check_train_eval_bn(model, x, num_classes):
   )
   t, state = train(variables, x)
   chex.assert_tree_all_finite(t)
-  _assert_every_var_updated(variables, state)
+  nets_testing.assert_every_var_updated(variables, state)
   return variables, y
 
 
@@ -193,7 +155,7 @@ def test_ensemble_weights():
     'ensemble', members=('vgg_tiny', 'alexnet_tiny'), weights=(1.0, 0.0)
   )
   x = jax.random.normal(jax.random.key(0), (2, 32, 32, 3))
-  variables = fake_variables(model, x)
+  variables = nets_testing.fake_variables(model, x, train=False)
   log_p = jax.jit(model.apply)(variables, x)
   member = nets.create('vgg_tiny')
   v = {'params': variables['params']['members_0']}

@@ -6,8 +6,6 @@ minus shortcuts); Hu et al. 2018 Table 2 for SE-ResNet(-X)t-50.
 Big models are only traced (jax.eval_shape), never compiled.
 """
 
-import math
-
 import chex
 import flax.linen as nn
 import jax
@@ -19,44 +17,7 @@ import nets
 from nets import layers
 from nets import resnet
 from nets import resnet_cifar
-
-
-def _count(tree) -> int:
-  return sum(math.prod(x.shape) for x in jax.tree.leaves(tree))
-
-
-def _init(model, x, seed=0):
-  """Variables for `model` on `x` drawn with numpy (He normal kernels).
-
-  Compiling the threefry PRNG of `model.init` takes seconds per kernel shape
-  on a busy CPU, so tests fill the traced variable shapes with numpy draws;
-  dropout keys use the cheap 'rbg' implementation for the same reason.
-  """
-  shapes = jax.eval_shape(
-    lambda x: model.init({'params': jax.random.key(0)}, x), x
-  )
-  rng = np.random.default_rng(seed)
-
-  def fill(path, s):
-    name = path[-1].key
-    if name == 'kernel':
-      std = math.sqrt(2.0 / math.prod(s.shape[:-1]))
-      return jnp.asarray(rng.normal(size=s.shape) * std, jnp.float32)
-    if name in ('scale', 'var'):
-      return jnp.ones(s.shape, s.dtype)
-    return jnp.zeros(s.shape, s.dtype)
-
-  return jax.tree_util.tree_map_with_path(fill, shapes)
-
-
-def _normal(shape, seed):
-  return jnp.asarray(
-    np.random.default_rng(seed).normal(size=shape), jnp.float32
-  )
-
-
-def _key(seed):
-  return jax.random.key(seed, impl='rbg')
+from tests.nets import nets_testing
 
 
 def _trace(model, hw=224, batch=2):
@@ -65,7 +26,7 @@ def _trace(model, hw=224, batch=2):
   out, variables = jax.eval_shape(
     lambda x: model.init_with_output({'params': jax.random.key(0)}, x), x
   )
-  return out.shape, _count(variables['params'])
+  return out.shape, nets_testing.count(variables['params'])
 
 
 # name: (torchvision params, torchvision GFLOPS = G MACs)
@@ -195,8 +156,8 @@ def test_resnet18_cifar():
 @pytest.mark.parametrize('name', ['resnet_tiny', 'resnext_tiny'])
 def test_tiny_train_and_eval(name):
   model = nets.create(name, drop_path_rate=0.5)
-  x = _normal((4, 16, 16, 3), 1)
-  v = _init(model, x)
+  x = nets_testing.normal((4, 16, 16, 3), 1)
+  v = nets_testing.fake_variables(model, x)
   e1 = model.apply(v, x, train=False)
   e2 = model.apply(v, x, train=False)
   chex.assert_shape(e1, (4, 10))
@@ -209,7 +170,7 @@ def test_tiny_train_and_eval(name):
       v,
       x,
       train=True,
-      rngs={'dropout': _key(seed)},
+      rngs={'dropout': nets_testing.key(seed)},
       mutable=['batch_stats'],
     )
     chex.assert_tree_all_finite(y)
@@ -225,14 +186,14 @@ def test_tiny_train_and_eval(name):
 
 def test_group_norm_is_per_example():
   model = nets.create('resnet_tiny', norm='group')
-  x = _normal((2, 16, 16, 3), 2)
-  v = _init(model, x)
+  x = nets_testing.normal((2, 16, 16, 3), 2)
+  v = nets_testing.fake_variables(model, x)
   assert 'batch_stats' not in v
-  both = model.apply(v, x, train=True, rngs={'dropout': _key(0)})
+  both = model.apply(v, x, train=True, rngs={'dropout': nets_testing.key(0)})
   one = model.apply(v, x[:1], train=False)
   chex.assert_trees_all_close(both[:1], one, atol=1e-5)
   with pytest.raises(ValueError, match='norm'):
-    _init(nets.create('resnet_tiny', norm='layer'), x)
+    nets_testing.fake_variables(nets.create('resnet_tiny', norm='layer'), x)
 
 
 def test_drop_path_rates_follow_linear_rule():
@@ -262,7 +223,7 @@ def test_bad_arguments():
 def test_bfloat16_compute_keeps_float32_params():
   model = nets.create('resnet_tiny', dtype=jnp.bfloat16)
   x = jnp.ones((2, 8, 8, 3))
-  v = _init(model, x)
+  v = nets_testing.fake_variables(model, x)
   assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(v['params']))
   assert model.apply(v, x).dtype == jnp.bfloat16
 
@@ -332,15 +293,15 @@ def test_wrn28_10_params_and_depth_check():
 def test_cifar_tiny_train_and_eval(name):
   kw = {'dropout_rate': 0.3} if name.startswith('wrn') else {}
   model = nets.create(name, drop_path_rate=0.3, **kw)
-  x = _normal((4, 8, 8, 3), 3)
-  v = _init(model, x)
+  x = nets_testing.normal((4, 8, 8, 3), 3)
+  v = nets_testing.fake_variables(model, x)
   chex.assert_trees_all_equal(model.apply(v, x), model.apply(v, x))
   ys = [
     model.apply(
       v,
       x,
       train=True,
-      rngs={'dropout': _key(s)},
+      rngs={'dropout': nets_testing.key(s)},
       mutable=['batch_stats'],
     )[0]
     for s in (0, 1)
@@ -349,6 +310,6 @@ def test_cifar_tiny_train_and_eval(name):
   chex.assert_shape(ys, (4, 10))
   assert not np.allclose(ys[0], ys[1])
   g = nets.create(name, norm='group')
-  vg = _init(g, x)
+  vg = nets_testing.fake_variables(g, x)
   assert 'batch_stats' not in vg
   chex.assert_tree_all_finite(g.apply(vg, x))

@@ -5,8 +5,6 @@ ops.cost); MACs are within 2% of the published figures. Big models are only
 traced with jax.eval_shape; tiny variants run forward in train and eval mode.
 """
 
-import math
-
 import chex
 import jax
 import jax.numpy as jnp
@@ -15,6 +13,7 @@ import pytest
 
 import nets
 from ops import cost
+from tests.nets import nets_testing
 
 # torchvision's parameter counts and "GFLOPS" (MACs) at 224x224.
 TORCHVISION = {
@@ -45,53 +44,15 @@ def _fc_head(n_in):
 def _shapes(name, batch=2, shape=None, **kwargs):
   """(param count, output shape) by tracing init and apply; no compile."""
   model = nets.create(name, **kwargs)
-  x = jax.ShapeDtypeStruct(
-    (batch, *(shape or nets.default_input_shape(name))), jnp.float32
-  )
-  variables = jax.eval_shape(
-    lambda x: model.init({'params': jax.random.key(0)}, x, train=False), x
-  )
-  out = jax.eval_shape(lambda v, x: model.apply(v, x), variables, x)
-  n = sum(math.prod(p.shape) for p in jax.tree.leaves(variables['params']))
+  x_shape = (batch, *(shape or nets.default_input_shape(name)))
+  n, out = nets_testing.trace(model, x_shape, train=False)
   return n, out.shape
-
-
-def _assert_every_var_updated(variables, state):
-  """Every running variance moved (a mean may stay ~0: a BN fed by a linear
-  map of normalised activations sees a zero batch mean)."""
-  old = jax.tree_util.tree_flatten_with_path(variables['batch_stats'])[0]
-  new = jax.tree.leaves(state['batch_stats'])
-  moved = [
-    not np.allclose(a, b)
-    for (path, a), b in zip(old, new, strict=True)
-    if path[-1].key == 'var'
-  ]
-  assert moved and all(moved)
-
-
-def fake_variables(model, x):
-  """Variables with the init's structure, drawn with numpy (no compile)."""
-  struct = jax.eval_shape(
-    lambda x: model.init({'params': jax.random.key(0)}, x, train=False), x
-  )
-  rng = np.random.default_rng(0)
-
-  def fill(path, leaf):
-    name = path[-1].key
-    if name == 'kernel':
-      std = np.sqrt(2.0 / math.prod(leaf.shape[:-1]))
-      return jnp.asarray(std * rng.standard_normal(leaf.shape), leaf.dtype)
-    if name in ('scale', 'var'):
-      return jnp.ones(leaf.shape, leaf.dtype)
-    return jnp.zeros(leaf.shape, leaf.dtype)
-
-  return jax.tree_util.tree_map_with_path(fill, struct)
 
 
 def check_train_eval(model, x, num_classes, *, dropout=True):
   """Eval is deterministic, train dropout depends on the key, BN stats
   change only in train mode, outputs are finite with the right shape."""
-  variables = fake_variables(model, x)
+  variables = nets_testing.fake_variables(model, x, train=False)
   evaluate = jax.jit(
     lambda v, x: model.apply(v, x, train=False, mutable=['batch_stats'])
   )
@@ -114,7 +75,7 @@ def check_train_eval(model, x, num_classes, *, dropout=True):
     chex.assert_trees_all_equal(
       eval_state['batch_stats'], variables['batch_stats']
     )
-    _assert_every_var_updated(variables, state)
+    nets_testing.assert_every_var_updated(variables, state)
   else:
     assert not state
   return y1
@@ -183,7 +144,7 @@ def test_mlp_flattens_and_counts():
   assert out_shape == (2, 3)
   model = nets.create('mlp', hidden_sizes=(8,), dropout_rate=0.5)
   x = jax.random.normal(jax.random.key(0), (4, 6, 6, 1))
-  variables = fake_variables(model, x)
+  variables = nets_testing.fake_variables(model, x, train=False)
   np.testing.assert_allclose(
     model.apply(variables, x), model.apply(variables, x.reshape(4, 36))
   )
@@ -208,7 +169,7 @@ def test_cnn1d_accepts_both_input_ranks():
   model = nets.create('cnn1d', dropout_rate=0.5)
   x = jax.random.normal(jax.random.key(0), (2, 40))
   y = check_train_eval(model, x, 10)
-  variables = fake_variables(model, x)
+  variables = nets_testing.fake_variables(model, x, train=False)
   np.testing.assert_allclose(
     y, jax.jit(model.apply)(variables, x[..., None]), rtol=1e-5
   )
@@ -229,7 +190,7 @@ def test_vgg_tiny_bn_forward_and_bfloat16():
   x = jax.random.normal(jax.random.key(0), (2, 32, 32, 3))
   check_train_eval(nets.create('vgg_tiny_bn'), x, 10)
   model = nets.create('vgg_tiny', dtype=jnp.bfloat16)
-  variables = fake_variables(model, x)
+  variables = nets_testing.fake_variables(model, x, train=False)
   y = jax.jit(model.apply)(variables, x)
   assert y.dtype == jnp.bfloat16
   assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(variables))
