@@ -6,6 +6,9 @@
 Without --config it runs the default: MNIST with LeNet-5
 (`experiments/configs/mnist.py:lenet5`), offline, a few minutes on a laptop CPU.
 Relaunching with the same --workdir resumes from its latest checkpoint.
+Several processes (hosts) join one run with --jax_distributed, plus
+--coordinator_address, --num_processes and --process_id where no cluster
+is detected (README, 'Several devices and several hosts').
 
 Every expected failure (a config key that does not exist, an unknown model or
 data set, a batch size that does not divide over the devices, a checkpoint of
@@ -37,7 +40,22 @@ _DISTRIBUTED = flags.DEFINE_bool(
   'jax_distributed',
   False,
   'Call jax.distributed.initialize() first (multi-host runs: TPU pods, '
-  'SLURM, or the JAX_COORDINATOR_ADDRESS environment).',
+  'SLURM, or the JAX_COORDINATOR_ADDRESS environment; elsewhere add '
+  '--coordinator_address, --num_processes and --process_id).',
+)
+_COORDINATOR = flags.DEFINE_string(
+  'coordinator_address',
+  None,
+  'With --jax_distributed: host:port of process 0, the same on every '
+  'process (for machines without an auto-detected cluster).',
+)
+_NUM_PROCESSES = flags.DEFINE_integer(
+  'num_processes', None, 'With --jax_distributed: how many processes.'
+)
+_PROCESS_ID = flags.DEFINE_integer(
+  'process_id',
+  None,
+  'With --jax_distributed: this process, 0 to --num_processes - 1.',
 )
 
 
@@ -108,6 +126,41 @@ def _parse_flags(argv: list[str]) -> list[str]:
   return argv
 
 
+def _distributed_settings() -> dict[str, object]:
+  """The explicit jax.distributed settings given by flags (may be empty)."""
+  settings = {
+    'coordinator_address': _COORDINATOR.value,
+    'num_processes': _NUM_PROCESSES.value,
+    'process_id': _PROCESS_ID.value,
+  }
+  settings = {k: v for k, v in settings.items() if v is not None}
+  if settings and not _DISTRIBUTED.value:
+    names = ', '.join(f'--{k}' for k in settings)
+    _fail(f'{names} given without --jax_distributed')
+  num, pid = settings.get('num_processes'), settings.get('process_id')
+  if num is not None and num < 1:
+    _fail(f'--num_processes must be >= 1, got {num}')
+  if pid is not None and (pid < 0 or (num is not None and pid >= num)):
+    _fail(f'--process_id must be in [0, --num_processes), got {pid}')
+  return settings
+
+
+def _initialize_distributed(settings: dict[str, object]) -> None:
+  """`jax.distributed.initialize(**settings)`, before any other jax call."""
+  import jax  # noqa: PLC0415
+
+  platforms = jax.config.jax_platforms or 'cpu'  # Unset: maybe CPU.
+  if settings and 'cpu' in platforms.split(','):
+    # CPU devices of different processes only talk through a collectives
+    # library; gloo ships with jaxlib (the default in recent jax, not in
+    # older ones). It must be chosen before the backend starts.
+    jax.config.update('jax_cpu_collectives_implementation', 'gloo')
+  try:
+    jax.distributed.initialize(**settings)
+  except (RuntimeError, ValueError) as e:
+    _fail(f'jax.distributed.initialize failed: {_last_line(str(e))}')
+
+
 def main(argv: list[str]) -> None:
   """Runs `train_and_evaluate` and turns expected failures into one line."""
   if len(argv) > 1:
@@ -118,14 +171,13 @@ def main(argv: list[str]) -> None:
     logging.set_verbosity(logging.WARNING)
   if not _WORKDIR.value:
     _fail('--workdir is required (e.g. --workdir runs/demo)')
+  settings = _distributed_settings()
+  if _DISTRIBUTED.value:
+    _initialize_distributed(settings)
   # Imported here so that `--help` and flag errors answer without jax.
-  import jax  # noqa: PLC0415
-
   from train_lib import trainer  # noqa: PLC0415
 
   try:
-    if _DISTRIBUTED.value:
-      jax.distributed.initialize()
     trainer.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
   except (ValueError, FloatingPointError) as e:
     _fail(e)

@@ -96,6 +96,22 @@ def test_unknown_model(tmp_path):
   assert "unknown model 'resnet2000'" in _single_error(result)
 
 
+@pytest.mark.parametrize(
+  ('args', 'message'),
+  [
+    (('--process_id=1',), '--process_id given without --jax_distributed'),
+    (
+      ('--jax_distributed', '--num_processes=2', '--process_id=2'),
+      '--process_id must be in [0, --num_processes), got 2',
+    ),
+  ],
+)
+def test_bad_distributed_flags(tmp_path, args, message):
+  result = _launch('--workdir', str(tmp_path / 'run'), *args)
+  assert message in _single_error(result)
+  assert not os.listdir(tmp_path)
+
+
 def test_batch_size_not_dividing_devices(tmp_path):
   result = _launch(
     '--config',
