@@ -4,7 +4,8 @@
     --workdir DIR [--config.KEY=VALUE ...]
 
 Without --config it runs the default: MNIST with LeNet-5
-(`experiments/configs/mnist.py:lenet5`), offline, a few minutes on a laptop CPU.
+(`experiments/configs/mnist.py:lenet5`), offline; about 16 s and 96.9% test
+accuracy on a 2-core CPU (measured numbers in that file's docstring).
 Relaunching with the same --workdir resumes from its latest checkpoint.
 Several processes (hosts) join one run with --jax_distributed, plus
 --coordinator_address, --num_processes and --process_id where no cluster

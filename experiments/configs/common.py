@@ -45,6 +45,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.eps = 1e-8
   config.weight_decay = 0.0
   config.weight_decay_mode = 'decoupled'
+  # False: weight decay skips biases and norm scales/offsets (ndim <= 1).
+  config.decay_all_params = False
   config.grad_clip_norm = 0.0
   config.grad_accum_steps = 1
 

@@ -19,8 +19,8 @@ Commands and results measured on this repository's 2-core CPU machine
     # command (start-up, data, compilation included; idle machine)
 
 For comparison, on the full 60k training set LeCun et al. (1998) report
-95.3-97.6% for their MLPs and 99.05% for LeNet-5; with 15x less training data the
-numbers here are lower.
+95.3-97.6% for their MLPs and 99.05% for LeNet-5; with 15x less training
+data the numbers here are lower.
 """
 
 import ml_collections

@@ -12,8 +12,8 @@ with other jobs while measuring, so the speed is pessimistic):
   python -m experiments.main --config experiments/configs/synthetic.py \
     --workdir runs/synthetic
     # cnn_small on 32x32x3, batch 64: about 400 images/s after a 12 s
-    # compilation, 40 s for the whole command (load average ~3); eval
-    # accuracy 7% after 200 steps (chance is 10%).
+    # compilation, wall time 40 s for the whole command (load average
+    # ~3); eval accuracy 7% after 200 steps (chance is 10%).
 """
 
 import ml_collections

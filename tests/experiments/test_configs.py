@@ -9,6 +9,8 @@ never add keys, or `--config.KEY` overrides would differ between configs),
 """
 
 import math
+import pathlib
+import re
 
 import ml_collections
 import pytest
@@ -58,6 +60,41 @@ def test_config_loads_with_shared_keys_and_known_model(module, arg):
   assert config.model in nets.list_models()
   assert config.batch_size > 0 and config.total_steps > 0
   assert config.eval_every_steps >= 0 and config.checkpoint_every_steps >= 0
+
+
+_ROOT = pathlib.Path(__file__).resolve().parents[2]
+_READS = re.compile(r"(?:_get\(config(_data)?, |config(_data)?\.get\()'(\w+)'")
+
+
+def test_every_key_train_lib_reads_is_settable_from_the_cli():
+  # With lock_config=True, `--config.KEY=...` only works for keys that
+  # common.get_config() defines; a key read by train_lib with a default but
+  # missing there would be an option no launch can change.
+  keys = _keys(common.get_config())
+  read = set()
+  for path in (_ROOT / 'train_lib').rglob('*.py'):
+    for match in _READS.finditer(path.read_text()):
+      is_data = bool(match.group(1) or match.group(2))
+      read.add(('data.' if is_data else '') + match.group(3))
+  assert {'decay_all_params', 'grad_accum_steps', 'data.data_dir'} <= read
+  assert read <= keys, read - keys
+
+
+@pytest.mark.parametrize(
+  'module',
+  [mnist, digits, mnist1d, cifar, imagenet, synthetic],
+  ids=lambda m: m.__name__.rsplit('.', 1)[-1],
+)
+def test_docstring_gives_command_metric_hardware_and_wall_time(module):
+  name = module.__name__.rsplit('.', 1)[-1]
+  text = ' '.join(module.__doc__.replace('\\\n', ' ').split())
+  assert 'python -m experiments.main' in text
+  assert f'--config experiments/configs/{name}.py' in text
+  assert '--workdir' in text
+  lower = text.lower()
+  assert 'accuracy' in lower  # The expected metric.
+  assert 'cpu' in lower or 'gpu' in lower or 'tpu' in lower  # Hardware.
+  assert 'wall time' in lower
 
 
 def test_paper_schedules():

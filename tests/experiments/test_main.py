@@ -112,6 +112,42 @@ def test_bad_distributed_flags(tmp_path, args, message):
   assert not os.listdir(tmp_path)
 
 
+def test_unknown_dataset(tmp_path):
+  result = _launch(
+    '--config',
+    _SYNTHETIC,
+    '--workdir',
+    str(tmp_path / 'run'),
+    '--config.data.name=svhn',
+  )
+  line = _single_error(result)
+  assert "Unknown dataset 'svhn'" in line and 'cifar10' in line
+  assert not os.listdir(tmp_path)
+
+
+@pytest.mark.parametrize(
+  ('config', 'name'),
+  [
+    ('experiments/configs/cifar.py:resnet20_cifar', 'cifar10'),
+    ('experiments/configs/imagenet.py:resnet50', 'imagenet2012'),
+  ],
+)
+def test_missing_tfds_data_says_how_to_prepare_it(tmp_path, config, name):
+  data_dir = tmp_path / 'tfds'
+  data_dir.mkdir()
+  result = _launch(
+    '--config',
+    config,
+    '--workdir',
+    str(tmp_path / 'run'),
+    f'--config.data.data_dir={data_dir}',
+  )
+  line = _single_error(result)
+  assert f'{name!r} is not prepared' in line
+  assert f'tfds build {name} --file_format=array_record' in line
+  assert not (tmp_path / 'run').exists() and not os.listdir(data_dir)
+
+
 def test_batch_size_not_dividing_devices(tmp_path):
   result = _launch(
     '--config',
@@ -127,7 +163,8 @@ def test_batch_size_not_dividing_devices(tmp_path):
 
 def test_incompatible_checkpoint_is_refused_and_kept(tmp_path):
   _train_tiny(tmp_path)
-  before = _digest(tmp_path / 'checkpoints')
+  before = _digest(tmp_path)
+  assert {'config.json', 'metrics.jsonl'} <= set(os.listdir(tmp_path))
   result = _launch(
     '--config',
     _SYNTHETIC,
@@ -140,7 +177,9 @@ def test_incompatible_checkpoint_is_refused_and_kept(tmp_path):
   line = _single_error(result)
   assert 'incompatible checkpoint' in line and str(tmp_path) in line
   assert 'params.' in line and '(16,)' in line and '(32,)' in line
-  assert _digest(tmp_path / 'checkpoints') == before
+  assert "written by model 'mlp'" in line
+  # Nothing in the workdir changed: checkpoints, config.json, metrics.jsonl.
+  assert _digest(tmp_path) == before
 
 
 def test_nan_loss_stops_with_one_line_and_keeps_checkpoint(tmp_path):

@@ -135,3 +135,18 @@ def test_cli(tmp_path):
   assert result.returncode == 1
   errors = [line for line in result.stderr.splitlines() if 'error' in line]
   assert errors == [f'error: no workdir at {tmp_path / "missing"}']
+
+
+def test_cli_schedule_of_a_config(tmp_path):
+  result = _run_cli(
+    '--what=schedule',
+    '--config=experiments/configs/cifar.py:wrn28_10_cifar',
+    '--out_dir',
+    str(tmp_path),
+  )
+  assert result.returncode == 0, result.stderr
+  assert result.stdout.strip() == f'wrote {tmp_path / "schedule.png"}'
+  _assert_png(tmp_path / 'schedule.png')
+  result = _run_cli('--what=schedule', '--out_dir', str(tmp_path / 'x'))
+  assert result.returncode == 1
+  assert 'error: --what=schedule needs --config' in result.stderr

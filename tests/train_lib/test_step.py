@@ -5,6 +5,8 @@ tests do not depend on nets/; references are computed independently with
 jax.grad and optax's own cross entropy.
 """
 
+import functools
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -13,6 +15,7 @@ import numpy as np
 import optax
 import pytest
 
+from ops import augmentation
 from train_lib import optim
 from train_lib import step
 from train_lib.state import create_train_state
@@ -210,6 +213,68 @@ def test_step_keys_are_distinct_and_depend_on_step():
   np.testing.assert_array_equal(
     jax.random.key_data(k1['dropout']), jax.random.key_data(want)
   )
+
+
+def _augment(keys, batch, **kw):
+  """`step.augment` under jit (eager beta sampling is slow) for a config."""
+  augment = lambda k, x, y: step.augment(
+    k, x, y, num_classes=3, config=_config(**kw)
+  )
+  return jax.jit(augment)(keys, batch['image'], batch['label'])
+
+
+def test_augment_follows_config_and_draws_each_stream_key():
+  keys = step.step_keys(jax.random.key(5), 3)
+  batch = _batch(shape=(8, 6, 6, 2))
+  # All switches off: the batch is untouched and the hard labels are used.
+  plain, targets = _augment(keys, batch)
+  np.testing.assert_array_equal(plain, batch['image'])
+  assert targets is None
+
+  got, targets = _augment(
+    keys,
+    batch,
+    crop_padding=2,
+    random_flip=True,
+    cutout_size=3,
+    label_smoothing=0.3,
+    mixup_alpha=0.4,
+  )
+
+  # The same pipeline by hand: each op with its own stream's key, in order.
+  @jax.jit
+  def by_hand(keys, images, smooth):
+    x = augmentation.random_crop(keys['crop'], images, padding=2)
+    x = augmentation.random_flip(keys['flip'], x)
+    x = augmentation.cutout(keys['cutout'], x, size=3)
+    _, _, lam, perm = augmentation.mixup_with_params(
+      keys['mixup'], x, smooth, alpha=0.4
+    )
+    return x, lam, perm
+
+  smooth = 0.7 * np.eye(3)[np.asarray(batch['label'])] + 0.3 / 3
+  x, lam, perm = by_hand(keys, batch['image'], jnp.float32(smooth))
+  x, lam, perm = np.asarray(x), float(lam), np.asarray(perm)
+  assert 0 < lam < 1 and not np.array_equal(perm, np.arange(8))
+  np.testing.assert_allclose(got, lam * x + (1 - lam) * x[perm], atol=1e-6)
+  np.testing.assert_allclose(
+    targets, lam * smooth + (1 - lam) * smooth[perm], atol=1e-6
+  )
+  assert not np.allclose(got, batch['image'])
+
+
+def test_mixup_and_cutmix_together_pick_one_per_batch():
+  batch = _batch(shape=(8, 6, 6, 2))
+  onehot = jnp.float32(np.eye(3)[np.asarray(batch['label'])])
+  keys = step.step_keys(jax.random.key(0), 0)
+  got, targets = _augment(keys, batch, mixup_alpha=0.4, cutmix_alpha=1.0)
+  use_mixup = bool(jax.random.bernoulli(keys['mix_choice']))
+  name, alpha = ('mixup', 0.4) if use_mixup else ('cutmix', 1.0)
+  op = functools.partial(getattr(augmentation, name), alpha=alpha)
+  want_x, want_t = jax.jit(op)(keys[name], batch['image'], onehot)
+  np.testing.assert_allclose(got, want_x, atol=1e-6)
+  np.testing.assert_allclose(targets, want_t, atol=1e-6)
+  assert not np.allclose(targets, onehot)
 
 
 def test_label_smoothing_uses_soft_cross_entropy():

@@ -19,6 +19,7 @@ import pytest
 from experiments.configs import digits
 from experiments.configs import synthetic
 from train_lib import checkpoint
+from train_lib import data
 from train_lib import metrics
 from train_lib import trainer
 
@@ -86,6 +87,9 @@ def test_resume_equals_uninterrupted_and_same_seed_is_bit_identical(
   straight = trainer.train_and_evaluate(config, str(tmp_path / 'a'))
   again = trainer.train_and_evaluate(config, str(tmp_path / 'c'))
   chex.assert_trees_all_equal(again, straight)  # Determinism.
+  assert _without_timing(_records(tmp_path / 'c')) == _without_timing(
+    _records(tmp_path / 'a')
+  )
 
   save = trainer._save
 
@@ -107,6 +111,50 @@ def test_resume_equals_uninterrupted_and_same_seed_is_bit_identical(
   assert _without_timing(_records(tmp_path / 'b')) == _without_timing(
     _records(tmp_path / 'a')
   )
+
+
+def _numpy_eval(logits, labels):
+  """Loss, accuracy and top-5 accuracy over all examples, in float64."""
+  logits = np.asarray(logits, np.float64)
+  shifted = logits - logits.max(-1, keepdims=True)
+  log_probs = shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
+  rows = np.arange(len(labels))
+  top5 = np.argsort(-logits, axis=-1)[:, :5]
+  return {
+    'loss': -log_probs[rows, labels].mean(),
+    'accuracy': (logits.argmax(-1) == labels).mean(),
+    'top5_accuracy': (top5 == labels[:, None]).any(-1).mean(),
+  }
+
+
+def test_eval_counts_the_last_partial_batch_once(tmp_path):
+  # 21 test examples: neither a multiple of the batch (16) nor of the 8
+  # devices, so the second eval batch holds 5 real rows and 11 padded ones.
+  config = _config(total_steps=2, eval_every_steps=0, ema_decay=0.5)
+  config.data.synthetic_num_test = 21
+  config.data.synthetic_num_classes = 12  # > 10: top-5 is reported.
+  state = trainer.train_and_evaluate(config, str(tmp_path))
+  (final,) = _records(tmp_path, 'eval')
+  assert final['step'] == 2
+
+  images, labels = data.get_dataset(config.data).host_arrays('test')
+  assert len(labels) == 21
+  model = trainer.create_model(config, 12)
+  for prefix, params in (('', state.params), ('ema_', state.ema_params)):
+    logits = model.apply(
+      {'params': jax.device_get(params)}, images, train=False
+    )
+    want = _numpy_eval(logits, labels)
+    for key, value in want.items():
+      np.testing.assert_allclose(final[prefix + key], value, rtol=1e-5)
+  # Counting the padding (copies of example 0) would change the loss.
+  padded = np.concatenate([labels, np.repeat(labels[:1], 11)])
+  padded_logits = model.apply(
+    {'params': jax.device_get(state.params)},
+    np.concatenate([images, np.repeat(images[:1], 11, axis=0)]),
+    train=False,
+  )
+  assert abs(_numpy_eval(padded_logits, padded)['loss'] - final['loss']) > 1e-4
 
 
 def test_nan_loss_stops_run_and_keeps_good_checkpoints(tmp_path):
