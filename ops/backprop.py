@@ -135,6 +135,16 @@ def _check_valid_window(image_hw, kernel_hw) -> None:
     )
 
 
+def _check_output_map(image_hw, kernel_hw, out_hw) -> None:
+  """The error map of a valid conv must be ``image - kernel + 1`` per axis."""
+  want = tuple(n - k + 1 for n, k in zip(image_hw, kernel_hw, strict=True))
+  if tuple(out_hw) != want:
+    raise ValueError(
+      f'dE/dx map {tuple(out_hw)} does not match image {tuple(image_hw)} and '
+      f'kernel {tuple(kernel_hw)}: a valid conv outputs {want}'
+    )
+
+
 def conv2d_single(y: ArrayLike, w: ArrayLike) -> Array:
   """Single-channel valid cross-correlation ``x_ij = sum_ab w_ab y_(i+a)(j+b)``.
 
@@ -162,6 +172,9 @@ def conv2d_single_weight_grad(
 ) -> Array:
   """``dE/dw_ab = sum_ij dE/dx_ij y_(i+a)(j+b)``, summed over the output map."""
   y, dE_dx = jnp.asarray(y), jnp.asarray(dE_dx)
+  if y.ndim != 2 or dE_dx.ndim != 2:
+    raise ValueError(f'need 2-D image and map, got {y.shape}, {dE_dx.shape}')
+  _check_output_map(y.shape, kernel_shape, dE_dx.shape)
   ho, wo = dE_dx.shape
   rows = [
     [jnp.sum(dE_dx * y[a : a + ho, b : b + wo]) for b in range(kernel_shape[1])]
@@ -177,6 +190,8 @@ def conv2d_single_input_grad(w: ArrayLike, dE_dx: ArrayLike) -> Array:
   what padding ``dE/dx`` by ``m - 1`` on every side gives.
   """
   w, dE_dx = jnp.asarray(w), jnp.asarray(dE_dx)
+  if w.ndim != 2 or dE_dx.ndim != 2:
+    raise ValueError(f'need 2-D filter and map, got {w.shape}, {dE_dx.shape}')
   m, n = w.shape
   h, wd = dE_dx.shape[0] + m - 1, dE_dx.shape[1] + n - 1
   padded = jnp.pad(dE_dx, ((m - 1, m - 1), (n - 1, n - 1)))
@@ -229,6 +244,12 @@ def conv2d_weight_grad(
   the notes' sum over the entire output map (and the batch).
   """
   y, dE_dx = jnp.asarray(y), jnp.asarray(dE_dx)
+  if y.ndim != 4 or dE_dx.ndim != 4 or y.shape[0] != dE_dx.shape[0]:
+    raise ValueError(
+      f'need NHWC images and error maps with one batch, got {y.shape} and '
+      f'{dE_dx.shape}'
+    )
+  _check_output_map(y.shape[1:3], kernel_hw, dE_dx.shape[1:3])
   ho, wo = dE_dx.shape[1:3]
   rows = [
     [
@@ -247,6 +268,11 @@ def conv2d_input_grad(w: ArrayLike, dE_dx: ArrayLike) -> Array:
   each output position scatters its error back over the filter window it saw.
   """
   w, dE_dx = jnp.asarray(w), jnp.asarray(dE_dx)
+  if w.ndim != 4 or dE_dx.ndim != 4 or dE_dx.shape[3] != w.shape[3]:
+    raise ValueError(
+      f'need an HWIO kernel and an NHWC error map with matching output '
+      f'channels, got {w.shape} and {dE_dx.shape}'
+    )
   kh, kw = w.shape[:2]
   bsz, ho, wo, _ = dE_dx.shape
   out = jnp.zeros((bsz, ho + kh - 1, wo + kw - 1, w.shape[2]), dE_dx.dtype)

@@ -8,11 +8,12 @@ convolution, plus the output-size arithmetic. Like every deep-learning
 library (and unlike the notes' Toeplitz slide) these compute a
 cross-correlation: `y[i, j] = sum_ab w[a, b] x[i*s + a*d, j*s + b*d]`.
 
-`conv2d` is the op every network uses. On the CPU backend XLA's kernel for
-the weight gradient of a convolution is slow, so by default (`impl='auto'`)
-`conv2d` uses a `jax.custom_vjp` whose weight gradient is one im2col (patches)
-matrix product and whose input gradient is the transposed convolution from
-`lax`. The didactic formulations (direct sum, Toeplitz, im2col forward,
+`conv2d` is the op every network uses; it differentiates through
+`lax.conv_general_dilated`. As an opt-in alternative (`impl='im2col_grad'`)
+it uses a `jax.custom_vjp` whose weight gradient is one im2col (patches)
+matrix product per kernel tap and whose input gradient is the transposed
+convolution from `lax`; see `AUTO_CPU_IMPL` for why 'auto' does not pick
+it. The didactic formulations (direct sum, Toeplitz, im2col forward,
 separable, flattened) live in `ops/conv_reference.py`.
 """
 
@@ -285,7 +286,8 @@ def conv2d(
     groups: feature groups; 1 is standard, C is depthwise.
     impl: 'xla' (autodiff of `lax.conv_general_dilated`), 'im2col_grad'
       (custom VJP with an im2col matrix-product weight gradient; reverse
-      mode only) or 'auto' (im2col_grad on CPU for groups == 1, else xla).
+      mode only) or 'auto' (`AUTO_CPU_IMPL` on CPU for groups == 1, else
+      xla; currently xla everywhere).
 
   Returns:
     Output [B, Ho, Wo, O] in the promoted dtype of x and w.
@@ -305,6 +307,14 @@ def conv2d(
     )
   stride, dilation = as_pair(stride, 'stride'), as_pair(dilation, 'dilation')
   pads = resolve_padding(padding, x.shape[1:3], w.shape[:2], stride, dilation)
+  spans = [d * (k - 1) + 1 for k, d in zip(w.shape[:2], dilation, strict=True)]
+  padded = [n + lo + hi for n, (lo, hi) in zip(x.shape[1:3], pads, strict=True)]
+  if any(s > n for s, n in zip(spans, padded, strict=True)):
+    # lax would silently return an empty (size-0) output.
+    raise ValueError(
+      f'kernel span {tuple(spans)} is larger than the padded input '
+      f'{tuple(padded)}'
+    )
   dtype = jnp.result_type(x.dtype, w.dtype)
   x, w = x.astype(dtype), w.astype(dtype)
   if impl == 'auto':
@@ -500,7 +510,8 @@ def conv_transpose2d(
       (output size H * stride, as in Flax/TF).
     dilation: forward kernel dilation.
     output_padding: extra rows/cols at the end (< stride) selecting among
-      the forward input sizes that give the same output size.
+      the forward input sizes that give the same output size; must be 0
+      with 'SAME', which fixes the output size itself.
 
   Returns:
     Output [B, Ho, Wo, C], `Ho = conv_transpose_output_size(H, kh, ...)`.
@@ -515,6 +526,10 @@ def conv_transpose2d(
   )
   k = w.shape[:2]
   if isinstance(padding, str) and padding.upper() == 'SAME':
+    if any(extra):
+      raise ValueError(
+        f"output_padding {output_padding!r} cannot be combined with 'SAME'"
+      )
     full = [n * s for n, s in zip(y.shape[1:3], stride, strict=True)]
     pads = resolve_padding('SAME', full, k, stride, dilation)
     extra = tuple(

@@ -4,10 +4,12 @@ Pure functions of integer shapes, following the lecture notes (seed 002):
 a standard convolution has `D_K^2 M N` parameters and `D_K^2 M N D_F^2`
 MACs, a depthwise separable one `D_K^2 M D_F^2 + M N D_F^2` MACs, and their
 ratio is `1/N + 1/D_K^2` (Howard et al. 2017, MobileNets); the VGG-16 table
-(Simonyan & Zisserman 2015, as tabulated in the notes: about 24M activation
-values, 96 MB per image and 138M parameters, biases not counted) is
-`vgg16_table()`. A grouped convolution has 1/groups of the parameters and
-MACs of the standard one.
+(Simonyan & Zisserman 2015, as tabulated in the notes, biases not counted) is
+`vgg16_table()`. Its parameters sum to the notes' 138M (138,344,128). The
+notes and their own rows differ on memory: the rows sum to 15,237,608
+activation values (about 61 MB in float32), while the notes' total line says
+"24M * 4 bytes ~= 96MB / image"; the table reproduces the rows. A grouped
+convolution has 1/groups of the parameters and MACs of the standard one.
 """
 
 from collections.abc import Sequence

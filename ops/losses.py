@@ -98,6 +98,28 @@ def _check_labels(logits: Array, labels: Array) -> None:
     raise ValueError(f'labels must be integers, got {labels.dtype}')
 
 
+def _check_same_shape(what: str, a: Array, b: Array) -> None:
+  """Raises ValueError unless two per-class arrays have the same shape.
+
+  Broadcasting would silently turn e.g. ``[B, 1]`` and ``[B]`` into ``[B, B]``.
+  """
+  if a.shape != b.shape:
+    raise ValueError(f'{what}: shapes {a.shape} and {b.shape} differ')
+
+
+def _check_broadcasts_to(what: str, labels: Array, scores: Array) -> None:
+  """Raises ValueError unless ``labels`` broadcasts to the shape of scores."""
+  try:
+    shape = jnp.broadcast_shapes(labels.shape, scores.shape)
+  except ValueError:
+    shape = None
+  if shape != scores.shape:
+    raise ValueError(
+      f'{what}: labels shape {labels.shape} does not broadcast to scores '
+      f'shape {scores.shape}'
+    )
+
+
 def _take_label(scores: Array, labels: Array) -> Array:
   """``scores[..., labels]`` per example: ``[...]``."""
   return jnp.take_along_axis(scores, labels[..., None], axis=-1)[..., 0]
@@ -209,7 +231,9 @@ def linear_hinge_grad_w(
 def multilabel_hinge(*, scores: ArrayLike, targets: ArrayLike) -> Array:
   """Multi-label hinge ``sum_j max(0, 1 - y_j f_j)``, targets in {-1, +1}."""
   scores = jnp.asarray(scores)
-  return jnp.sum(jnp.maximum(0.0, 1.0 - jnp.asarray(targets) * scores), axis=-1)
+  targets = jnp.asarray(targets)
+  _check_same_shape('multilabel_hinge scores and targets', scores, targets)
+  return jnp.sum(jnp.maximum(0.0, 1.0 - targets * scores), axis=-1)
 
 
 def multilabel_logistic(*, logits: ArrayLike, targets: ArrayLike) -> Array:
@@ -220,13 +244,17 @@ def multilabel_logistic(*, logits: ArrayLike, targets: ArrayLike) -> Array:
   ``sum_j softplus(f_j) - y_j f_j``, which never takes the log of 0.
   """
   logits = jnp.asarray(logits)
+  targets = jnp.asarray(targets)
+  _check_same_shape('multilabel_logistic logits and targets', logits, targets)
   softplus = jnp.logaddexp(logits, 0.0)
-  return jnp.sum(softplus - jnp.asarray(targets) * logits, axis=-1)
+  return jnp.sum(softplus - targets * logits, axis=-1)
 
 
 def binary_logistic(*, scores: ArrayLike, labels: ArrayLike) -> Array:
   """Binary logistic loss ``log(1 + e^{-y f})`` for labels in {-1, +1}."""
-  margin = jnp.asarray(labels) * jnp.asarray(scores)
+  scores, labels = jnp.asarray(scores), jnp.asarray(labels)
+  _check_broadcasts_to('binary_logistic', labels, scores)
+  margin = labels * scores
   return jnp.logaddexp(0.0, -margin)
 
 
@@ -240,14 +268,18 @@ def zero_one_loss(*, logits: ArrayLike, labels: ArrayLike) -> Array:
 
 def binary_zero_one_loss(*, scores: ArrayLike, labels: ArrayLike) -> Array:
   """Binary 0-1 loss ``1(y f < 0)`` for labels in {-1, +1}."""
-  margin = jnp.asarray(labels) * jnp.asarray(scores)
+  scores, labels = jnp.asarray(scores), jnp.asarray(labels)
+  _check_broadcasts_to('binary_zero_one_loss', labels, scores)
+  margin = labels * scores
   return (margin < 0).astype(jnp.float32)
 
 
 def lq_loss(*, predictions: ArrayLike, targets: ArrayLike, q: float) -> Array:
   """``L_q = sum_j |s_j - y_j|^q`` over the last axis, ``[B]`` (q > 0)."""
   _check_positive('q', q)
-  diff = jnp.abs(jnp.asarray(predictions) - jnp.asarray(targets))
+  predictions, targets = jnp.asarray(predictions), jnp.asarray(targets)
+  _check_same_shape('lq_loss predictions and targets', predictions, targets)
+  diff = jnp.abs(predictions - targets)
   return jnp.sum(diff**q, axis=-1)
 
 
@@ -285,16 +317,27 @@ def entropy(*, p: ArrayLike, base: float = math.e) -> Array:
   return -jnp.sum(_safe_plogq(p, p, base), axis=-1)
 
 
+def _check_distributions(p: Array, q: Array) -> None:
+  """Same number of classes (last axis); leading axes may broadcast."""
+  if p.ndim < 1 or q.ndim < 1 or p.shape[-1] != q.shape[-1]:
+    raise ValueError(
+      f'p and q need the same class axis (last), got shapes {p.shape} and '
+      f'{q.shape}'
+    )
+
+
 def cross_entropy(*, p: ArrayLike, q: ArrayLike, base: float = math.e) -> Array:
   """Cross-entropy ``H(p, q) = -sum_i p_i log q_i`` (bits with ``base=2``)."""
-  p = jnp.asarray(p)
-  return -jnp.sum(_safe_plogq(p, jnp.asarray(q), base), axis=-1)
+  p, q = jnp.asarray(p), jnp.asarray(q)
+  _check_distributions(p, q)
+  return -jnp.sum(_safe_plogq(p, q, base), axis=-1)
 
 
 def kl_divergence(*, p: ArrayLike, q: ArrayLike, base: float = math.e) -> Array:
   """``KL(p || q) = sum_i p_i log(p_i / q_i)``; zero when ``p == q``."""
   p = jnp.asarray(p)
   q = jnp.asarray(q)
+  _check_distributions(p, q)
   return jnp.sum(_safe_plogq(p, p, base) - _safe_plogq(p, q, base), axis=-1)
 
 

@@ -82,6 +82,35 @@ def test_hand_values():
   np.testing.assert_allclose(
     activations.gelu(x), jax.nn.gelu(x, approximate=False), rtol=1e-6
   )
+  np.testing.assert_allclose(
+    activations.swish(x), [-2 / (1 + e(2)), 0.0, 3 / (1 + e(-3))], rtol=1e-6
+  )
+  np.testing.assert_allclose(
+    activations.tanh(x),
+    [(e(-2) - e(2)) / (e(-2) + e(2)), 0.0, (e(3) - e(-3)) / (e(3) + e(-3))],
+    rtol=1e-6,
+  )
+  np.testing.assert_allclose(
+    activations.sine(x), [math.sin(-2), 0.0, math.sin(3)], rtol=1e-6
+  )
+  np.testing.assert_allclose(
+    activations.prelu(x, 0.25), [-0.5, 0.0, 3.0], rtol=1e-6
+  )
+  # Per-channel slopes broadcast over the last axis.
+  np.testing.assert_allclose(
+    activations.prelu(
+      jnp.array([[-1.0, -1.0, 2.0]]), jnp.array([0.1, 0.2, 0.3])
+    ),
+    [[-0.1, -0.2, 2.0]],
+    rtol=1e-6,
+  )
+
+
+def test_gelu_sigmoid_approximates_exact_gelu():
+  # The notes' x sigmoid(1.702 x) is the paper's approximation of x Phi(x).
+  x = jnp.linspace(-8.0, 8.0, 1601)
+  gap = np.max(np.abs(activations.gelu(x) - activations.gelu_sigmoid(x)))
+  assert 1e-3 < gap < 0.025
 
 
 def test_extreme_limits():

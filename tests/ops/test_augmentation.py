@@ -185,3 +185,34 @@ def test_cutmix_wrapper_and_errors():
       fn(jax.random.key(8), x, y, alpha=0.0)
     with pytest.raises(ValueError, match='targets'):
       fn(jax.random.key(8), x, y[:3], alpha=1.0)
+
+
+@pytest.mark.parametrize(
+  'name', ['random_crop', 'random_flip', 'cutout', 'mixup', 'cutmix']
+)
+def test_same_key_same_result_different_key_different(name):
+  x, y = (
+    _images(10, shape=(16, H, W, C)),
+    np.eye(4, dtype=np.float32)[np.arange(16) % 4],
+  )
+  fn = {
+    'random_crop': lambda k: augmentation.random_crop(k, x, padding=2),
+    'random_flip': lambda k: augmentation.random_flip(k, x),
+    'cutout': lambda k: augmentation.cutout(k, x, size=3),
+    'mixup': lambda k: augmentation.mixup(k, x, y, alpha=1.0),
+    'cutmix': lambda k: augmentation.cutmix(k, x, y, alpha=1.0),
+  }[name]
+  fn = jax.jit(fn)
+  a, b, c = (
+    fn(jax.random.key(11)),
+    fn(jax.random.key(11)),
+    fn(jax.random.key(12)),
+  )
+  for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+    np.testing.assert_array_equal(u, v)
+  assert not np.array_equal(np.asarray(jax.tree.leaves(a)[0]),
+                            np.asarray(jax.tree.leaves(c)[0]))  # fmt: skip
+  if name == 'cutmix':  # The wrapper is the _with_params version.
+    full = augmentation.cutmix_with_params(jax.random.key(11), x, y, alpha=1.0)
+    np.testing.assert_array_equal(a[0], full[0])
+    np.testing.assert_allclose(a[1], full[1], rtol=1e-6)

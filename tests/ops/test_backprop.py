@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from ops import activations
 from ops import backprop
 
 RNG = np.random.default_rng(0)
@@ -64,6 +65,36 @@ def test_mlp_backward_matches_jax_grad(activation, loss, output_activation):
     for (dw, db), (rw, rb) in zip(grads, ref_grads, strict=True):
       np.testing.assert_allclose(dw, rw, rtol=1e-5, atol=1e-12)
       np.testing.assert_allclose(db, rb, rtol=1e-5, atol=1e-12)
+
+
+def test_mlp_backward_every_activation():
+  # The delta recurrence with each registered activation (and its
+  # closed-form derivative) as hidden and output activation; one compile.
+  names = [n for n in activations.NAMES if n != 'silu']  # silu is swish.
+  with jax.enable_x64(True):
+    params = _mlp_params((4, 5, 3))
+    x, y = _normal(3, 4), _normal(3, 3)
+
+    @jax.jit
+    def all_pairs(p):
+      return {
+        n: (
+          backprop.mlp_backward(p, x, y, n, output_activation=n),
+          jax.value_and_grad(_autodiff_loss)(p, x, y, n, 'squared', n),
+        )
+        for n in names
+      }
+
+    for name, ((value, grads), (ref_value, ref_grads)) in all_pairs(
+      params
+    ).items():
+      np.testing.assert_allclose(value, ref_value, rtol=1e-12, err_msg=name)
+      for got, ref in zip(
+        jax.tree.leaves(grads), jax.tree.leaves(ref_grads), strict=True
+      ):
+        np.testing.assert_allclose(
+          got, ref, rtol=1e-5, atol=1e-12, err_msg=name
+        )
 
 
 def test_mlp_backward_jit_float32_and_errors():
@@ -127,11 +158,10 @@ def _multi_channel_hand_and_auto(y, w, g, activation):
   dy, dw = jax.grad(energy, (0, 1))(y, w)
   hand_dw, hand_dy = backprop.conv_layer_backward(y, w, g, activation)
   hand = (backprop.conv2d_valid(y, w), hand_dw, hand_dy)
-  if activation == 'identity':  # The bare weight and input gradients.
-    hand += (backprop.conv2d_weight_grad(y, g, w.shape[:2]),
-             backprop.conv2d_input_grad(w, g))  # fmt: skip
-  else:
-    hand += (dw, dy)
+  # The bare weight and input gradients, fed dE/dx = g * sigma'(x) by hand.
+  dE_dx = g * (1.0 - act(_lax_conv(y, w)) ** 2 if activation == 'tanh' else 1.0)
+  hand += (backprop.conv2d_weight_grad(y, dE_dx, w.shape[:2]),
+           backprop.conv2d_input_grad(w, dE_dx))  # fmt: skip
   return hand, (_lax_conv(y, w), dw, dy, dw, dy)
 
 
@@ -150,6 +180,22 @@ def test_conv_bad_shapes():
     backprop.conv2d_single(jnp.ones((2, 5)), jnp.ones((3, 3)))
   with pytest.raises(ValueError, match='matching channels'):
     backprop.conv2d_valid(jnp.ones((1, 5, 5, 2)), jnp.ones((3, 3, 4, 1)))
+  with pytest.raises(ValueError, match='a valid conv outputs \\(3, 3\\)'):
+    backprop.conv2d_single_weight_grad(
+      jnp.ones((5, 5)), jnp.ones((4, 4)), (3, 3)
+    )
+  with pytest.raises(ValueError, match='2-D filter'):
+    backprop.conv2d_single_input_grad(jnp.ones((3, 3, 1)), jnp.ones((4, 4)))
+  with pytest.raises(ValueError, match='does not match image'):
+    backprop.conv2d_weight_grad(
+      jnp.ones((2, 5, 5, 1)), jnp.ones((2, 2, 2, 1)), (3, 3)
+    )
+  with pytest.raises(ValueError, match='one batch'):
+    backprop.conv2d_weight_grad(
+      jnp.ones((2, 5, 5, 1)), jnp.ones((1, 3, 3, 1)), (3, 3)
+    )
+  with pytest.raises(ValueError, match='matching output'):
+    backprop.conv2d_input_grad(jnp.ones((3, 3, 1, 2)), jnp.ones((1, 3, 3, 4)))
 
 
 def test_numerical_grad_matches_jax_grad_and_counts_evaluations():

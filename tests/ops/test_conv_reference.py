@@ -148,3 +148,86 @@ def test_direct_sum_under_jit():
   x, w = _rand(0, (1, 6, 6, 2)), _rand(1, (3, 3, 2, 3))
   got = jax.jit(lambda x, w: ref.conv2d_direct(x, w, padding=1))(x, w)
   chex.assert_trees_all_close(got, _lax(x, w, padding='SAME'), atol=1e-5)
+
+
+@pytest.mark.parametrize(
+  ('call', 'match'),
+  [
+    (
+      lambda: ref.grouped_conv2d_split(
+        jnp.zeros((1, 5, 5, 6)), jnp.zeros((3, 3, 2, 8)), 4
+      ),
+      'groups=4 must divide',
+    ),
+    (
+      lambda: ref.conv2d_direct(
+        jnp.zeros((1, 5, 5, 3)), jnp.zeros((3, 3, 2, 1))
+      ),
+      'conv2d_direct shapes',
+    ),
+    (
+      lambda: ref.conv2d_im2col(
+        jnp.zeros((1, 5, 5, 3)), jnp.zeros((3, 3, 2, 1))
+      ),
+      'conv2d_im2col shapes',
+    ),
+    (
+      lambda: ref.conv1d_toeplitz(jnp.zeros(5), jnp.ones(2), 'circular'),
+      'unknown mode',
+    ),
+    (lambda: ref.toeplitz_matrix(jnp.ones((2, 2)), 4), '1-D kernel'),
+    (lambda: ref.rank1_factorize(jnp.ones(3)), '2-D kernel'),
+    (lambda: ref.separable_kernel(jnp.ones((3, 1)), jnp.ones(3)), '1-D'),
+    (
+      lambda: ref.conv2d_direct(
+        jnp.zeros((1, 5, 5, 1)), jnp.zeros((3, 3, 1, 1)), padding='REFLECT'
+      ),
+      'unknown padding',
+    ),
+  ],
+)
+def test_bad_arguments_raise(call, match):
+  with pytest.raises(ValueError, match=match):
+    call()
+
+
+def test_reference_formulations_under_jit():
+  x = _rand(0, (1, 7, 7, 3))
+  w, col, row = _rand(1, (3, 3, 3, 2)), _rand(2, (3,)), _rand(3, (3,))
+  cw, vw, hw = _rand(4, (3, 2)), _rand(5, (3, 2)), _rand(6, (3, 2))
+  xg, wg = _rand(9, (1, 5, 5, 4)), _rand(10, (3, 3, 2, 4))
+  y1, w1 = np.asarray(_rand(7, (9,))), np.asarray(_rand(8, (4,)))
+
+  @jax.jit
+  def pairs():
+    """(formulation, reference) pairs, compiled together in one call."""
+    k = jnp.tile(jnp.outer(col, row)[:, :, None, None], (1, 1, 1, 3))
+    return {
+      'im2col': (
+        ref.conv2d_im2col(x, w, stride=2, padding='SAME'),
+        _lax(x, w, (2, 2), 'SAME'),
+      ),
+      'separable': (
+        ref.conv2d_spatially_separable(x, col, row),
+        _lax(x, k, groups=3),
+      ),
+      'flattened': (
+        ref.flattened_conv2d(x, cw, vw, hw, padding='SAME'),
+        _lax(x, ref.flattened_kernel(cw, vw, hw), padding='SAME'),
+      ),
+      'grouped': (
+        ref.grouped_conv2d_split(xg, wg, 2),
+        _lax(xg, wg, padding='SAME', groups=2),
+      ),
+      'rank1': (
+        jnp.outer(*ref.rank1_factorize(jnp.outer(col, row))),
+        jnp.outer(col, row),
+      ),
+      'toeplitz': (
+        ref.conv1d_toeplitz(jnp.asarray(y1), jnp.asarray(w1), 'same'),
+        jnp.asarray(np.convolve(y1, w1, 'same')),
+      ),
+    }
+
+  for name, (got, want) in pairs().items():
+    chex.assert_trees_all_close(got, want, atol=1e-4, custom_message=name)

@@ -10,6 +10,7 @@ import pytest
 from ops import convolution
 
 DIMS = ('NHWC', 'HWIO', 'NHWC')
+X5, W5 = jnp.zeros((1, 5, 5, 4)), jnp.zeros((3, 3, 4, 4))
 
 
 def _rand(seed, shape, dtype=jnp.float32):
@@ -107,12 +108,23 @@ def test_grouped_conv_equals_split_concat():
   chex.assert_trees_all_close(got, jnp.concatenate(parts, -1), atol=1e-5)
 
 
-def test_depthwise_equals_per_channel_conv():
+@pytest.mark.parametrize(
+  'stride,padding,dilation', [(2, 'SAME', 1), (1, 'VALID', 2), (2, 1, 2)]
+)
+def test_depthwise_equals_per_channel_conv(stride, padding, dilation):
   x, w = _rand(0, (2, 8, 8, 3)), _rand(1, (3, 3, 1, 6))  # multiplier 2
-  got = convolution.depthwise_conv2d(x, w, stride=2, dilation=1)
+  got = convolution.depthwise_conv2d(
+    x, w, stride=stride, padding=padding, dilation=dilation
+  )
   # Output channel c * 2 + j is filter j on input channel c.
   want = [
-    _lax(x[..., c : c + 1], w[..., 2 * c + j : 2 * c + j + 1], stride=2)
+    _lax(
+      x[..., c : c + 1],
+      w[..., 2 * c + j : 2 * c + j + 1],
+      stride,
+      padding,
+      dilation,
+    )  # fmt: skip
     for c in range(3)
     for j in range(2)
   ]
@@ -236,6 +248,100 @@ def test_bad_arguments_raise():
     convolution.conv2d(x, w, impl='fft')
   with pytest.raises(ValueError, match='positive'):
     convolution.conv_output_size(5, 0)
+
+
+@pytest.mark.parametrize(
+  ('call', 'match'),
+  [
+    (lambda: convolution.conv2d(X5, W5, stride=0), 'stride must be positive'),
+    (lambda: convolution.conv2d(X5, W5, padding=-1), 'non-negative'),
+    (lambda: convolution.conv2d(X5, W5, padding=(1, 1, 1)), 'spatial dims'),
+    (lambda: convolution.conv2d(X5, W5, dilation=(1, 2, 3)), 'dilation'),
+    (lambda: convolution.conv2d(X5, W5, padding='VALID', dilation=3), 'larger'),
+    (lambda: convolution.conv1d(X5, W5), 'NWC'),
+    (lambda: convolution.conv1d(X5[:, 0], W5[0], padding='FULL'), 'FULL'),
+    (
+      lambda: convolution.depthwise_conv2d(X5, jnp.zeros((3, 3, 4, 4))),
+      'depthwise kernel',
+    ),
+    (  # 4 input channels cannot feed 6 depthwise outputs (multiplier 1.5).
+      lambda: convolution.depthwise_conv2d(X5, jnp.zeros((3, 3, 1, 6))),
+      'groups=4 must divide',
+    ),
+    (
+      lambda: convolution.pointwise_conv2d(X5, jnp.zeros((3, 3, 4, 2))),
+      '1x1',
+    ),
+    (lambda: convolution.pointwise_conv2d(X5, jnp.zeros((3, 2))), 'pointwise'),
+    (
+      lambda: convolution.conv_transpose2d(X5, jnp.zeros((3, 3, 2, 5))),
+      'conv_transpose2d shapes',
+    ),
+    (
+      lambda: convolution.conv_transpose2d(X5, W5, stride=2, output_padding=2),
+      'output_padding',
+    ),
+    (
+      lambda: convolution.conv_transpose2d(
+        X5, W5, stride=2, padding='SAME', output_padding=1
+      ),
+      "combined with 'SAME'",
+    ),
+    (
+      lambda: convolution.conv_transpose_output_size(4, 3, output_padding=1),
+      'output_padding 1 >= stride 1',
+    ),
+    (lambda: convolution.conv_output_size(5, 7), 'exceeds padded input'),
+    (lambda: convolution.receptive_field([3, 3], [1]), 'differ in length'),
+    (lambda: convolution.im2col(X5[0], 3), 'NHWC'),
+  ],
+)
+def test_more_bad_arguments_raise(call, match):
+  with pytest.raises(ValueError, match=match):
+    call()
+
+
+def test_other_convolutions_under_jit():
+  x = _rand(0, (2, 6, 6, 4))
+  w_dw, w_pw, w = (
+    _rand(1, (3, 3, 1, 8)),
+    _rand(2, (8, 5)),
+    _rand(3, (3, 3, 4, 4)),
+  )
+  x1, w1 = _rand(4, (2, 9, 4)), _rand(5, (3, 4, 2))
+  shuffle_perm = [g * 2 + j for j in range(2) for g in range(2)]
+
+  @jax.jit
+  def pairs():
+    """(op, lax reference) pairs, compiled together in one call.
+
+    Pointwise and im2col run under jit inside separable and conv_reference.
+    """
+    dw = _lax(x, w_dw, stride=2, groups=4)
+    _, vjp = jax.vjp(lambda v: _lax(v, w, stride=2), jnp.zeros((2, 12, 12, 4)))
+    return {
+      'depthwise': (convolution.depthwise_conv2d(x, w_dw, stride=2), dw),
+      'separable': (
+        convolution.depthwise_separable_conv2d(x, w_dw, w_pw, stride=2),
+        _lax(dw, w_pw[None, None]),
+      ),
+      'conv1d': (
+        convolution.conv1d(x1, w1, stride=2, padding=1),
+        _lax(x1[:, None], w1[None], (1, 2), ((0, 0), (1, 1)))[:, 0],
+      ),
+      'shuffle': (convolution.channel_shuffle(x, 2), x[..., shuffle_perm]),
+      'transpose': (
+        convolution.conv_transpose2d(x, w, stride=2, padding='SAME'),
+        vjp(x)[0],
+      ),
+      'grouped': (
+        convolution.conv2d(x, w[:, :, :2], groups=2),
+        _lax(x, w[:, :, :2], groups=2),
+      ),
+    }
+
+  for name, (got, want) in pairs().items():
+    chex.assert_trees_all_close(got, want, atol=1e-4, custom_message=name)
 
 
 def test_conv2d_under_jit():

@@ -70,16 +70,18 @@ def test_vgg16_table_of_the_notes():
 
 
 @pytest.mark.parametrize(
-  'call',
+  ('call', 'match'),
   [
-    lambda: cost.conv_params(3, 3, 6, 8, groups=4),
-    lambda: cost.conv_params(3, -3, 6, 8),
-    lambda: cost.dense_params(0, 10),
-    lambda: cost.conv_macs(3, 3, 4, 4, 0, 8),
-    lambda: cost.activation_count((3, -1)),
-    lambda: cost.depthwise_params(3, 3, 8, multiplier=0),
+    (lambda: cost.conv_params(3, 3, 6, 8, groups=4), 'groups=4 must divide'),
+    (lambda: cost.conv_params(3, -3, 6, 8), 'kw must be a positive int'),
+    (lambda: cost.dense_params(0, 10), 'n_in must be a positive int'),
+    (lambda: cost.conv_macs(3, 3, 4, 4, 0, 8), 'h_out must be'),
+    (lambda: cost.conv_macs(3, 3, 4.0, 4, 8, 8), 'c_in must be'),
+    (lambda: cost.activation_count((3, -1)), 'non-negative ints'),
+    (lambda: cost.depthwise_params(3, 3, 8, multiplier=0), 'multiplier'),
+    (lambda: cost.pointwise_macs(8, 0, 4, 4), 'c_out must be'),
   ],
 )
-def test_bad_arguments_raise(call):
-  with pytest.raises(ValueError):
+def test_bad_arguments_raise(call, match):
+  with pytest.raises(ValueError, match=match):
     call()

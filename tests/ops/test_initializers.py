@@ -46,6 +46,14 @@ def test_bad_arguments():
     inits.lecun_normal(mode='average')
   with pytest.raises(ValueError, match='rank'):
     inits.xavier_normal()(KEY, (16,))
+  with pytest.raises(ValueError, match='stddev'):
+    inits.normal(-0.1)
+  with pytest.raises(ValueError, match='scale'):
+    inits.uniform(-1.0)
+  with pytest.raises(ValueError, match='distribution'):
+    inits.variance_scaling(1.0, 'fan_in', 'truncated_normal')
+  with pytest.raises(ValueError, match='divisible by groups=3'):
+    inits.he_normal(groups=3)(KEY, (3, 3, 4, 8))
 
 
 def _std(fan_in, fan_out, name, **kw):

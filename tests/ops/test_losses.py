@@ -304,3 +304,60 @@ def test_jit():
     got[1], losses.multiclass_hinge(scores=LOGITS, labels=LABELS), rtol=1e-6
   )
   np.testing.assert_allclose(got[2], losses.topk_correct(LOGITS, LABELS, 2))
+
+
+def test_mismatched_shapes_raise_instead_of_broadcasting():
+  pred, col = jnp.ones((4, 3)), jnp.ones((4, 1))
+  with pytest.raises(ValueError, match='lq_loss predictions and targets'):
+    # [4, 1] against [4] would broadcast to [4, 4] and sum the wrong terms.
+    losses.l2_loss(predictions=col, targets=jnp.ones(4))
+  with pytest.raises(ValueError, match='multilabel_hinge'):
+    losses.multilabel_hinge(scores=pred, targets=col)
+  with pytest.raises(ValueError, match='multilabel_logistic'):
+    losses.multilabel_logistic(logits=pred, targets=col)
+  with pytest.raises(ValueError, match='labels shape'):
+    losses.binary_logistic(scores=jnp.ones(4), labels=jnp.ones((4, 1)))
+  with pytest.raises(ValueError, match='labels shape'):
+    losses.binary_zero_one_loss(scores=jnp.ones(4), labels=jnp.ones(3))
+  with pytest.raises(ValueError, match='class axis'):
+    losses.cross_entropy(p=pred / 3, q=col)
+  with pytest.raises(ValueError, match='class axis'):
+    losses.kl_divergence(p=pred / 3, q=jnp.ones((4, 2)) / 2)
+  # A shared q (one distribution for the whole batch) still broadcasts.
+  np.testing.assert_allclose(
+    losses.cross_entropy(p=pred / 3, q=jnp.ones(3) / 3), [math.log(3)] * 4,
+    rtol=1e-6,
+  )  # fmt: skip
+
+
+def test_every_loss_under_jit_matches_eager():
+  probs = losses.softmax(LOGITS)
+  pm = jnp.where(losses.one_hot(LABELS, 4) > 0, 1.0, -1.0)
+  calls = {
+    'softmax_beta': lambda s: losses.softmax_beta(s, 2.0),
+    'log_softmax_t': lambda s: losses.log_softmax(s, temperature=3.0),
+    'zero_one': lambda s: losses.zero_one_loss(logits=s, labels=LABELS),
+    'ce_grad': lambda s: losses.softmax_cross_entropy_grad_logits(
+      logits=s, labels=LABELS
+    ),
+    'hinge_grad': lambda s: losses.multiclass_hinge_grad_scores(
+      scores=s, labels=LABELS, margin=2.0
+    ),
+    'ml_hinge': lambda s: losses.multilabel_hinge(scores=s, targets=pm),
+    'ml_logistic': lambda s: losses.multilabel_logistic(
+      logits=s, targets=(pm + 1) / 2
+    ),
+    'binary': lambda s: losses.binary_logistic(scores=s, labels=pm),
+    'binary_01': lambda s: losses.binary_zero_one_loss(scores=s, labels=pm),
+    'lq': lambda s: losses.lq_loss(predictions=s, targets=pm, q=1.5),
+    'kl': lambda s: losses.kl_divergence(p=probs, q=losses.softmax(s), base=2),
+    'xent': lambda s: losses.cross_entropy(p=probs, q=losses.softmax(s)),
+    'soft_ce': lambda s: losses.soft_cross_entropy(
+      logits=s, targets=losses.smooth_labels(losses.one_hot(LABELS, 4), 0.1)
+    ),
+  }
+  jitted = jax.jit(lambda s: {k: f(s) for k, f in calls.items()})(LOGITS)
+  for name, f in calls.items():
+    np.testing.assert_allclose(
+      jitted[name], f(LOGITS), rtol=1e-5, atol=1e-6, err_msg=name
+    )

@@ -205,3 +205,23 @@ def test_batch_norm_stats_default_axes_and_int_input():
   z = normalization.standardize(jnp.array([[1], [3]], jnp.int32))
   assert z.dtype == jnp.float32
   np.testing.assert_allclose(z, [[-1.0], [1.0]], rtol=1e-6)
+
+
+def test_remaining_ops_under_jit_match_numpy():
+  x = _nhwc(12, shape=(2, 3, 3, 4))
+  mean, std = x.mean(axis=0), x.std(axis=0)
+
+  @jax.jit
+  def f(a):
+    return (
+      normalization.instance_norm(a, scale=2.0 * jnp.ones(4), bias=jnp.ones(4)),
+      normalization.update_running(jnp.zeros(4), a[0, 0, 0], 0.75),
+      normalization.standardize_with(a, mean, std),
+    )
+
+  inst, running, z = f(x)
+  np.testing.assert_allclose(
+    inst, 2.0 * _np_normalize(x, (1, 2), 1e-5) + 1.0, rtol=1e-4, atol=1e-5
+  )
+  np.testing.assert_allclose(running, 0.25 * x[0, 0, 0], rtol=1e-6)
+  np.testing.assert_allclose(z, (x - mean) / std, rtol=1e-4, atol=1e-5)

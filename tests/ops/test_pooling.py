@@ -88,15 +88,44 @@ def test_bad_arguments_raise():
     pooling.max_pool(x, 5)
 
 
-def test_pooling_under_jit():
+def test_pooling_under_jit_matches_eager():
   x = jax.random.normal(jax.random.key(1), (2, 8, 8, 4))
-  f = jax.jit(
-    lambda x: (
-      pooling.max_pool(x, 3, stride=2, padding='SAME'),
-      pooling.avg_pool(x, 2),
-      pooling.global_avg_pool(x),
+  calls = {
+    'max': lambda v: pooling.max_pool(v, 3, stride=2, padding='SAME'),
+    'avg': lambda v: pooling.avg_pool(
+      v, 3, stride=2, padding=1, count_include_pad=False
+    ),
+    'global_avg': pooling.global_avg_pool,
+    'global_max': pooling.global_max_pool,
+  }
+  jitted = jax.jit(lambda v: {k: f(v) for k, f in calls.items()})(x)
+  for name, f in calls.items():
+    chex.assert_trees_all_close(
+      jitted[name], f(x), atol=1e-6, custom_message=name
     )
+  chex.assert_shape(jitted['max'], (2, 4, 4, 4))
+
+
+def test_global_pools_hand_values():
+  x = jnp.asarray(X44)[None, :, :, None]
+  x2 = jnp.concatenate([x, -x], axis=-1)  # [1, 4, 4, 2]
+  np.testing.assert_allclose(pooling.global_avg_pool(x2), [[50 / 16, -50 / 16]])
+  np.testing.assert_array_equal(pooling.global_max_pool(x2), [[8.0, 0.0]])
+  with pytest.raises(ValueError, match='NHWC'):
+    pooling.global_max_pool(x2[0])
+
+
+def test_max_pool_gradient_under_jit_routes_to_the_max():
+  # Each 2x2 window passes its upstream gradient to its largest entry only.
+  x = jnp.asarray(X44)[None, :, :, None]
+  g = jnp.array([[1.0, 2.0], [3.0, 4.0]])[None, :, :, None]
+  grad = jax.jit(jax.grad(lambda v: jnp.sum(g * pooling.max_pool(v, 2))))(x)
+  want = np.zeros((4, 4))
+  want[1, 1], want[1, 3], want[2, 0], want[3, 3] = 1.0, 2.0, 3.0, 4.0
+  np.testing.assert_array_equal(grad[0, :, :, 0], want)
+  # Average pooling spreads it evenly: g / 4 on every cell of the window.
+  grad_avg = jax.grad(lambda v: jnp.sum(g * pooling.avg_pool(v, 2)))(x)
+  np.testing.assert_allclose(
+    grad_avg[0, :, :, 0],
+    np.kron(np.asarray(g[0, :, :, 0]), np.ones((2, 2))) / 4,
   )
-  mx, av, gl = f(x)
-  chex.assert_shape((mx, av, gl), ((2, 4, 4, 4), (2, 4, 4, 4), (2, 4)))
-  chex.assert_trees_all_close(gl, jnp.mean(av, axis=(1, 2)), atol=1e-6)

@@ -53,6 +53,19 @@ def test_dropout_keys_and_dtype():
   assert a.dtype == jnp.bfloat16
 
 
+def test_drop_path_keys_and_dtype():
+  x = jnp.ones((64, 2, 2, 3), jnp.bfloat16)
+  draw = jax.jit(lambda k: regularization.drop_path(k, x, rate=0.5))
+  a, b, c = (
+    draw(jax.random.key(3)),
+    draw(jax.random.key(3)),
+    draw(jax.random.key(4)),
+  )
+  np.testing.assert_array_equal(a, b)
+  assert np.any(np.asarray(a) != np.asarray(c))
+  assert a.dtype == jnp.bfloat16
+
+
 def test_drop_path_zeroes_whole_examples():
   rate = 0.25
   x = jax.random.normal(jax.random.key(5), (256, 3, 3, 2))
