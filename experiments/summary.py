@@ -95,6 +95,11 @@ def main(argv: Sequence[str]) -> None:
     sys.exit(f'error: unexpected arguments {list(argv[1:])}')
   try:
     if _ALL.value:
+      if _MODEL.value or _INPUT_SHAPE.value:
+        sys.exit(
+          'error: --all summarises every model at its own input shape; '
+          'drop --model/--input_shape'
+        )
       print(all_models_table(num_classes=_NUM_CLASSES.value))
       return
     if not _MODEL.value:

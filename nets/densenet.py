@@ -19,6 +19,14 @@ compress the channels by theta (DenseNet-C; BC = both).
   0.8M parameters (paper Table 2).
 * `densenet_cifar(depth, growth_rate, ...)` builds any CIFAR DenseNet(-BC).
 
+Regularisation is the paper's dropout (`dropout_rate`; 0.2 "after each
+convolutional layer (except the first one)" on data without augmentation,
+so in the dense layers and the transitions); there is no
+`drop_path_rate`: DenseNet is not a residual family (nothing is added to an
+identity path), and dropping H_l would remove its k channels from the input
+of every later layer, so stochastic depth does not apply. `norm='group'`
+swaps every BatchNorm for GroupNorm, as in the residual families.
+
 Block outputs and transition outputs are sown as 'intermediates'
 ('block1_out', 'transition1_out', ...), used by the tests to check the
 channel growth.
@@ -34,6 +42,7 @@ import jax.numpy as jnp
 
 from nets import layers
 from nets.resnet_cifar import norm_layer
+from ops import activations
 from ops import pooling
 
 
@@ -52,10 +61,14 @@ class DenseLayer(nn.Module):
     dt = self.dtype
     if self.bottleneck:
       width = self.bn_size * self.growth_rate
-      x = nn.relu(norm_layer(self.norm, x.shape[-1], dt, 'norm1')(x, train))
+      x = activations.relu(
+        norm_layer(self.norm, x.shape[-1], dt, 'norm1')(x, train)
+      )
       x = layers.Conv(width, 1, padding=0, dtype=dt, name='conv1')(x)
       x = layers.Dropout(self.dropout_rate, name='dropout1')(x, train)
-    x = nn.relu(norm_layer(self.norm, x.shape[-1], dt, 'norm2')(x, train))
+    x = activations.relu(
+      norm_layer(self.norm, x.shape[-1], dt, 'norm2')(x, train)
+    )
     x = layers.Conv(self.growth_rate, 3, padding=1, dtype=dt, name='conv2')(x)
     return layers.Dropout(self.dropout_rate, name='dropout2')(x, train)
 
@@ -89,18 +102,22 @@ class DenseBlock(nn.Module):
 
 
 class Transition(nn.Module):
-  """BN-ReLU-Conv1x1(features)-AvgPool(2x2, stride 2)."""
+  """BN-ReLU-Conv1x1(features)-(dropout)-AvgPool(2x2, stride 2)."""
 
   features: int
   norm: str = 'batch'
+  dropout_rate: float = 0.0
   dtype: Any = None
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     dt = self.dtype
-    x = nn.relu(norm_layer(self.norm, x.shape[-1], dt, 'norm')(x, train))
+    x = activations.relu(
+      norm_layer(self.norm, x.shape[-1], dt, 'norm')(x, train)
+    )
     x = layers.Conv(self.features, 1, padding=0, dtype=dt, name='conv')(x)
-    return pooling.avg_pool(x, 2, stride=2)
+    x = layers.Dropout(self.dropout_rate, name='dropout')(x, train)
+    return layers.AvgPool(2, 2, name='pool')(x)
 
 
 class DenseNet(nn.Module):
@@ -116,7 +133,7 @@ class DenseNet(nn.Module):
     compression: theta in (0, 1]; a transition outputs floor(theta * c).
     stem: 'imagenet' (7x7/2 conv, BN-ReLU, 3x3/2 max-pool) or 'cifar'
       (one 3x3 conv).
-    dropout_rate: dropout after each convolution inside the dense layers.
+    dropout_rate: dropout after every convolution but the stem's.
     norm: 'batch' or 'group'.
     dtype: computation dtype.
   """
@@ -140,8 +157,10 @@ class DenseNet(nn.Module):
     dt, c = self.dtype, self.init_features
     if self.stem == 'imagenet':
       x = layers.Conv(c, 7, 2, padding=3, dtype=dt, name='stem_conv')(x)
-      x = nn.relu(norm_layer(self.norm, c, dt, 'stem_norm')(x, train))
-      x = pooling.max_pool(x, 3, stride=2, padding=1)  # [B, H/4, W/4, c]
+      x = activations.relu(norm_layer(self.norm, c, dt, 'stem_norm')(x, train))
+      x = layers.MaxPool(3, 2, padding=1, name='stem_pool')(
+        x
+      )  # [B, H/4, W/4, c]
     elif self.stem == 'cifar':
       x = layers.Conv(c, 3, padding=1, dtype=dt, name='stem_conv')(x)
     else:
@@ -160,9 +179,17 @@ class DenseNet(nn.Module):
       self.sow('intermediates', f'block{i + 1}_out', x)
       if i + 1 < len(self.block_sizes):
         out = int(self.compression * x.shape[-1])
-        x = Transition(out, self.norm, dt, name=f'transition{i + 1}')(x, train)
+        x = Transition(
+          out,
+          self.norm,
+          self.dropout_rate,
+          dt,
+          name=f'transition{i + 1}',
+        )(x, train)
         self.sow('intermediates', f'transition{i + 1}_out', x)
-    x = nn.relu(norm_layer(self.norm, x.shape[-1], dt, 'final_norm')(x, train))
+    x = activations.relu(
+      norm_layer(self.norm, x.shape[-1], dt, 'final_norm')(x, train)
+    )
     x = pooling.global_avg_pool(x)  # [B, C]
     return layers.Dense(self.num_classes, dtype=dt, name='head')(x)
 

@@ -37,6 +37,7 @@ import jax
 import jax.numpy as jnp
 
 from nets import layers
+from ops import activations
 from ops import pooling
 
 # Paper Table 1: (#1x1, #3x3 reduce, #3x3, #5x5 reduce, #5x5, pool proj).
@@ -75,7 +76,7 @@ class ConvReLU(nn.Module):
     )(x)
     if self.batch_norm:
       x = layers.BatchNorm(epsilon=1e-3, dtype=self.dtype, name='bn')(x, train)
-    return nn.relu(x)
+    return activations.relu(x)
 
 
 class NaiveInception(nn.Module):
@@ -97,7 +98,7 @@ class NaiveInception(nn.Module):
     b1 = ConvReLU(self.c1, 1, name='b1', **kw)(x, train)
     b3 = ConvReLU(self.c3, 3, name='b3', **kw)(x, train)
     b5 = ConvReLU(self.c5, 5, name='b5', **kw)(x, train)
-    bp = pooling.max_pool(x, 3, stride=1, padding=1)
+    bp = layers.MaxPool(3, 1, padding=1, name='pool')(x)
     return jnp.concatenate([b1, b3, b5, bp.astype(b1.dtype)], axis=-1)
 
 
@@ -125,7 +126,7 @@ class Inception(nn.Module):
     b3 = ConvReLU(c3, 3, name='b3', **kw)(b3, train)
     b5 = ConvReLU(r5, 1, name='b5_reduce', **kw)(x, train)
     b5 = ConvReLU(c5, 5, name='b5', **kw)(b5, train)
-    bp = pooling.max_pool(x, 3, stride=1, padding=1)
+    bp = layers.MaxPool(3, 1, padding=1, name='pool')(x)
     bp = ConvReLU(cp, 1, name='pool_proj', **kw)(bp, train)
     y = jnp.concatenate([b1, b3, b5, bp], axis=-1)  # [B, H, W, c1+c3+c5+cp]
     if self.se_reduction:
@@ -144,12 +145,12 @@ class AuxHead(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-    x = pooling.avg_pool(x, 5, stride=3)  # 14x14 -> 4x4
+    x = layers.AvgPool(5, 3, name='pool')(x)  # 14x14 -> 4x4
     x = ConvReLU(
       128, 1, batch_norm=self.batch_norm, dtype=self.dtype, name='conv'
     )(x, train)
     x = x.reshape(x.shape[0], -1)  # [B, 4*4*128]
-    x = nn.relu(layers.Dense(1024, dtype=self.dtype, name='fc1')(x))
+    x = activations.relu(layers.Dense(1024, dtype=self.dtype, name='fc1')(x))
     x = layers.Dropout(0.7, name='dropout')(x, train)
     return layers.Dense(self.num_classes, dtype=self.dtype, name='fc2')(x)
 
@@ -191,16 +192,16 @@ class GoogLeNet(nn.Module):
     kw = dict(batch_norm=self.batch_norm, dtype=self.dtype)
     s1, s2, s3 = (max(1, f // d) for f in self.stem_filters)
     x = ConvReLU(s1, 7, 2, name='conv1', **kw)(x, train)  # [B, 112, 112, 64]
-    x = pooling.max_pool(x, 3, stride=2, padding=1)  # 56x56
+    x = layers.MaxPool(3, 2, padding=1, name='pool1')(x)  # 56x56
     x = ConvReLU(s2, 1, name='conv2_reduce', **kw)(x, train)
     x = ConvReLU(s3, 3, name='conv2', **kw)(x, train)  # [B, 56, 56, 192]
-    x = pooling.max_pool(x, 3, stride=2, padding=1)  # 28x28
+    x = layers.MaxPool(3, 2, padding=1, name='pool2')(x)  # 28x28
     # Aux heads run only when returned (and at init, to create params).
     run_aux = self.aux_heads and (return_aux or self.is_initializing())
     aux = []
     for name, filters in self.inception:
       if name in ('4a', '5a'):  # max-pool before stages 4 and 5
-        x = pooling.max_pool(x, 3, stride=2, padding=1)
+        x = layers.MaxPool(3, 2, padding=1, name=f'pool{int(name[0]) - 1}')(x)
       x = Inception(
         tuple(max(1, f // d) for f in filters),
         se_reduction=16 if self.se else 0,

@@ -8,7 +8,11 @@ x_{l-1} (He et al., "Deep residual learning for image recognition", CVPR
 * bottleneck blocks put the stride on the 3x3 convolution ("ResNet v1.5");
   `stride_in_1x1=True` gives the paper's v1 placement (3.86G instead of
   4.09G MACs for ResNet-50; the SE paper's SE-ResNet-50 figure is v1's);
-* projection shortcuts (1x1 conv + BN) only where the shape changes.
+* projection shortcuts (1x1 conv + BN) only where the shape changes
+  (the paper's option B); `shortcut='a'` gives option A instead (subsample
+  and zero-pad the channels, no parameters), the shortcuts of the notes'
+  plain-vs-residual figure, "the residual networks have no extra parameter
+  compared to their plain counterparts".
 
 Relatives built from the same blocks:
 
@@ -37,6 +41,7 @@ import jax
 
 from nets import layers
 from nets import resnet_cifar
+from ops import activations
 from ops import pooling
 from ops import regularization
 
@@ -53,6 +58,7 @@ class BasicBlock(nn.Module):
   norm: str = 'batch'
   drop_path_rate: float = 0.0
   se_reduction: int = 0
+  shortcut: str = 'b'
   dtype: Any = None
 
   expansion = 1
@@ -61,7 +67,7 @@ class BasicBlock(nn.Module):
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     f, dt = self.features, self.dtype
     y = layers.Conv(f, 3, self.strides, padding=1, dtype=dt, name='conv1')(x)
-    y = nn.relu(norm_layer(self.norm, f, dt, 'norm1')(y, train))
+    y = activations.relu(norm_layer(self.norm, f, dt, 'norm1')(y, train))
     y = layers.Conv(f, 3, padding=1, dtype=dt, name='conv2')(y)
     y = norm_layer(self.norm, f, dt, 'norm2')(y, train)
     return _merge(self, x, y, f, train)
@@ -83,6 +89,7 @@ class Bottleneck(nn.Module):
   groups: int = 1
   base_width: int = 64
   stride_in_1x1: bool = False
+  shortcut: str = 'b'
   dtype: Any = None
 
   expansion = 4
@@ -94,11 +101,11 @@ class Bottleneck(nn.Module):
     out = self.features * self.expansion
     s1, s3 = (self.strides, 1) if self.stride_in_1x1 else (1, self.strides)
     y = layers.Conv(width, 1, s1, padding=0, dtype=dt, name='conv1')(x)
-    y = nn.relu(norm_layer(self.norm, width, dt, 'norm1')(y, train))
+    y = activations.relu(norm_layer(self.norm, width, dt, 'norm1')(y, train))
     y = layers.Conv(
       width, 3, s3, padding=1, groups=self.groups, dtype=dt, name='conv2'
     )(y)
-    y = nn.relu(norm_layer(self.norm, width, dt, 'norm2')(y, train))
+    y = activations.relu(norm_layer(self.norm, width, dt, 'norm2')(y, train))
     y = layers.Conv(out, 1, padding=0, dtype=dt, name='conv3')(y)
     y = norm_layer(self.norm, out, dt, 'norm3')(y, train)
     return _merge(self, x, y, out, train)
@@ -117,14 +124,16 @@ def _merge(
       reduction=block.se_reduction, dtype=block.dtype, name='se'
     )(y)
   if not block.residual:
-    return nn.relu(y)
+    return activations.relu(y)
   y = layers.DropPath(block.drop_path_rate, name='drop_path')(y, train)
-  if x.shape[-1] != out or block.strides != 1:
+  if block.shortcut == 'a':
+    x = resnet_cifar.shortcut_option_a(x, out, block.strides)
+  elif x.shape[-1] != out or block.strides != 1:
     x = layers.Conv(
       out, 1, block.strides, padding=0, dtype=block.dtype, name='proj_conv'
     )(x)
     x = norm_layer(block.norm, out, block.dtype, 'proj_norm')(x, train)
-  return nn.relu(x + y)
+  return activations.relu(x + y)
 
 
 class ResNet(nn.Module):
@@ -140,6 +149,8 @@ class ResNet(nn.Module):
     groups, base_width: ResNeXt cardinality / Wide ResNet width.
     se_reduction: 0 (off) or the SE reduction ratio (16 in Hu et al.).
     stride_in_1x1: v1 bottlenecks (stride on the first 1x1 conv).
+    shortcut: 'b' (projection where the shape changes, torchvision) or 'a'
+      (parameter-free subsample and zero-pad, He et al. option A).
     norm: 'batch' or 'group'.
     drop_path_rate: stochastic depth rate of the last block (linear rule).
     dtype: computation dtype (params stay float32).
@@ -155,6 +166,7 @@ class ResNet(nn.Module):
   base_width: int = 64
   se_reduction: int = 0
   stride_in_1x1: bool = False
+  shortcut: str = 'b'
   norm: str = 'batch'
   drop_path_rate: float = 0.0
   dtype: Any = None
@@ -167,6 +179,7 @@ class ResNet(nn.Module):
       norm=self.norm,
       drop_path_rate=rate,
       se_reduction=self.se_reduction,
+      shortcut=self.shortcut,
       dtype=self.dtype,
       name=f'stage{i + 1}_block{j + 1}',
     )
@@ -183,16 +196,20 @@ class ResNet(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
     check_drop_path(self.drop_path_rate)
+    if self.shortcut not in ('a', 'b'):
+      raise ValueError(f"shortcut must be 'a' or 'b', got {self.shortcut!r}")
     if not self.residual and self.drop_path_rate > 0:
       raise ValueError('plain networks have no shortcut for stochastic depth')
     dt, c0 = self.dtype, self.widths[0]
     if self.stem == 'imagenet':
       x = layers.Conv(c0, 7, 2, padding=3, dtype=dt, name='stem_conv')(x)
-      x = nn.relu(norm_layer(self.norm, c0, dt, 'stem_norm')(x, train))
-      x = pooling.max_pool(x, 3, stride=2, padding=1)  # [B, H/4, W/4, C]
+      x = activations.relu(norm_layer(self.norm, c0, dt, 'stem_norm')(x, train))
+      x = layers.MaxPool(3, 2, padding=1, name='stem_pool')(
+        x
+      )  # [B, H/4, W/4, C]
     elif self.stem == 'cifar':
       x = layers.Conv(c0, 3, padding=1, dtype=dt, name='stem_conv')(x)
-      x = nn.relu(norm_layer(self.norm, c0, dt, 'stem_norm')(x, train))
+      x = activations.relu(norm_layer(self.norm, c0, dt, 'stem_norm')(x, train))
     else:
       raise ValueError(f"stem must be 'imagenet' or 'cifar', got {self.stem!r}")
     rates = regularization.drop_path_rates(

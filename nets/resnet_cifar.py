@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 
 from nets import layers
+from ops import activations
 from ops import pooling
 from ops import regularization
 
@@ -87,11 +88,11 @@ class CifarBlock(nn.Module):
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     f, dt = self.features, self.dtype
     y = layers.Conv(f, 3, self.strides, padding=1, dtype=dt, name='conv1')(x)
-    y = nn.relu(norm_layer(self.norm, f, dt, 'norm1')(y, train))
+    y = activations.relu(norm_layer(self.norm, f, dt, 'norm1')(y, train))
     y = layers.Conv(f, 3, padding=1, dtype=dt, name='conv2')(y)
     y = norm_layer(self.norm, f, dt, 'norm2')(y, train)
     y = layers.DropPath(self.drop_path_rate, name='drop_path')(y, train)
-    return nn.relu(shortcut_option_a(x, f, self.strides) + y)
+    return activations.relu(shortcut_option_a(x, f, self.strides) + y)
 
 
 class WideBlock(nn.Module):
@@ -107,9 +108,11 @@ class WideBlock(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     f, dt = self.features, self.dtype
-    a = nn.relu(norm_layer(self.norm, x.shape[-1], dt, 'norm1')(x, train))
+    a = activations.relu(
+      norm_layer(self.norm, x.shape[-1], dt, 'norm1')(x, train)
+    )
     y = layers.Conv(f, 3, self.strides, padding=1, dtype=dt, name='conv1')(a)
-    y = nn.relu(norm_layer(self.norm, f, dt, 'norm2')(y, train))
+    y = activations.relu(norm_layer(self.norm, f, dt, 'norm2')(y, train))
     y = layers.Dropout(self.dropout_rate, name='dropout')(y, train)
     y = layers.Conv(f, 3, padding=1, dtype=dt, name='conv2')(y)
     y = layers.DropPath(self.drop_path_rate, name='drop_path')(y, train)
@@ -151,7 +154,7 @@ class CifarResNet(nn.Module):
     dt = self.dtype
     x = layers.Conv(16, 3, padding=1, dtype=dt, name='stem_conv')(x)
     if self.block == 'basic':
-      x = nn.relu(norm_layer(self.norm, 16, dt, 'stem_norm')(x, train))
+      x = activations.relu(norm_layer(self.norm, 16, dt, 'stem_norm')(x, train))
     n = self.blocks_per_stage
     rates = regularization.drop_path_rates(3 * n, max_rate=self.drop_path_rate)
     for i, f in enumerate(self.widths):
@@ -170,7 +173,7 @@ class CifarResNet(nn.Module):
           x = WideBlock(dropout_rate=self.dropout_rate, **kw)(x, train)
       self.sow('intermediates', f'stage{i + 1}', x)
     if self.block == 'wide':
-      x = nn.relu(
+      x = activations.relu(
         norm_layer(self.norm, x.shape[-1], dt, 'final_norm')(x, train)
       )
     x = pooling.global_avg_pool(x)  # [B, C]

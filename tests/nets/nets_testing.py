@@ -6,6 +6,7 @@ Import as `from tests.nets import nets_testing` (pytest runs with
 
 import math
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -83,3 +84,46 @@ def assert_every_var_updated(variables, state):
     if path[-1].key == 'var'
   ]
   assert moved and all(moved)
+
+
+def check_train_eval(model, x, num_classes, *, dropout=True):
+  """The contract of every model, checked on a small input.
+
+  Eval is deterministic, finite and of shape `[B, num_classes]`; train mode
+  draws its randomness from the 'dropout' stream (outputs differ between
+  keys when `dropout`); BatchNorm statistics change in train mode only
+  (every running variance moves) and models without BatchNorm have no
+  'batch_stats'.
+
+  Returns:
+    `(variables, eval_output)`.
+  """
+  variables = fake_variables(model, x, train=False)
+  evaluate = jax.jit(
+    lambda v, x: model.apply(v, x, train=False, mutable=['batch_stats'])
+  )
+  train = jax.jit(
+    lambda v, x, k: model.apply(
+      v, x, train=True, rngs={'dropout': k}, mutable=['batch_stats']
+    )
+  )
+  y1, eval_state = evaluate(variables, x)
+  y2, _ = evaluate(variables, x)
+  chex.assert_shape(y1, (x.shape[0], num_classes))
+  chex.assert_tree_all_finite(y1)
+  np.testing.assert_array_equal(y1, y2)
+  t1, state = train(variables, x, key(1))
+  t2, _ = train(variables, x, key(2))
+  chex.assert_tree_all_finite(t1)
+  if dropout:
+    assert not np.allclose(t1, t2)
+  else:
+    np.testing.assert_array_equal(t1, t2)
+  if 'batch_stats' in variables:
+    chex.assert_trees_all_equal(
+      eval_state['batch_stats'], variables['batch_stats']
+    )
+    assert_every_var_updated(variables, state)
+  else:
+    assert not state
+  return variables, y1

@@ -8,6 +8,7 @@ k=12), and a by-hand parameter formula. Big models are only traced.
 import functools
 
 import chex
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -15,6 +16,7 @@ import pytest
 
 import nets
 from nets import densenet
+from nets import layers
 from tests.nets import nets_testing
 
 
@@ -51,6 +53,10 @@ TORCHVISION = {
   'densenet201': ((6, 12, 48, 32), 32, 64, 20_013_928, 4.29),
   'densenet161': ((6, 12, 36, 24), 48, 96, 28_681_000, 7.73),
 }
+
+
+# ImageNet models whose parameter count and MACs are checked in this file.
+COVERED = tuple(TORCHVISION)
 
 
 @pytest.mark.parametrize(
@@ -140,6 +146,41 @@ def test_non_bottleneck_densenet_cifar():
   assert nets_testing.count(variables['params']) == pytest.approx(
     1.0e6, rel=0.1
   )
+
+
+def test_dropout_follows_every_conv_but_the_first():
+  # Huang et al. Sec. 4.2: "a dropout layer after each convolutional layer
+  # (except the first one)", transitions included.
+  calls = []
+
+  def record(next_fun, args, kwargs, context):
+    out = next_fun(*args, **kwargs)
+    if isinstance(context.module, (layers.Conv, layers.Dropout)):
+      calls.append(
+        (type(context.module).__name__, '/'.join(context.module.path))
+      )
+    return out
+
+  model = nets.create('densenet_tiny', dropout_rate=0.2)
+  x = jax.ShapeDtypeStruct((2, 8, 8, 3), jnp.float32)
+  _, v = _trace(model, 8)
+  with nn.intercept_methods(record):
+    jax.eval_shape(
+      lambda v, x: model.apply(
+        v,
+        x,
+        train=True,
+        rngs={'dropout': jax.random.key(0)},
+        mutable=['batch_stats'],
+      ),
+      v,
+      x,
+    )
+  kinds = [kind for kind, _ in calls]
+  # stem conv, then (conv, dropout) for 2 blocks x 2 layers x 2 convs and
+  # for the one transition: 10 convs, 9 dropouts.
+  assert kinds == ['Conv'] + ['Conv', 'Dropout'] * 9
+  assert ('Dropout', 'transition1/dropout') in calls
 
 
 def test_tiny_train_and_eval():

@@ -30,6 +30,10 @@ TABLE1 = [
 ]
 
 
+# ImageNet models whose parameter count and MACs are checked in this file.
+COVERED = ('googlenet', 'googlenet_bn', 'se_googlenet')
+
+
 def _conv(k, c_in, c_out):
   return k * k * c_in * c_out + c_out  # weights + bias
 
@@ -106,14 +110,29 @@ def test_googlenet_macs():
   assert summary.output_shape == (1000,)
 
 
+def test_variant_macs():
+  # No published figure for either variant. BatchNorm costs no MACs, so
+  # googlenet_bn has GoogLeNet's; SE adds two FCs per module, 2 c (c / 16)
+  # MACs for a module of c output channels.
+  base = nets.summarize(nets.create('googlenet'), (224, 224, 3)).macs
+  bn = nets.summarize(nets.create('googlenet_bn'), (224, 224, 3))
+  se = nets.summarize(nets.create('se_googlenet'), (224, 224, 3))
+  assert bn.macs == base
+  channels = [_inception(0, f)[1] for f in TABLE1]
+  assert se.macs - base == sum(2 * c * (c // 16) for c in channels)
+  assert bn.output_shape == se.output_shape == (1000,)
+
+
 def test_variants_param_counts():
   convs = 64 + 64 + 192 + sum(sum(f) for f in TABLE1)
-  _, v = _trace(nets.create('googlenet_bn'))
+  out, v = _trace(nets.create('googlenet_bn'))
+  assert out.shape == (2, 1000)
   # Each conv's bias (c) becomes a BatchNorm scale and bias (2c).
   assert nets_testing.count(v['params']) == _hand_count() + convs
   assert 'batch_stats' in v
-  _, v = _trace(nets.create('se_googlenet', num_classes=10))
-  assert nets_testing.count(v['params']) == _hand_count(classes=10, se=True)
+  out, v = _trace(nets.create('se_googlenet'))
+  assert out.shape == (2, 1000)
+  assert nets_testing.count(v['params']) == _hand_count(se=True)
 
 
 def test_aux_heads_train_only():

@@ -1,60 +1,36 @@
-"""Tests for mobilenet.py, shufflenet.py and ensemble.py.
+"""Tests for mobilenet.py and ensemble.py (ShuffleNet: test_shufflenet.py).
 
-Published references: MobileNet Table 6 (Howard et al. 2017), ShuffleNet
-Tables 1-2 (Zhang et al. 2018), the notes' depthwise separable cost example.
+Published references: MobileNet Table 6 (Howard et al. 2017), the notes'
+depthwise separable cost example, and for the default ensemble the counts
+of its members (torchvision, GoogLeNet Table 1).
 """
 
 from fractions import Fraction
 
-import chex
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import nets
-from nets import shufflenet
 from ops import cost
 from tests.nets import nets_testing
 
 # Howard et al. Table 6: (million params, million mult-adds), 224x224.
+# Rounded, so every width is also checked exactly against a hand count.
 MOBILENET = {
   'mobilenet_v1': (4.2, 569),
   'mobilenet_v1_075': (2.6, 325),
   'mobilenet_v1_050': (1.3, 149),
   'mobilenet_v1_025': (0.5, 41),
 }
-# Zhang et al. Table 2, ShuffleNet 1x complexity (MFLOPs = mult-adds).
-SHUFFLENET_MACS = {1: 143e6, 2: 140e6, 3: 137e6, 4: 133e6, 8: 137e6}
+
+
+# ImageNet models whose parameter count and MACs are checked in this file.
+COVERED = (*MOBILENET, 'ensemble')
 
 
 def _params_and_output(name, shape=(224, 224, 3)):
   return nets_testing.trace(nets.create(name), (2, *shape), train=False)
-
-
-def check_train_eval_bn(model, x, num_classes):
-  """Eval deterministic and read-only; train updates every BN statistic."""
-  variables = nets_testing.fake_variables(model, x, train=False)
-  evaluate = jax.jit(
-    lambda v, x: model.apply(v, x, train=False, mutable=['batch_stats'])
-  )
-  train = jax.jit(
-    lambda v, x: model.apply(
-      v, x, train=True, rngs={'dropout': jax.random.key(1)},
-      mutable=['batch_stats'],
-    )
-  )  # fmt: skip
-  y, eval_state = evaluate(variables, x)
-  chex.assert_shape(y, (x.shape[0], num_classes))
-  chex.assert_tree_all_finite(y)
-  np.testing.assert_array_equal(y, evaluate(variables, x)[0])
-  chex.assert_trees_all_equal(
-    eval_state['batch_stats'], variables['batch_stats']
-  )
-  t, state = train(variables, x)
-  chex.assert_tree_all_finite(t)
-  nets_testing.assert_every_var_updated(variables, state)
-  return variables, y
 
 
 @pytest.mark.parametrize('name', sorted(MOBILENET))
@@ -67,9 +43,33 @@ def test_mobilenet_table6(name):
   assert abs(macs / 1e6 - want_macs) / want_macs < 0.02
 
 
-def test_mobilenet_exact_count():
-  # TF-Slim's MobileNet v1 1.0 checkpoint holds 4,231,976 parameters.
-  assert _params_and_output('mobilenet_v1')[0] == 4_231_976
+def _mobilenet_hand(alpha, classes=1000):
+  """(params, MACs) of Table 1 at width alpha, 224x224, by hand.
+
+  Every conv is bias-free and followed by a BatchNorm (2c params); a
+  depthwise 3x3 costs 9 c h w, a pointwise 1x1 c_in c_out h w.
+  """
+  width = lambda c: int(c * alpha)
+  c, h = width(32), 112
+  params, macs = 27 * c + 2 * c, 27 * c * h * h
+  blocks = [(64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2)]
+  blocks += [(512, 1)] * 5 + [(1024, 2), (1024, 1)]
+  for out, stride in blocks:
+    h //= stride
+    params += 9 * c + 2 * c + c * width(out) + 2 * width(out)
+    macs += h * h * (9 * c + c * width(out))
+    c = width(out)
+  return params + c * classes + classes, macs + c * classes
+
+
+@pytest.mark.parametrize('name', sorted(MOBILENET))
+def test_mobilenet_hand_count(name):
+  alpha = {'': 1.0, '_075': 0.75, '_050': 0.5, '_025': 0.25}[name[12:]]
+  s = nets.summarize(nets.create(name), (224, 224, 3))
+  assert (s.params, s.macs) == _mobilenet_hand(alpha)
+  if alpha == 1.0:
+    # TF-Slim's MobileNet v1 1.0 checkpoint holds 4,231,976 parameters.
+    assert s.params == 4_231_976
 
 
 def test_depthwise_separable_cost_ratio_on_a_mobilenet_layer():
@@ -85,68 +85,33 @@ def test_depthwise_separable_cost_ratio_on_a_mobilenet_layer():
   assert Fraction(separable, standard) == Fraction(1, 128) + Fraction(1, 9)
 
 
-@pytest.mark.parametrize('groups', sorted(SHUFFLENET_MACS))
-def test_shufflenet_table2_complexity(groups):
-  name = f'shufflenet_v1_g{groups}'
-  n, out = _params_and_output(name)
-  assert out.shape == (2, 1000)
-  s = nets.summarize(nets.create(name), (224, 224, 3))
-  # Our counts: 143.1, 140.8, 137.5, 134.3, 138.4 M; within 1% of Table 2.
-  assert abs(s.macs - SHUFFLENET_MACS[groups]) / SHUFFLENET_MACS[groups] < 0.02
-  rows = {r.name: r for r in s.rows}
-  stage_out = [
-    rows[f'stage{k}_unit{u}/bn3'].output_shape
-    for k, u in ((2, 4), (3, 8), (4, 4))
-  ]
-  c2, c3, c4 = shufflenet.STAGE_CHANNELS[groups]
-  want = [(28, 28, c2), (14, 14, c3), (7, 7, c4)]
-  assert stage_out == want  # Table 1's output sizes and channels
-
-
-def test_shufflenet_grouping_of_pointwise_convs():
-  model = nets.create('shufflenet_v1_g3')
-  x = jax.ShapeDtypeStruct((1, 224, 224, 3), jnp.float32)
-  p = jax.eval_shape(lambda x: model.init({'params': jax.random.key(0)}, x), x)[
-    'params'
-  ]
-  # Stage 2's first pointwise conv is not grouped: 24 -> 60 in full.
-  assert p['stage2_unit1']['gconv1']['kernel'].shape == (1, 1, 24, 60)
-  # Later ones are: 240 / 3 inputs per group; stride-2 branch makes 240 - 24.
-  assert p['stage2_unit2']['gconv1']['kernel'].shape == (1, 1, 80, 60)
-  assert p['stage2_unit1']['gconv2']['kernel'].shape == (1, 1, 20, 216)
-
-
-def test_shufflenet_scales():
-  assert shufflenet.stage_channels(3, 0.5) == (120, 240, 480)
-  assert shufflenet.stage_channels(8, 2.0) == (768, 1536, 3072)
-  n_half, out = _params_and_output('shufflenet_v1_g3_x0_5')
-  assert out.shape == (2, 1000)
-  assert n_half < _params_and_output('shufflenet_v1_g3')[0]
-  with pytest.raises(ValueError, match='groups'):
-    shufflenet.stage_channels(5, 1.0)
-
-
 def test_mobilenet_tiny_forward():
+  model = nets.create('mobilenet_v1_tiny', dropout_rate=0.5)
   x = jax.random.normal(jax.random.key(0), (2, 32, 32, 3))
-  check_train_eval_bn(nets.create('mobilenet_v1_tiny'), x, 10)
-
-
-def test_shufflenet_tiny_forward():
-  x = jax.random.normal(jax.random.key(0), (2, 32, 32, 3))
-  check_train_eval_bn(nets.create('shufflenet_v1_tiny'), x, 10)
+  nets_testing.check_train_eval(model, x, 10)
 
 
 def test_ensemble_averages_member_probabilities():
+  # The members' logits are captured from the same forward pass (one
+  # compile); the fusion is checked against numpy's mean of softmaxes.
   model = nets.create('ensemble_tiny')
   x = jax.random.normal(jax.random.key(0), (2, 32, 32, 3))
-  variables, log_p = check_train_eval_bn(model, x, 10)
-  probs = []
-  for i, member in enumerate(model.members):
-    v = {c: t[f'members_{i}'] for c, t in variables.items()}
-    logits = jax.jit(member.apply)(v, x)
-    probs.append(jax.nn.softmax(logits, axis=-1))
-  want = np.mean(np.stack(probs), axis=0)
-  np.testing.assert_allclose(np.exp(log_p), want, rtol=1e-4, atol=1e-6)
+  variables = nets_testing.fake_variables(model, x, train=False)
+  names = [f'members_{i}' for i in range(3)]
+  log_p, logits = nets.capture_intermediates(model, variables, x, names)
+  logits = np.stack([np.asarray(logits[n], np.float64) for n in names])
+  probs = np.exp(logits - logits.max(-1, keepdims=True))
+  probs /= probs.sum(-1, keepdims=True)
+  assert not np.allclose(probs[0], probs[1], atol=1e-3)  # diverse members
+  np.testing.assert_allclose(np.exp(log_p), probs.mean(0), rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_ensemble_train_and_eval():
+  model = nets.create('ensemble_tiny')
+  x = jax.random.normal(jax.random.key(0), (2, 32, 32, 3))
+  # vgg_tiny_bn has dropout, so train outputs depend on the key.
+  _, log_p = nets_testing.check_train_eval(model, x, 10)
   np.testing.assert_allclose(np.exp(log_p).sum(-1), 1.0, rtol=1e-5)
 
 
@@ -164,3 +129,17 @@ def test_ensemble_weights():
   bad = nets.create('ensemble', members=('vgg_tiny',), weights=(1.0, 2.0))
   with pytest.raises(ValueError, match='weight'):
     bad.init({'params': jax.random.key(0)}, x)
+
+
+@pytest.mark.slow
+def test_default_ensemble_is_the_sum_of_its_members():
+  # googlenet + resnet152 + densenet161: GoogLeNet's hand count (Table 1
+  # filters, test_googlenet.py) and torchvision's counts; MACs: Table 1's
+  # 1.586G and torchvision's 11.51G and 7.73G.
+  model = nets.create('ensemble')
+  n, out = _params_and_output('ensemble')
+  assert out.shape == (2, 1000)
+  assert n == 6_998_552 + 60_192_808 + 28_681_000
+  s = nets.summarize(model, (224, 224, 3))
+  assert s.params == n
+  assert s.macs / 1e9 == pytest.approx(1.586 + 11.51 + 7.73, rel=0.02)

@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import pytest
 
 import nets
+from nets import layers
 from nets import registry
 
 CONTRACT_NAMES = (
@@ -98,3 +99,74 @@ def test_ensemble_by_names_and_unknown_member():
   assert len(model.members) == 2
   with pytest.raises(ValueError, match='members'):
     nets.create('ensemble', members=('vgg_tiny', 'nope'))
+
+
+def _imagenet_models():
+  return {
+    n
+    for n in nets.list_models()
+    if nets.default_input_shape(n) in ((224, 224, 3), (227, 227, 3))
+  }
+
+
+def test_every_imagenet_model_has_count_and_macs_tests():
+  # Each family's test file lists in COVERED the ImageNet models whose
+  # exact parameter count and MACs it checks (published figure or a hand
+  # count); a newly registered model without such a test fails here.
+  from tests.nets import test_densenet
+  from tests.nets import test_googlenet
+  from tests.nets import test_mobile_nets
+  from tests.nets import test_resnet
+  from tests.nets import test_shufflenet
+  from tests.nets import test_simple_nets
+
+  covered = set()
+  for module in (
+    test_densenet,
+    test_googlenet,
+    test_mobile_nets,
+    test_resnet,
+    test_shufflenet,
+    test_simple_nets,
+  ):
+    covered |= set(module.COVERED)
+  imagenet = _imagenet_models()
+  assert len(imagenet) == 65
+  assert imagenet - covered == set()
+  assert covered - imagenet == set()
+
+
+F32, BF16 = jnp.dtype(jnp.float32), jnp.dtype(jnp.bfloat16)
+# Every family through its small variants (and the four small models).
+SMALL = [
+  n
+  for n in nets.list_models()
+  if 'tiny' in n or n in ('mlp', 'lenet5', 'cnn1d', 'cnn_small')
+]
+
+
+@pytest.mark.parametrize('name', SMALL)
+def test_num_classes_and_compute_dtype_in_every_family(name):
+  # Traced only: params stay float32, every conv and dense layer computes in
+  # bfloat16, the logits are [2, num_classes] in bfloat16 (the ensemble
+  # fuses its members' probabilities in float32 by design).
+  model = nets.create(name, num_classes=7, dtype=jnp.bfloat16)
+  x = jax.ShapeDtypeStruct((2, *nets.default_input_shape(name)), jnp.float32)
+  v = jax.eval_shape(
+    lambda x: model.init({'params': jax.random.key(0)}, x, train=False), x
+  )
+  assert {p.dtype for p in jax.tree.leaves(v['params'])} == {F32}
+  dtypes = set()
+
+  def record(next_fun, args, kwargs, context):
+    out = next_fun(*args, **kwargs)
+    if isinstance(context.module, (layers.Conv, layers.Dense)):
+      dtypes.add(out.dtype)
+    return out
+
+  with nn.intercept_methods(record):
+    out = jax.eval_shape(lambda v, x: model.apply(v, x), v, x)
+  assert dtypes == {BF16}
+  assert out.shape == (2, 7)
+  want = F32 if name.startswith('ensemble') else BF16
+  assert out.dtype == want

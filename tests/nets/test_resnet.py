@@ -42,6 +42,13 @@ TORCHVISION = {
   'resnext101_32x8d': (88_791_336, 16.41),
 }
 SLOW = ('resnet101', 'resnet152', 'wide_resnet101_2', 'resnext101_32x8d')
+# ImageNet models whose parameter count and MACs are checked in this file.
+COVERED = (
+  *TORCHVISION,
+  *(f'plain{d}' for d in (18, 34, 50, 101, 152)),
+  'se_resnet50',
+  'se_resnext50_32x4d',
+)
 
 
 def _proj(c_in, c_out):
@@ -78,23 +85,76 @@ def test_num_classes_changes_head_only():
   assert n == TORCHVISION['resnet18'][0] - 990 * 512 - 990
 
 
+# Projection shortcuts (1x1 conv + BN) of the residual nets, as
+# (c_in, c_out, output side): basic-block nets (18, 34) and bottleneck nets.
+_BASIC_PROJ = ((64, 128, 28), (128, 256, 14), (256, 512, 7))
+_BOTTLENECK_PROJ = ((64, 256, 56), (256, 512, 28), (512, 1024, 14))
+_BOTTLENECK_PROJ += ((1024, 2048, 7),)
+# He et al. Table 1 FLOPs (= MACs) of the 18- and 34-layer nets, which the
+# paper's plain and residual (option A) nets share.
+_TABLE1_GMACS = {'plain18': 1.8, 'plain34': 3.6}
+
+
 @pytest.mark.parametrize(
-  'name,removed',
+  'name',
   [
-    # plain18: projections of stages 2-4 (64->128, 128->256, 256->512).
-    ('plain18', _proj(64, 128) + _proj(128, 256) + _proj(256, 512)),
-    # plain50: also stage 1 (64 -> 256 bottleneck output).
-    (
-      'plain50',
-      _proj(64, 256) + _proj(256, 512) + _proj(512, 1024) + _proj(1024, 2048),
-    ),
+    'plain18',
+    'plain34',
+    'plain50',
+    pytest.param('plain101', marks=pytest.mark.slow),
+    pytest.param('plain152', marks=pytest.mark.slow),
   ],
 )
-def test_plain_nets_are_resnets_without_projections(name, removed):
+def test_plain_nets_are_resnets_without_projections(name):
+  # The only published figures for plain nets are Table 1's (18/34); every
+  # plain net is checked against its residual twin minus the projections.
+  proj = _BASIC_PROJ if name in ('plain18', 'plain34') else _BOTTLENECK_PROJ
+  removed_params = sum(_proj(c_in, c_out) for c_in, c_out, _ in proj)
+  removed_macs = sum(c_in * c_out * h * h for c_in, c_out, h in proj)
   shape, n = _trace(nets.create(name))
   assert shape == (2, 1000)
-  assert n == TORCHVISION[name.replace('plain', 'resnet')][0] - removed
-  assert {'plain18': 11_515_688, 'plain50': 22_780_456}[name] == n
+  twin = name.replace('plain', 'resnet')
+  assert n == TORCHVISION[twin][0] - removed_params
+  if name in ('plain18', 'plain50'):
+    assert n == {'plain18': 11_515_688, 'plain50': 22_780_456}[name]
+  plain = nets.summarize(nets.create(name), (224, 224, 3))
+  residual = nets.summarize(nets.create(twin), (224, 224, 3))
+  assert plain.macs == residual.macs - removed_macs
+  if name in _TABLE1_GMACS:
+    assert plain.macs / 1e9 == pytest.approx(_TABLE1_GMACS[name], rel=0.02)
+
+
+@pytest.mark.parametrize('depth', [18, 34])
+def test_option_a_shortcuts_add_no_parameters(depth):
+  # The notes (He et al. Fig. 4): "the residual networks have no extra
+  # parameter compared to their plain counterparts" (option A shortcuts).
+  residual = nets.create(f'resnet{depth}', shortcut='a')
+  plain = nets.summarize(nets.create(f'plain{depth}'), (224, 224, 3))
+  s = nets.summarize(residual, (224, 224, 3))
+  assert (s.params, s.macs) == (plain.params, plain.macs)
+  assert s.output_shape == (1000,)
+  x = jax.ShapeDtypeStruct((1, 8, 8, 3), jnp.float32)
+  with pytest.raises(ValueError, match='shortcut'):
+    jax.eval_shape(
+      lambda x: nets.create('resnet_tiny', shortcut='c').init(
+        {'params': jax.random.key(0)}, x
+      ),
+      x,
+    )
+
+
+def test_option_a_block_output():
+  # The shortcut is the zero-padded subsampled input, the resnet_cifar op.
+  block = resnet.BasicBlock(8, strides=2, shortcut='a')
+  x = nets_testing.normal((1, 4, 4, 4), 5)
+  v = nets_testing.fake_variables(block, x, train=False)
+  v = jax.tree_util.tree_map_with_path(
+    lambda p, a: jnp.zeros_like(a) if p[-1].key == 'scale' else a, v
+  )  # zero BN scales: the residual branch is 0 (BN biases are 0 too)
+  y = block.apply(v, x, train=False)
+  want = jax.nn.relu(resnet_cifar.shortcut_option_a(x, 8, 2))
+  chex.assert_trees_all_close(y, want)
+  assert 'proj_conv' not in v['params']
 
 
 def test_plain_net_rejects_stochastic_depth():
@@ -295,17 +355,23 @@ def test_cifar_tiny_train_and_eval(name):
   model = nets.create(name, drop_path_rate=0.3, **kw)
   x = nets_testing.normal((4, 8, 8, 3), 3)
   v = nets_testing.fake_variables(model, x)
-  chex.assert_trees_all_equal(model.apply(v, x), model.apply(v, x))
-  ys = [
-    model.apply(
-      v,
-      x,
-      train=True,
-      rngs={'dropout': nets_testing.key(s)},
-      mutable=['batch_stats'],
-    )[0]
-    for s in (0, 1)
-  ]
+  e, same = model.apply(v, x, mutable=['batch_stats'])
+  chex.assert_trees_all_equal(e, model.apply(v, x))
+  chex.assert_trees_all_equal(same['batch_stats'], v['batch_stats'])
+  ys, updates = zip(
+    *(
+      model.apply(
+        v,
+        x,
+        train=True,
+        rngs={'dropout': nets_testing.key(s)},
+        mutable=['batch_stats'],
+      )
+      for s in (0, 1)
+    ),
+    strict=True,
+  )
+  nets_testing.assert_every_var_updated(v, updates[0])
   chex.assert_tree_all_finite(ys)
   chex.assert_shape(ys, (4, 10))
   assert not np.allclose(ys[0], ys[1])

@@ -5,7 +5,6 @@ ops.cost); MACs are within 2% of the published figures. Big models are only
 traced with jax.eval_shape; tiny variants run forward in train and eval mode.
 """
 
-import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -29,6 +28,11 @@ TORCHVISION = {
 }
 
 
+# ImageNet models whose parameter count and MACs are checked in this file
+# (tests/nets/test_registry.py checks that every ImageNet model is covered).
+COVERED = (*TORCHVISION, 'alexnet_paper', 'zfnet')
+
+
 def _conv(k, c_in, c_out, groups=1):
   return cost.conv_params(k, k, c_in, c_out, groups=groups, bias=True)
 
@@ -47,38 +51,6 @@ def _shapes(name, batch=2, shape=None, **kwargs):
   x_shape = (batch, *(shape or nets.default_input_shape(name)))
   n, out = nets_testing.trace(model, x_shape, train=False)
   return n, out.shape
-
-
-def check_train_eval(model, x, num_classes, *, dropout=True):
-  """Eval is deterministic, train dropout depends on the key, BN stats
-  change only in train mode, outputs are finite with the right shape."""
-  variables = nets_testing.fake_variables(model, x, train=False)
-  evaluate = jax.jit(
-    lambda v, x: model.apply(v, x, train=False, mutable=['batch_stats'])
-  )
-  train = jax.jit(
-    lambda v, x, k: model.apply(
-      v, x, train=True, rngs={'dropout': k}, mutable=['batch_stats']
-    )
-  )
-  y1, eval_state = evaluate(variables, x)
-  y2, _ = evaluate(variables, x)
-  chex.assert_shape(y1, (x.shape[0], num_classes))
-  chex.assert_tree_all_finite(y1)
-  np.testing.assert_array_equal(y1, y2)
-  t1, state = train(variables, x, jax.random.key(1))
-  t2, _ = train(variables, x, jax.random.key(2))
-  chex.assert_tree_all_finite(t1)
-  if dropout:
-    assert not np.allclose(t1, t2)
-  if 'batch_stats' in variables:
-    chex.assert_trees_all_equal(
-      eval_state['batch_stats'], variables['batch_stats']
-    )
-    nets_testing.assert_every_var_updated(variables, state)
-  else:
-    assert not state
-  return y1
 
 
 @pytest.mark.parametrize('name', sorted(TORCHVISION))
@@ -105,6 +77,19 @@ def test_alexnet_paper_two_tower_layout():
   assert out_shape == (2, 1000)
   s = nets.summarize(nets.create('alexnet_paper'), (227, 227, 3))
   assert s.rows[0].output_shape == (55, 55, 96)  # Fig. 2's first layer
+  # The paper gives no MAC count; Sze et al. 2017 ("Efficient processing of
+  # deep neural networks", Proc. IEEE, Table III) count 724M MACs for this
+  # two-tower AlexNet: convs 666M (grouped conv2/4/5), fcs 58.6M.
+  assert s.macs / 1e6 == pytest.approx(724, rel=0.02)
+  convs = (
+    cost.conv_macs(11, 11, 3, 96, 55, 55)
+    + cost.conv_macs(5, 5, 96, 256, 27, 27, groups=2)
+    + cost.conv_macs(3, 3, 256, 384, 13, 13)
+    + cost.conv_macs(3, 3, 384, 384, 13, 13, groups=2)
+    + cost.conv_macs(3, 3, 384, 256, 13, 13, groups=2)
+  )
+  fcs = 6 * 6 * 256 * 4096 + 4096 * 4096 + 4096 * 1000
+  assert s.macs == convs + fcs == 724_406_816
 
 
 def test_zfnet_layout_from_the_paper():
@@ -123,6 +108,15 @@ def test_zfnet_layout_from_the_paper():
   sizes = [r.output_shape[0] for r in s.rows if r.kind in ('Conv', 'MaxPool')]
   # Zeiler & Fergus Fig. 3: 110, 55, 26, 13, 13, 13, 13, 6.
   assert sizes == [110, 55, 26, 13, 13, 13, 13, 6]
+  # No published MAC count for ZFNet: by hand from Fig. 3's map sizes,
+  # k*k*c_in*c_out*h*w per conv, n_in*n_out per fc.
+  convs = (
+    7 * 7 * 3 * 96 * 110**2
+    + 5 * 5 * 96 * 256 * 26**2
+    + 9 * 13**2 * (256 * 384 + 384 * 384 + 384 * 256)
+  )
+  fcs = 6 * 6 * 256 * 4096 + 4096 * 4096 + 4096 * 1000
+  assert s.macs == convs + fcs == 1_168_032_896
 
 
 def test_lenet5_count_and_shapes():
@@ -135,7 +129,7 @@ def test_lenet5_count_and_shapes():
 def test_lenet5_forward():
   model = nets.create('lenet5', pool='max', activation='relu', dropout_rate=0.5)
   x = jax.random.normal(jax.random.key(0), (2, 28, 28, 1))
-  check_train_eval(model, x, 10)
+  nets_testing.check_train_eval(model, x, 10)
 
 
 def test_mlp_flattens_and_counts():
@@ -148,7 +142,7 @@ def test_mlp_flattens_and_counts():
   np.testing.assert_allclose(
     model.apply(variables, x), model.apply(variables, x.reshape(4, 36))
   )
-  check_train_eval(model, x, 10)
+  nets_testing.check_train_eval(model, x, 10)
 
 
 def test_mlp_constant_init_keeps_hidden_units_identical():
@@ -168,7 +162,7 @@ def test_mlp_constant_init_keeps_hidden_units_identical():
 def test_cnn1d_accepts_both_input_ranks():
   model = nets.create('cnn1d', dropout_rate=0.5)
   x = jax.random.normal(jax.random.key(0), (2, 40))
-  y = check_train_eval(model, x, 10)
+  _, y = nets_testing.check_train_eval(model, x, 10)
   variables = nets_testing.fake_variables(model, x, train=False)
   np.testing.assert_allclose(
     y, jax.jit(model.apply)(variables, x[..., None]), rtol=1e-5
@@ -178,17 +172,17 @@ def test_cnn1d_accepts_both_input_ranks():
 def test_cnn_small_on_digits():
   model = nets.create('cnn_small', dropout_rate=0.5)
   x = jax.random.normal(jax.random.key(0), (2, 8, 8, 1))
-  check_train_eval(model, x, 10)
+  nets_testing.check_train_eval(model, x, 10)
 
 
 def test_alexnet_tiny_forward():
   x = jax.random.normal(jax.random.key(0), (2, 32, 32, 3))
-  check_train_eval(nets.create('alexnet_tiny'), x, 10)
+  nets_testing.check_train_eval(nets.create('alexnet_tiny'), x, 10)
 
 
 def test_vgg_tiny_bn_forward_and_bfloat16():
   x = jax.random.normal(jax.random.key(0), (2, 32, 32, 3))
-  check_train_eval(nets.create('vgg_tiny_bn'), x, 10)
+  nets_testing.check_train_eval(nets.create('vgg_tiny_bn'), x, 10)
   model = nets.create('vgg_tiny', dtype=jnp.bfloat16)
   variables = nets_testing.fake_variables(model, x, train=False)
   y = jax.jit(model.apply)(variables, x)
