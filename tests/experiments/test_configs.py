@@ -160,6 +160,7 @@ def test_smoke_mnist_mlp(tmp_path):
   _smoke(config, tmp_path)
 
 
+@pytest.mark.slow
 def test_smoke_synthetic(tmp_path):
   config = synthetic.get_config('cnn_small,8x8x3')
   _smoke(config, tmp_path)

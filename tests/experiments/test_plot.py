@@ -137,6 +137,7 @@ def test_cli(tmp_path):
   assert errors == [f'error: no workdir at {tmp_path / "missing"}']
 
 
+@pytest.mark.slow
 def test_cli_schedule_of_a_config(tmp_path):
   result = _run_cli(
     '--what=schedule',

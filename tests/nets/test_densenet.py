@@ -104,6 +104,7 @@ def test_channel_growth_densenet121():
   assert want['block4_out'] == (7, 7, 1024)
 
 
+@pytest.mark.slow
 def test_layers_see_all_preceding_feature_maps():
   model = nets.create('densenet_tiny', growth_rate=3)
   x = nets_testing.normal((2, 8, 8, 3), 0)
@@ -183,6 +184,7 @@ def test_dropout_follows_every_conv_but_the_first():
   assert ('Dropout', 'transition1/dropout') in calls
 
 
+@pytest.mark.slow
 def test_tiny_train_and_eval():
   model = nets.create('densenet_tiny', dropout_rate=0.3)
   x = nets_testing.normal((4, 8, 8, 3), 2)

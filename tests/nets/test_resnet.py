@@ -213,7 +213,9 @@ def test_resnet18_cifar():
   assert n == 11_173_962
 
 
-@pytest.mark.parametrize('name', ['resnet_tiny', 'resnext_tiny'])
+@pytest.mark.parametrize(
+  'name', ['resnet_tiny', pytest.param('resnext_tiny', marks=pytest.mark.slow)]
+)
 def test_tiny_train_and_eval(name):
   model = nets.create(name, drop_path_rate=0.5)
   x = nets_testing.normal((4, 16, 16, 3), 1)
@@ -244,6 +246,7 @@ def test_tiny_train_and_eval(name):
   assert max(jax.tree.leaves(diff)) > 1e-3
 
 
+@pytest.mark.slow
 def test_group_norm_is_per_example():
   model = nets.create('resnet_tiny', norm='group')
   x = nets_testing.normal((2, 16, 16, 3), 2)
@@ -349,7 +352,13 @@ def test_wrn28_10_params_and_depth_check():
     resnet_cifar.resnet_cifar(21)
 
 
-@pytest.mark.parametrize('name', ['resnet8_cifar_tiny', 'wrn10_1_cifar_tiny'])
+@pytest.mark.parametrize(
+  'name',
+  [
+    pytest.param('resnet8_cifar_tiny', marks=pytest.mark.slow),
+    'wrn10_1_cifar_tiny',
+  ],
+)
 def test_cifar_tiny_train_and_eval(name):
   kw = {'dropout_rate': 0.3} if name.startswith('wrn') else {}
   model = nets.create(name, drop_path_rate=0.3, **kw)

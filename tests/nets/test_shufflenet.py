@@ -127,6 +127,7 @@ def test_params_and_macs_hand_count_and_published(name):
       assert abs((n - 1000) / 1e6 - mparams) <= 0.05
 
 
+@pytest.mark.slow
 def test_shufflenet_tiny_forward_with_stochastic_depth():
   # No dropout: train outputs differ between keys through drop-path only.
   # Only unit 2 has an identity shortcut: rate 2/4 * 0.9 per example.

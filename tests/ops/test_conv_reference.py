@@ -137,6 +137,7 @@ def test_flattened_equals_rank1_3d_kernel():
     chex.assert_trees_all_close(got, want, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_grouped_split_equals_feature_group_count():
   x, w = _rand(0, (2, 6, 6, 8)), _rand(1, (3, 3, 2, 12))
   got = ref.grouped_conv2d_split(x, w, 4, stride=2)
@@ -191,6 +192,7 @@ def test_bad_arguments_raise(call, match):
     call()
 
 
+@pytest.mark.slow
 def test_reference_formulations_under_jit():
   x = _rand(0, (1, 7, 7, 3))
   w, col, row = _rand(1, (3, 3, 3, 2)), _rand(2, (3,)), _rand(3, (3,))

@@ -70,6 +70,7 @@ def test_im2col_grad_equals_autodiff_of_lax(stride, padding, dilation):
   chex.assert_trees_all_close(got, want, atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_im2col_grad_grouped_equals_xla():
   x, w = _rand(0, (2, 8, 8, 6)), _rand(1, (3, 3, 2, 6))
   loss = lambda x, w, impl: jnp.sum(
@@ -80,6 +81,7 @@ def test_im2col_grad_grouped_equals_xla():
   chex.assert_trees_all_close(got, want, atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_im2col_grad_bfloat16():
   x, w = _rand(0, (2, 6, 6, 4)), _rand(1, (3, 3, 4, 5))
   loss = lambda x, w, impl: jnp.sum(
@@ -301,6 +303,7 @@ def test_more_bad_arguments_raise(call, match):
     call()
 
 
+@pytest.mark.slow
 def test_other_convolutions_under_jit():
   x = _rand(0, (2, 6, 6, 4))
   w_dw, w_pw, w = (

@@ -223,6 +223,7 @@ def _augment(keys, batch, **kw):
   return jax.jit(augment)(keys, batch['image'], batch['label'])
 
 
+@pytest.mark.slow
 def test_augment_follows_config_and_draws_each_stream_key():
   keys = step.step_keys(jax.random.key(5), 3)
   batch = _batch(shape=(8, 6, 6, 2))
@@ -263,6 +264,7 @@ def test_augment_follows_config_and_draws_each_stream_key():
   assert not np.allclose(got, batch['image'])
 
 
+@pytest.mark.slow
 def test_mixup_and_cutmix_together_pick_one_per_batch():
   batch = _batch(shape=(8, 6, 6, 2))
   onehot = jnp.float32(np.eye(3)[np.asarray(batch['label'])])
@@ -299,6 +301,7 @@ def test_non_image_inputs_skip_augmentation():
   np.testing.assert_allclose(metrics['loss'], want, rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_bfloat16_model_gives_float32_metrics_and_top5():
   model = Tiny(num_classes=12, dtype=jnp.bfloat16)
   batch = _batch(num_classes=12)

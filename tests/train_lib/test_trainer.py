@@ -157,6 +157,7 @@ def test_eval_counts_the_last_partial_batch_once(tmp_path):
   assert abs(_numpy_eval(padded_logits, padded)['loss'] - final['loss']) > 1e-4
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_run_and_keeps_good_checkpoints(tmp_path):
   trainer.train_and_evaluate(_config(total_steps=4), str(tmp_path))
   bad = _config(
