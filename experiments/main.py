@@ -18,6 +18,7 @@ exit status 1, never with a stack trace. This is the only module that defines
 absl flags (big_vision / flax-examples style).
 """
 
+import importlib.util
 import os
 import re
 import sys
@@ -25,6 +26,7 @@ import sys
 from absl import app
 from absl import flags
 from absl import logging
+import ml_collections
 from ml_collections import config_flags
 
 _DEFAULT_CONFIG = os.path.join(
@@ -82,6 +84,9 @@ def _last_line(text: str) -> str:
 def _config_error(e: Exception) -> str:
   """One readable sentence for a failure while reading the config flags."""
   text = str(e)
+  through = isinstance(e, KeyError | AttributeError | TypeError)
+  if through and (message := _override_through_a_value()):
+    return message
   if isinstance(e, KeyError | AttributeError):
     match = re.search(r'(\w+)', text)
     key = match.group(1) if match else text
@@ -101,6 +106,52 @@ def _config_error(e: Exception) -> str:
     flag = re.match(r'(flag --\S+?): ', text)
     return f'{flag.group(1) if flag else "config"}: {_last_line(text)}'
   return text
+
+
+def _config_file_argument() -> str:
+  """The --config argument on the command line, or the default one."""
+  spec = _DEFAULT_CONFIG
+  for i, arg in enumerate(sys.argv):
+    if re.match(r'-{1,2}config=', arg):
+      spec = arg.split('=', 1)[1]
+    elif arg in ('-config', '--config') and i + 1 < len(sys.argv):
+      spec = sys.argv[i + 1]
+  return spec
+
+
+def _override_through_a_value() -> str | None:
+  """Names an override like --config.model.name where `model` is a value.
+
+  ml_collections reports it as a bare TypeError ("string indices must be
+  integers") or AttributeError; this loads the config file again, without
+  overrides, to find which part of which --config.A.B flag is not a group
+  of keys.
+  """
+  path, _, arg = _config_file_argument().partition(':')
+  try:
+    spec = importlib.util.spec_from_file_location('_config_probe', path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    config = module.get_config(arg) if arg else module.get_config()
+  except Exception:  # noqa: BLE001 - only a better message is at stake.
+    return None
+  for argument in sys.argv:
+    match = re.match(r'-{1,2}config\.((?:\w+\.)+\w+)(=|$)', argument)
+    if not match:
+      continue
+    node, parts = config, match.group(1).split('.')
+    for depth, part in enumerate(parts[:-1]):
+      node = (
+        node.get(part) if isinstance(node, ml_collections.ConfigDict) else None
+      )
+      if node is not None and not isinstance(node, ml_collections.ConfigDict):
+        key = '.'.join(parts[: depth + 1])
+        return (
+          f'bad config key in --config.{match.group(1)}: {key!r} holds the '
+          f'value {node!r}, not a group of keys (set --config.{key}=... '
+          'instead; the keys are in experiments/configs/common.py)'
+        )
+  return None
 
 
 try:

@@ -86,6 +86,26 @@ def test_unknown_config_key(tmp_path):
   assert not os.listdir(tmp_path)
 
 
+@pytest.mark.parametrize(
+  ('override', 'key', 'value'),
+  [
+    ('--config.model.name=resnet5', 'model', "'mlp'"),
+    ('--config.lr.peak=0.1', 'lr', None),
+  ],
+)
+def test_override_inside_a_value_names_the_key(tmp_path, override, key, value):
+  # `model` is a string and `lr` a float: ml_collections itself raises a
+  # bare TypeError / AttributeError that names neither.
+  result = _launch('--config', _SYNTHETIC, '--workdir', str(tmp_path), override)
+  line = _single_error(result)
+  flag = override.split('=')[0]
+  assert f'bad config key in {flag}: {key!r} holds the value' in line
+  if value:
+    assert value in line
+  assert f'set --config.{key}=' in line
+  assert not os.listdir(tmp_path)
+
+
 def test_unknown_model(tmp_path):
   result = _launch(
     '--config',
