@@ -12,6 +12,7 @@ import subprocess
 import sys
 
 import pytest
+import tensorflow_datasets as tfds
 
 from experiments.configs import synthetic
 from train_lib import metrics
@@ -152,9 +153,15 @@ def test_unknown_dataset(tmp_path):
     ('experiments/configs/imagenet.py:resnet50', 'imagenet2012'),
   ],
 )
-def test_missing_tfds_data_says_how_to_prepare_it(tmp_path, config, name):
+@pytest.mark.parametrize('half_prepared', [False, True])
+def test_missing_tfds_data_says_how_to_prepare_it(
+  tmp_path, config, name, half_prepared
+):
   data_dir = tmp_path / 'tfds'
   data_dir.mkdir()
+  if half_prepared:  # An interrupted build leaves an empty version folder.
+    version = str(tfds.builder_cls(name).VERSION)
+    (data_dir / name / version).mkdir(parents=True)
   result = _launch(
     '--config',
     config,
@@ -165,7 +172,13 @@ def test_missing_tfds_data_says_how_to_prepare_it(tmp_path, config, name):
   line = _single_error(result)
   assert f'{name!r} is not prepared' in line
   assert f'tfds build {name} --file_format=array_record' in line
-  assert not (tmp_path / 'run').exists() and not os.listdir(data_dir)
+  # That line alone: no tfds warning about the empty folder before it.
+  assert result.stderr.strip() == line, result.stderr
+  assert not (tmp_path / 'run').exists()
+  if half_prepared:
+    assert not os.listdir(data_dir / name / version)
+  else:
+    assert not os.listdir(data_dir)
 
 
 def test_batch_size_not_dividing_devices(tmp_path):

@@ -28,9 +28,11 @@ the same number of batches and every example counts once.
 """
 
 from collections.abc import Iterator
+import contextlib
 import functools
 import os
 
+from absl import logging
 import grain
 import jax
 import numpy as np
@@ -67,27 +69,44 @@ def _prepare_hint(name: str, data_dir: str | None) -> str:
   )
 
 
+@contextlib.contextmanager
+def _absl_errors_only():
+  """Hides tfds' absl warnings while probing for a dataset that may be absent.
+
+  Looking for an unprepared dataset makes tfds warn ("Variant folder ... has
+  no dataset_info.json") before our own error, which already says what is
+  missing and how to prepare it: the launch should print that line alone.
+  """
+  level = logging.get_verbosity()
+  logging.set_verbosity(logging.ERROR)
+  try:
+    yield
+  finally:
+    logging.set_verbosity(level)
+
+
 def open_source(name: str, split: str, data_dir: str | None):
   """`tfds.data_source` without downloading; DatasetNotFoundError if absent."""
-  try:
-    return tfds.data_source(
-      name, split=split, data_dir=data_dir, download=False
-    )
-  except Exception as e:  # tfds raises many types; classify them below.
-    builder = tfds.builder(name, data_dir=data_dir)
-    if not builder.is_prepared():
-      raise DatasetNotFoundError(
-        f'TFDS dataset {name!r} is not prepared in data_dir={data_dir!r}. '
-        + _prepare_hint(name, data_dir)
-      ) from e
-    file_format = builder.info.file_format
-    if 'array_record' not in str(file_format).lower():
-      raise DatasetNotFoundError(
-        f'TFDS dataset {name!r} in {builder.data_dir} is stored as '
-        f'{file_format}, which has no random access; rebuild it as '
-        'array_record. ' + _prepare_hint(name, data_dir)
-      ) from e
-    raise
+  with _absl_errors_only():
+    try:
+      return tfds.data_source(
+        name, split=split, data_dir=data_dir, download=False
+      )
+    except Exception as e:  # tfds raises many types; classify them below.
+      builder = tfds.builder(name, data_dir=data_dir)
+      if not builder.is_prepared():
+        raise DatasetNotFoundError(
+          f'TFDS dataset {name!r} is not prepared in data_dir={data_dir!r}. '
+          + _prepare_hint(name, data_dir)
+        ) from e
+      file_format = builder.info.file_format
+      if 'array_record' not in str(file_format).lower():
+        raise DatasetNotFoundError(
+          f'TFDS dataset {name!r} in {builder.data_dir} is stored as '
+          f'{file_format}, which has no random access; rebuild it as '
+          'array_record. ' + _prepare_hint(name, data_dir)
+        ) from e
+      raise
 
 
 def _seed_from_key(data_key: jax.Array) -> int:
