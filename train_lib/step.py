@@ -9,7 +9,10 @@ the batch, BatchNorm statistics included, is a mean over the global batch.
 PRNG: `step_key = fold_in(loop_key, state.step)`; each consumer gets its own
 key `fold_in(step_key, <stream constant>)` (dropout, crop, flip, cutout,
 mixup, cutmix, mix_choice), and micro-batch j of gradient accumulation uses
-`fold_in(dropout_key, j)`. The loop key never changes, so a resumed run
+`fold_in(dropout_key, j)`. Dropout and drop-path layers both read the
+model's 'dropout' rng stream (the nets/ API), and Flax derives a separate key
+for every layer from it by the layer's path, so each dropout layer and each
+drop-path layer draws its own key. The loop key never changes, so a resumed run
 draws the same keys, and a run is a deterministic function of the seed.
 
 Augmentation runs on device from ops.augmentation (lecture notes, seed 002:
