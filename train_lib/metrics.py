@@ -4,9 +4,11 @@
 
   {"step": 200, "split": "train", "loss": 0.31, "accuracy": 0.91, "lr": 1e-3,
    "l2_grads": 0.8, "l2_params": 31.2, "l2_updates": 0.05,
-   "images_per_sec": 5120.0, "wall_time_s": 12.3}
+   "steps_averaged": 100, "images_per_sec": 5120.0, "wall_time_s": 12.3}
 
-with `split` 'train' (averages over the steps since the previous train line)
+with `split` 'train' (averages over the `steps_averaged` steps since the
+previous train line: fewer than log_every_steps only on the first line after
+resuming from a checkpoint taken between two train lines)
 or 'eval' (the whole test split). `experiments/plot.py` and any notebook read
 it with one `json.loads` per line. A resumed run first drops the lines past
 the restored step, so the file always describes one consistent run.

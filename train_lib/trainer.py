@@ -173,6 +173,9 @@ class _TrainLog:
     """Writes the train line averaged since the previous one."""
     self.check()
     record = metrics_lib.mean_metrics(self.history)
+    # Usually log_every_steps; fewer on the first line after resuming from a
+    # checkpoint that fell between two train lines.
+    record['steps_averaged'] = len(self.history)
     self.history = []
     if self.timed_steps > 0:
       elapsed = time.perf_counter() - self.interval_start

@@ -66,6 +66,7 @@ def test_smoke_run_writes_outputs(tmp_path):
     for key in ('loss', 'accuracy', 'lr', 'l2_grads', 'l2_params'):
       assert math.isfinite(record[key]), (key, record)
     assert record['images_per_sec'] > 0 or record['step'] == 2
+    assert record['steps_averaged'] == 2
   assert 'compile_time_s' in train[0]
   assert all(0.0 <= r['accuracy'] <= 1.0 for r in evals)
   assert sorted(checkpoint.Checkpointer(str(tmp_path), keep=3).all_steps()) == [
@@ -111,6 +112,34 @@ def test_resume_equals_uninterrupted_and_same_seed_is_bit_identical(
   assert _without_timing(_records(tmp_path / 'b')) == _without_timing(
     _records(tmp_path / 'a')
   )
+
+
+def test_resume_between_train_lines_says_how_many_steps_it_averages(
+  tmp_path, monkeypatch
+):
+  # Checkpoints every 3 steps, train lines every 2: the resumed run's first
+  # line (step 4) can only average step 4, and says so; the state is exact.
+  config = _config(checkpoint_every_steps=3, eval_every_steps=8)
+  straight = trainer.train_and_evaluate(config, str(tmp_path / 'a'))
+  save = trainer._save
+
+  def save_then_die(ckpt, log, step, state):
+    save(ckpt, log, step, state)
+    if step == 3:
+      raise _PreemptedError
+
+  monkeypatch.setattr(trainer, '_save', save_then_die)
+  with pytest.raises(_PreemptedError):
+    trainer.train_and_evaluate(config, str(tmp_path / 'b'))
+  monkeypatch.setattr(trainer, '_save', save)
+  resumed = trainer.train_and_evaluate(config, str(tmp_path / 'b'))
+  chex.assert_trees_all_equal(resumed, straight)
+  averaged = {
+    r['step']: r['steps_averaged'] for r in _records(tmp_path / 'b', 'train')
+  }
+  assert averaged == {2: 2, 4: 1, 6: 2, 8: 2}
+  straight_lines = _records(tmp_path / 'a', 'train')
+  assert [r['steps_averaged'] for r in straight_lines] == [2, 2, 2, 2]
 
 
 def _numpy_eval(logits, labels):
