@@ -237,3 +237,17 @@ def test_synthetic_shapes_determinism_and_learnability():
   assert (dist.argmin(1) == test_y).mean() > 0.8
   with pytest.raises(ValueError, match='synthetic_num_classes'):
     data.get_dataset(_config(name='synthetic', synthetic_num_classes=1))
+
+
+@pytest.mark.parametrize('bad_label', [-1, 3])
+def test_labels_outside_the_classes_are_refused(bad_label):
+  labels = np.array([0, 1, 2, bad_label])
+  with pytest.raises(
+    ValueError, match=rf'bad test: label {bad_label} is outside \[0, 3\)'
+  ):
+    InMemoryDataset(
+      name='bad',
+      train=(np.zeros((4, 1, 1)), np.array([0, 1, 2, 0])),
+      test=(np.zeros((4, 1, 1)), labels),
+      num_classes=3,
+    )

@@ -128,6 +128,14 @@ class InMemoryDataset:
           f'{name} {split}: images of shape {images.shape} but labels of '
           f'shape {labels.shape}.'
         )
+      # Checked here: inside the jitted step a label outside the classes
+      # gives a NaN or silently wrong loss, not an error.
+      outside = (labels < 0) | (labels >= self.num_classes)
+      if outside.any():
+        raise ValueError(
+          f'{name} {split}: label {labels[outside][0]} is outside '
+          f'[0, {self.num_classes}) ({int(outside.sum())} such labels).'
+        )
       self._host[split] = (images, labels)
     self.image_shape = tuple(self._host['train'][0].shape[1:])
     self.num_train = int(self._host['train'][1].shape[0])
