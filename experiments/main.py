@@ -25,9 +25,10 @@ import sys
 
 from absl import app
 from absl import flags
-from absl import logging
 import ml_collections
 from ml_collections import config_flags
+
+from experiments import cli
 
 _DEFAULT_CONFIG = os.path.join(
   os.path.dirname(os.path.abspath(__file__)), 'configs', 'mnist.py:lenet5'
@@ -60,13 +61,6 @@ _PROCESS_ID = flags.DEFINE_integer(
   None,
   'With --jax_distributed: this process, 0 to --num_processes - 1.',
 )
-
-
-def _fail(message: object) -> None:
-  """Prints one error line and exits with status 1."""
-  text = ' '.join(str(message).split())  # One line, whatever the message.
-  print(f'error: {text}', file=sys.stderr, flush=True)
-  sys.exit(1)
 
 
 # What a config file or a --config.KEY=VALUE override can raise: ConfigDict
@@ -163,7 +157,7 @@ try:
     lock_config=True,
   )
 except _CONFIG_ERRORS as e:
-  _fail(_config_error(e))
+  cli.fail(_config_error(e))
 
 
 def _parse_flags(argv: list[str]) -> list[str]:
@@ -172,9 +166,9 @@ def _parse_flags(argv: list[str]) -> list[str]:
     argv = flags.FLAGS(argv)
     _CONFIG.value.get('seed')  # A file that failed to load raises here.
   except _CONFIG_ERRORS as e:
-    _fail(_config_error(e))
+    cli.fail(_config_error(e))
   except OSError as e:
-    _fail(f'cannot load the --config file: {_last_line(str(e))}')
+    cli.fail(f'cannot load the --config file: {_last_line(str(e))}')
   return argv
 
 
@@ -188,12 +182,12 @@ def _distributed_settings() -> dict[str, object]:
   settings = {k: v for k, v in settings.items() if v is not None}
   if settings and not _DISTRIBUTED.value:
     names = ', '.join(f'--{k}' for k in settings)
-    _fail(f'{names} given without --jax_distributed')
+    cli.fail(f'{names} given without --jax_distributed')
   num, pid = settings.get('num_processes'), settings.get('process_id')
   if num is not None and num < 1:
-    _fail(f'--num_processes must be >= 1, got {num}')
+    cli.fail(f'--num_processes must be >= 1, got {num}')
   if pid is not None and (pid < 0 or (num is not None and pid >= num)):
-    _fail(f'--process_id must be in [0, --num_processes), got {pid}')
+    cli.fail(f'--process_id must be in [0, --num_processes), got {pid}')
   return settings
 
 
@@ -210,19 +204,18 @@ def _initialize_distributed(settings: dict[str, object]) -> None:
   try:
     jax.distributed.initialize(**settings)
   except (RuntimeError, ValueError) as e:
-    _fail(f'jax.distributed.initialize failed: {_last_line(str(e))}')
+    cli.fail(f'jax.distributed.initialize failed: {_last_line(str(e))}')
 
 
 def main(argv: list[str]) -> None:
   """Runs `train_and_evaluate` and turns expected failures into one line."""
   if len(argv) > 1:
-    _fail(f'unexpected arguments: {" ".join(argv[1:])}')
-  if not flags.FLAGS['verbosity'].present:
-    # Library INFO logs (orbax writes a dozen lines per checkpoint) drown
-    # the progress lines; --verbosity=0 brings them back.
-    logging.set_verbosity(logging.WARNING)
+    cli.fail(f'unexpected arguments: {" ".join(argv[1:])}')
+  # Library INFO logs (orbax writes a dozen lines per checkpoint) would
+  # drown the progress lines; --verbosity=0 brings them back.
+  cli.quiet_library_logs()
   if not _WORKDIR.value:
-    _fail('--workdir is required (e.g. --workdir runs/demo)')
+    cli.fail('--workdir is required (e.g. --workdir runs/demo)')
   settings = _distributed_settings()
   if _DISTRIBUTED.value:
     _initialize_distributed(settings)
@@ -232,7 +225,7 @@ def main(argv: list[str]) -> None:
   try:
     trainer.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
   except (ValueError, FloatingPointError) as e:
-    _fail(e)
+    cli.fail(e)
 
 
 if __name__ == '__main__':

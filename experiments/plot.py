@@ -22,7 +22,6 @@ from collections.abc import Sequence
 import json
 import math
 import os
-import sys
 
 import matplotlib
 
@@ -32,6 +31,8 @@ from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+
+from experiments import cli  # noqa: E402
 
 METRICS_FILE = 'metrics.jsonl'
 WHAT = ('metrics', 'schedule', 'activations')
@@ -244,32 +245,28 @@ def _define_flags():
   )
 
 
-def _fail(message: object) -> None:
-  print(f'error: {" ".join(str(message).split())}', file=sys.stderr)
-  sys.exit(1)
-
-
 def main(argv: Sequence[str]) -> None:
   """Dispatches on --what; expected failures end as one error line."""
   if len(argv) > 1:
-    _fail(f'unexpected arguments: {" ".join(argv[1:])}')
+    cli.fail(f'unexpected arguments: {" ".join(argv[1:])}')
+  cli.quiet_library_logs()
   f = flags.FLAGS
   out_dir = f.out_dir or (f.workdir and os.path.join(f.workdir, 'plots'))
   try:
     if f.what == 'metrics':
       if not f.workdir:
-        _fail('--workdir is required (a run directory with metrics.jsonl)')
+        cli.fail('--workdir is required (a run directory with metrics.jsonl)')
       written = plot_metrics(f.workdir, f.out_dir)
     elif not out_dir:
-      _fail('--out_dir (or --workdir) is required')
+      cli.fail('--out_dir (or --workdir) is required')
     elif f.what == 'schedule':
       if f.config is None:
-        _fail('--what=schedule needs --config experiments/configs/NAME.py')
+        cli.fail('--what=schedule needs --config experiments/configs/NAME.py')
       written = [plot_schedule(f.config, out_dir)]
     else:
       written = [plot_activations(out_dir)]
   except (FileNotFoundError, ValueError) as e:
-    _fail(e)
+    cli.fail(e)
   for path in written:
     print(f'wrote {path}')
 

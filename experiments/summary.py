@@ -13,11 +13,11 @@ Usage:
 """
 
 from collections.abc import Sequence
-import sys
 
 from absl import app
 from absl import flags
 
+from experiments import cli
 import nets
 
 _MODEL = flags.DEFINE_string('model', None, 'Registered model name.')
@@ -92,24 +92,25 @@ def all_models_table(
 
 def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
-    sys.exit(f'error: unexpected arguments {list(argv[1:])}')
+    cli.fail(f'unexpected arguments: {" ".join(argv[1:])}')
+  cli.quiet_library_logs()
   try:
     if _ALL.value:
       if _MODEL.value or _INPUT_SHAPE.value:
-        sys.exit(
-          'error: --all summarises every model at its own input shape; '
+        cli.fail(
+          '--all summarises every model at its own input shape; '
           'drop --model/--input_shape'
         )
       print(all_models_table(num_classes=_NUM_CLASSES.value))
       return
     if not _MODEL.value:
-      sys.exit('error: pass --model=NAME or --all')
+      cli.fail('pass --model=NAME or --all')
     shape = None
     if _INPUT_SHAPE.value:
       shape = parse_shape(_INPUT_SHAPE.value)
     print(model_table(_MODEL.value, shape, _NUM_CLASSES.value))
   except ValueError as e:
-    sys.exit(f'error: {e}')
+    cli.fail(e)
 
 
 if __name__ == '__main__':

@@ -73,15 +73,16 @@ def test_main_all_prints_one_row_per_model(capsys, monkeypatch):
     ({'all': True, 'input_shape': '8,8,3'}, ['summary'], '--all'),
   ],
 )
-def test_main_errors_exit_with_a_message(flag_values, argv, message):
+def test_main_errors_exit_with_a_message(flag_values, argv, message, capsys):
   with (
     flagsaver.flagsaver(**flag_values),
     pytest.raises(SystemExit) as info,
   ):
     summary_cli.main(argv)
-  text = str(info.value.code)
+  assert info.value.code == 1
+  text = capsys.readouterr().err
   assert text.startswith('error: ') and message in text
-  assert '\n' not in text
+  assert text.count('\n') == 1  # One line.
 
 
 def test_cli_unknown_model_exits_with_one_error_line():
