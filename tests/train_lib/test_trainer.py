@@ -81,6 +81,21 @@ class _PreemptedError(Exception):
   """Stands for the process being killed right after a checkpoint."""
 
 
+def _run_killed_after_checkpoint(config, workdir, kill_step, monkeypatch):
+  """Runs `config` in `workdir` until the checkpoint of `kill_step`, dies."""
+  save = trainer._save
+
+  def save_then_die(ckpt, log, step, state):
+    save(ckpt, log, step, state)
+    if step == kill_step:
+      raise _PreemptedError
+
+  monkeypatch.setattr(trainer, '_save', save_then_die)
+  with pytest.raises(_PreemptedError):
+    trainer.train_and_evaluate(config, str(workdir))
+  monkeypatch.setattr(trainer, '_save', save)
+
+
 def test_resume_equals_uninterrupted_and_same_seed_is_bit_identical(
   tmp_path, monkeypatch
 ):
@@ -92,17 +107,7 @@ def test_resume_equals_uninterrupted_and_same_seed_is_bit_identical(
     _records(tmp_path / 'a')
   )
 
-  save = trainer._save
-
-  def save_then_die(ckpt, log, step, state):
-    save(ckpt, log, step, state)
-    if step == 4:
-      raise _PreemptedError
-
-  monkeypatch.setattr(trainer, '_save', save_then_die)
-  with pytest.raises(_PreemptedError):
-    trainer.train_and_evaluate(config, str(tmp_path / 'b'))
-  monkeypatch.setattr(trainer, '_save', save)
+  _run_killed_after_checkpoint(config, tmp_path / 'b', 4, monkeypatch)
   # A stale line past the checkpoint, as a killed run could leave.
   with open(tmp_path / 'b' / metrics.FILENAME, 'a') as f:
     f.write(json.dumps({'step': 6, 'split': 'train', 'loss': 9.0}) + '\n')
@@ -121,17 +126,7 @@ def test_resume_between_train_lines_says_how_many_steps_it_averages(
   # line (step 4) can only average step 4, and says so; the state is exact.
   config = _config(checkpoint_every_steps=3, eval_every_steps=8)
   straight = trainer.train_and_evaluate(config, str(tmp_path / 'a'))
-  save = trainer._save
-
-  def save_then_die(ckpt, log, step, state):
-    save(ckpt, log, step, state)
-    if step == 3:
-      raise _PreemptedError
-
-  monkeypatch.setattr(trainer, '_save', save_then_die)
-  with pytest.raises(_PreemptedError):
-    trainer.train_and_evaluate(config, str(tmp_path / 'b'))
-  monkeypatch.setattr(trainer, '_save', save)
+  _run_killed_after_checkpoint(config, tmp_path / 'b', 3, monkeypatch)
   resumed = trainer.train_and_evaluate(config, str(tmp_path / 'b'))
   chex.assert_trees_all_equal(resumed, straight)
   averaged = {
