@@ -119,6 +119,7 @@ def test_resume_equals_uninterrupted_and_same_seed_is_bit_identical(
   )
 
 
+@pytest.mark.slow
 def test_resume_between_train_lines_says_how_many_steps_it_averages(
   tmp_path, monkeypatch
 ):
