@@ -30,11 +30,11 @@ _REPEATS = flags.DEFINE_integer('repeats', 5, 'Timed calls per impl.')
 _DTYPE = flags.DEFINE_enum('dtype', 'float32', ['float32', 'bfloat16'], '')
 
 
-def make_step(impl: str, stride: int):
+def make_step(impl: str, strides: int):
   """Returns jit(grad) of sum(conv2d(x, w)^2) w.r.t. (x, w)."""
 
   def loss(x, w):
-    y = convolution.conv2d(x, w, stride=stride, padding='SAME', impl=impl)
+    y = convolution.conv2d(x, w, strides=strides, padding='SAME', impl=impl)
     return jnp.sum(jnp.square(y.astype(jnp.float32)))
 
   return jax.jit(jax.grad(loss, argnums=(0, 1)))
@@ -61,7 +61,7 @@ def main(argv):
   x, w = x.astype(dtype), w.astype(dtype)
   print(
     f'backend={jax.default_backend()} devices={jax.device_count()} '
-    f'x={x.shape} w={w.shape} stride={_STRIDE.value} dtype={dtype.name}'
+    f'x={x.shape} w={w.shape} strides={_STRIDE.value} dtype={dtype.name}'
   )
   results = {}
   for impl in ('xla', 'im2col_grad'):

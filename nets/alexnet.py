@@ -34,8 +34,8 @@ from nets import layers
 from ops import activations
 from ops import initializers
 
-# ('conv', features, kernel, stride, padding, groups) | ('pool', window,
-# stride, padding) | ('lrn',)
+# ('conv', features, kernel, strides, padding, groups) | ('pool', window,
+# strides, padding) | ('lrn',)
 TORCHVISION = (
   ('conv', 64, 11, 4, 2, 1),
   ('pool', 3, 2, 'VALID'),
@@ -136,12 +136,12 @@ class AlexNet(nn.Module):
     n_conv = n_pool = 0
     for item in self.spec:
       if item[0] == 'conv':
-        _, features, kernel, stride, padding, groups = item
+        _, features, kernel, strides, padding, groups = item
         n_conv += 1
         x = layers.Conv(
           features,
           kernel,
-          strides=stride,
+          strides=strides,
           padding=padding,
           groups=groups,
           use_bias=True,
@@ -151,8 +151,8 @@ class AlexNet(nn.Module):
         x = activations.relu(x)
       elif item[0] == 'pool':
         n_pool += 1
-        _, window, stride, padding = item
-        x = layers.MaxPool(window, stride, padding, name=f'pool{n_pool}')(x)
+        _, window, strides, padding = item
+        x = layers.MaxPool(window, strides, padding, name=f'pool{n_pool}')(x)
       elif item[0] == 'lrn':
         x = local_response_norm(x)
       else:

@@ -8,11 +8,11 @@ probabilities, ``p = 1/M sum_m softmax(f_m(x))``.
 
 Output: ``log p`` (log of the averaged probabilities), ``[B, num_classes]``.
 It behaves as logits everywhere: ``softmax(log p) = p`` exactly, so
-``softmax_cross_entropy(logits=log p, ...)`` is the cross-entropy of the fused
-prediction and argmax/top-k accuracy are those of ``p``. The module has the
-same ``init``/``apply`` API as any model (``train``, ``'dropout'`` rng,
-``'batch_stats'``); each member's variables live under ``members_{i}`` (flax's
-naming of a sequence field).
+``softmax_cross_entropy_with_integer_labels(logits=log p, ...)`` is the
+cross-entropy of the fused prediction and argmax/top-k accuracy are those of
+``p``. The module has the same ``init``/``apply`` API as any model
+(``train``, ``'dropout'`` rng, ``'batch_stats'``); each member's variables live
+under ``members_{i}`` (flax's naming of a sequence field).
 
 ``nets.create('ensemble', members=(...), ...)`` (registered in
 ``nets/registry.py``, which knows every name) builds members by name;

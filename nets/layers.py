@@ -116,7 +116,7 @@ def _conv(
   y = convolution.conv2d(
     x.astype(dtype),
     kernel.astype(dtype),
-    stride=_pair(module.strides, 'strides'),
+    strides=_pair(module.strides, 'strides'),
     padding=module.padding,
     dilation=_pair(module.dilation, 'dilation'),
     groups=groups,
@@ -475,7 +475,7 @@ class MaxPool(nn.Module):
   def __call__(self, x: jax.Array) -> jax.Array:
     """Pools ``x: [B, H, W, C]`` with ``ops.pooling.max_pool``."""
     return pooling.max_pool(
-      x, self.window, stride=self.strides, padding=self.padding
+      x, self.window, strides=self.strides, padding=self.padding
     )
 
 
@@ -501,7 +501,7 @@ class AvgPool(nn.Module):
     return pooling.avg_pool(
       x,
       self.window,
-      stride=self.strides,
+      strides=self.strides,
       padding=self.padding,
       count_include_pad=self.count_include_pad,
     )

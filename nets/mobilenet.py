@@ -26,7 +26,7 @@ from nets import layers
 from ops import activations
 from ops import pooling
 
-# (pointwise output channels, depthwise stride) of the 13 separable blocks.
+# (pointwise output channels, depthwise strides) of the 13 separable blocks.
 BLOCKS = (
   (64, 1),
   (128, 2),
@@ -46,7 +46,7 @@ class MobileNetV1(nn.Module):
 
   Attributes:
     width_multiplier: alpha, scales every layer's channels.
-    blocks: (channels, stride) of each depthwise separable block.
+    blocks: (channels, strides) of each depthwise separable block.
     stem_channels: filters of the first full conv (before alpha).
     num_classes: output units.
     dropout_rate: dropout before the classifier (the paper has none; the
@@ -80,9 +80,9 @@ class MobileNetV1(nn.Module):
       name='conv0',
     )(x)
     x = activations.relu(norm(name='bn0')(x, train))
-    for i, (channels, stride) in enumerate(self.blocks, start=1):
+    for i, (channels, strides) in enumerate(self.blocks, start=1):
       x = layers.DepthwiseConv(
-        3, strides=stride, dtype=self.dtype, name=f'dw{i}'
+        3, strides=strides, dtype=self.dtype, name=f'dw{i}'
       )(x)
       x = activations.relu(norm(name=f'dw{i}_bn')(x, train))
       x = layers.Conv(

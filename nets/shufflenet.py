@@ -102,7 +102,7 @@ class ShuffleUnit(nn.Module):
 
   out_channels: int
   groups: int
-  stride: int = 1
+  strides: int = 1
   group_first: bool = True
   norm: str = 'batch'
   drop_path_rate: float = 0.0
@@ -110,10 +110,10 @@ class ShuffleUnit(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-    """``x: [B, H, W, C_in]`` -> ``[B, H / stride, W / stride, out]``."""
+    """``x: [B, H, W, C_in]`` -> ``[B, H / strides, W / strides, out]``."""
     in_channels = x.shape[-1]
     branch_out = self.out_channels
-    if self.stride == 2:
+    if self.strides == 2:
       branch_out -= in_channels  # the pooled shortcut is concatenated
     mid = self.out_channels // 4
     g1 = self.groups if self.group_first else 1
@@ -126,12 +126,12 @@ class ShuffleUnit(nn.Module):
     if g1 > 1:
       y = convolution.channel_shuffle(y, g1)
     y = layers.DepthwiseConv(
-      3, strides=self.stride, dtype=self.dtype, name='dwconv'
+      3, strides=self.strides, dtype=self.dtype, name='dwconv'
     )(y)
     y = norm(mid, name='bn2')(y, train)
     y = conv(branch_out, groups=self.groups, name='gconv2')(y)
     y = norm(branch_out, name='bn3')(y, train)
-    if self.stride == 1:
+    if self.strides == 1:
       if in_channels != self.out_channels:
         raise ValueError('a stride-1 unit needs in_channels == out_channels')
       y = layers.DropPath(self.drop_path_rate, name='drop_path')(y, train)
@@ -195,7 +195,7 @@ class ShuffleNetV1(nn.Module):
         x = ShuffleUnit(
           out,
           self.groups,
-          stride=2 if u == 0 else 1,
+          strides=2 if u == 0 else 1,
           group_first=not (s == 0 and u == 0),
           norm=self.norm,
           drop_path_rate=rates[k],

@@ -37,7 +37,7 @@ Array = jax.Array
 ArrayLike = jax.typing.ArrayLike
 Params = Sequence[tuple[Array, Array]]
 
-_LOSSES = ('squared', 'softmax_cross_entropy')
+_LOSSES = ('squared', 'softmax_cross_entropy_with_integer_labels')
 
 
 def _forward_cache(
@@ -85,8 +85,12 @@ def _loss_and_output_grad(
   if loss == 'squared':
     diff = out - jnp.asarray(y)
     return 0.5 * jnp.sum(diff * diff) / batch, diff / batch
-  value = losses.softmax_cross_entropy(logits=out, labels=y).mean()
-  grad = losses.softmax_cross_entropy_grad_logits(logits=out, labels=y)
+  value = losses.softmax_cross_entropy_with_integer_labels(
+    logits=out, labels=y
+  ).mean()
+  grad = losses.softmax_cross_entropy_with_integer_labels_grad(
+    logits=out, labels=y
+  )
   return value, grad / batch
 
 
@@ -105,9 +109,11 @@ def mlp_backward(
     params: ``[(W_l [in, out], b_l [out])]``.
     x: inputs ``[B, in]``.
     y: targets ``[B, out]`` for ``loss='squared'`` (``1/2 ||a_L - y||^2`` per
-      example) or integer labels ``[B]`` for ``'softmax_cross_entropy'``.
+      example) or integer labels ``[B]`` for
+      ``'softmax_cross_entropy_with_integer_labels'``.
     activation: hidden activation name (``ops.activations.NAMES``).
-    loss: ``'squared'`` or ``'softmax_cross_entropy'``; averaged over the batch.
+    loss: ``'squared'`` or ``'softmax_cross_entropy_with_integer_labels'``;
+      averaged over the batch.
     output_activation: activation name of the last layer.
 
   Returns:

@@ -26,7 +26,7 @@ def conv2d_direct(
   x: jax.Array,
   w: jax.Array,
   *,
-  stride: int | Sequence[int] = 1,
+  strides: int | Sequence[int] = 1,
   padding: Padding = 'VALID',
   dilation: int | Sequence[int] = 1,
 ) -> jax.Array:
@@ -39,7 +39,7 @@ def conv2d_direct(
   Args:
     x: input [B, H, W, C].
     w: kernel [kh, kw, C, O].
-    stride: int or pair.
+    strides: int or pair.
     padding: as in `ops.convolution.conv2d` (default 'VALID', the notes').
     dilation: int or pair.
 
@@ -50,7 +50,7 @@ def conv2d_direct(
     raise ValueError(f'conv2d_direct shapes {x.shape} and {w.shape}')
   kh, kw = w.shape[:2]
   # Window (a, b) is the input seen by tap (a, b): [B, Ho, Wo, C].
-  windows = convolution.shifted_windows(x, (kh, kw), stride, padding, dilation)
+  windows = convolution.shifted_windows(x, (kh, kw), strides, padding, dilation)
   ho, wo = windows[0].shape[1:3]
   out = jnp.zeros((x.shape[0], ho, wo, w.shape[3]), jnp.result_type(x, w))
   taps = itertools.product(range(kh), range(kw))
@@ -111,7 +111,7 @@ def conv2d_im2col(
   x: jax.Array,
   w: jax.Array,
   *,
-  stride: int | Sequence[int] = 1,
+  strides: int | Sequence[int] = 1,
   padding: Padding = 'VALID',
   dilation: int | Sequence[int] = 1,
 ) -> jax.Array:
@@ -120,7 +120,7 @@ def conv2d_im2col(
   Args:
     x: input [B, H, W, C].
     w: kernel [kh, kw, C, O].
-    stride: int or pair.
+    strides: int or pair.
     padding: as in `ops.convolution.conv2d`.
     dilation: int or pair.
 
@@ -129,7 +129,7 @@ def conv2d_im2col(
   """
   if w.ndim != 4 or w.shape[2] != x.shape[-1]:
     raise ValueError(f'conv2d_im2col shapes {x.shape} and {w.shape}')
-  patches = convolution.im2col(x, w.shape[:2], stride, padding, dilation)
+  patches = convolution.im2col(x, w.shape[:2], strides, padding, dilation)
   return patches @ w.reshape(-1, w.shape[3])  # [B, Ho, Wo, kh*kw*C] @ [K, O]
 
 
@@ -167,7 +167,7 @@ def conv2d_spatially_separable(
   col: jax.Array,
   row: jax.Array,
   *,
-  stride: int | Sequence[int] = 1,
+  strides: int | Sequence[int] = 1,
   padding: Padding = 'VALID',
 ) -> jax.Array:
   """Per-channel conv with the kernel `outer(col, row)`: vertical, then
@@ -177,7 +177,7 @@ def conv2d_spatially_separable(
     x: input [B, H, W, C].
     col: vertical filter [kh] (shared by channels) or [kh, C].
     row: horizontal filter [kw] or [kw, C].
-    stride: int or pair.
+    strides: int or pair.
     padding: as in `ops.convolution.conv2d`, for the full kh x kw kernel.
 
   Returns:
@@ -186,15 +186,15 @@ def conv2d_spatially_separable(
   c = x.shape[-1]
   col = jnp.broadcast_to(col.reshape(col.shape[0], -1), (col.shape[0], c))
   row = jnp.broadcast_to(row.reshape(row.shape[0], -1), (row.shape[0], c))
-  (sh, sw) = convolution.as_pair(stride, 'stride')
+  (sh, sw) = convolution.as_pair(strides, 'strides')
   pads = convolution.resolve_padding(
     padding, x.shape[1:3], (col.shape[0], row.shape[0]), (sh, sw)
   )
   y = convolution.depthwise_conv2d(
-    x, col[:, None, None, :], stride=(sh, 1), padding=(pads[0], (0, 0))
+    x, col[:, None, None, :], strides=(sh, 1), padding=(pads[0], (0, 0))
   )
   return convolution.depthwise_conv2d(
-    y, row[None, :, None, :], stride=(1, sw), padding=((0, 0), pads[1])
+    y, row[None, :, None, :], strides=(1, sw), padding=((0, 0), pads[1])
   )
 
 
@@ -212,7 +212,7 @@ def flattened_conv2d(
   vertical_w: jax.Array,
   horizontal_w: jax.Array,
   *,
-  stride: int | Sequence[int] = 1,
+  strides: int | Sequence[int] = 1,
   padding: Padding = 'VALID',
 ) -> jax.Array:
   """Flattened convolution (Jin et al. 2015): three 1-D convolutions.
@@ -225,7 +225,7 @@ def flattened_conv2d(
     channel_w: [C, N].
     vertical_w: [kh, N].
     horizontal_w: [kw, N].
-    stride: int or pair.
+    strides: int or pair.
     padding: padding of the equivalent full kh x kw convolution.
 
   Returns:
@@ -233,7 +233,7 @@ def flattened_conv2d(
   """
   y = convolution.pointwise_conv2d(x, channel_w)  # [B, H, W, N]
   return conv2d_spatially_separable(
-    y, vertical_w, horizontal_w, stride=stride, padding=padding
+    y, vertical_w, horizontal_w, strides=strides, padding=padding
   )
 
 
@@ -242,7 +242,7 @@ def grouped_conv2d_split(
   w: jax.Array,
   groups: int,
   *,
-  stride: int | Sequence[int] = 1,
+  strides: int | Sequence[int] = 1,
   padding: Padding = 'SAME',
 ) -> jax.Array:
   """Grouped convolution the AlexNet way: split channels, convolve each
@@ -253,7 +253,7 @@ def grouped_conv2d_split(
     w: kernel [kh, kw, C // groups, O]; group g owns outputs
       g * O / groups ... (g + 1) * O / groups - 1.
     groups: number of groups.
-    stride: int or pair.
+    strides: int or pair.
     padding: as in `ops.convolution.conv2d`.
 
   Returns:
@@ -265,7 +265,7 @@ def grouped_conv2d_split(
   ws = jnp.split(w, groups, axis=-1)
   return jnp.concatenate(
     [
-      convolution.conv2d(xg, wg, stride=stride, padding=padding, impl='xla')
+      convolution.conv2d(xg, wg, strides=strides, padding=padding, impl='xla')
       for xg, wg in zip(xs, ws, strict=True)
     ],
     axis=-1,

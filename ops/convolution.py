@@ -50,10 +50,10 @@ def as_pair(value: int | Sequence[int], name: str) -> tuple[int, int]:
   return pair
 
 
-def _same_pads(n: int, k: int, stride: int, dilation: int) -> tuple[int, int]:
-  """Padding giving ceil(n / stride) outputs; the extra pixel goes last."""
-  out = -(-n // stride)
-  total = max((out - 1) * stride + dilation * (k - 1) + 1 - n, 0)
+def _same_pads(n: int, k: int, strides: int, dilation: int) -> tuple[int, int]:
+  """Padding giving ceil(n / strides) outputs; the extra pixel goes last."""
+  out = -(-n // strides)
+  total = max((out - 1) * strides + dilation * (k - 1) + 1 - n, 0)
   return total // 2, total - total // 2
 
 
@@ -61,17 +61,17 @@ def resolve_padding(
   padding: Padding,
   input_size: Sequence[int],
   kernel_size: Sequence[int],
-  stride: Sequence[int] = (1, 1),
+  strides: Sequence[int] = (1, 1),
   dilation: Sequence[int] = (1, 1),
 ) -> tuple[tuple[int, int], ...]:
   """Turns a padding spec into explicit `((lo, hi), ...)` pairs per axis.
 
   Args:
-    padding: 'SAME' (output size ceil(n / stride)), 'VALID' (no padding), an
+    padding: 'SAME' (output size ceil(n / strides)), 'VALID' (no padding), an
       int (same on every side), one int per axis, or one (lo, hi) per axis.
     input_size: spatial input sizes.
     kernel_size: spatial kernel sizes (before dilation).
-    stride: strides per axis.
+    strides: strides per axis.
     dilation: kernel dilations per axis.
 
   Returns:
@@ -86,7 +86,7 @@ def resolve_padding(
       return tuple(
         _same_pads(n, k, s, d)
         for n, k, s, d in zip(
-          input_size, kernel_size, stride, dilation, strict=True
+          input_size, kernel_size, strides, dilation, strict=True
         )
       )
     raise ValueError(
@@ -110,7 +110,7 @@ def conv_output_size(
   n: int,
   k: int,
   *,
-  stride: int = 1,
+  strides: int = 1,
   padding: int | str | Sequence[int] = 0,
   dilation: int = 1,
 ) -> int:
@@ -122,7 +122,7 @@ def conv_output_size(
   Args:
     n: input length.
     k: kernel length.
-    stride: stride s.
+    strides: stride s.
     padding: p on both sides, a (lo, hi) pair, 'SAME' or 'VALID'.
     dilation: kernel dilation d.
 
@@ -132,24 +132,24 @@ def conv_output_size(
   for name, v in (
     ('n', n),
     ('k', k),
-    ('stride', stride),
+    ('strides', strides),
     ('dilation', dilation),
   ):
     if v < 1:
       raise ValueError(f'{name} must be a positive int, got {v}')
   if not isinstance(padding, str) and not isinstance(padding, int):
     padding = (tuple(padding),)
-  ((lo, hi),) = resolve_padding(padding, (n,), (k,), (stride,), (dilation,))
+  ((lo, hi),) = resolve_padding(padding, (n,), (k,), (strides,), (dilation,))
   span = dilation * (k - 1) + 1
   if n + lo + hi < span:
     raise ValueError(f'kernel span {span} exceeds padded input {n + lo + hi}')
-  return (n + lo + hi - span) // stride + 1
+  return (n + lo + hi - span) // strides + 1
 
 
 def im2col(
   x: jax.Array,
   kernel_size: int | Sequence[int],
-  stride: int | Sequence[int] = 1,
+  strides: int | Sequence[int] = 1,
   padding: Padding = 'VALID',
   dilation: int | Sequence[int] = 1,
 ) -> jax.Array:
@@ -158,7 +158,7 @@ def im2col(
   Args:
     x: input [B, H, W, C].
     kernel_size: kh, kw.
-    stride: spatial strides.
+    strides: spatial strides.
     padding: as in `conv2d`.
     dilation: kernel dilation.
 
@@ -167,7 +167,7 @@ def im2col(
     `im2col(x) @ w.reshape(-1, O)` is the convolution with HWIO kernel w.
   """
   patches = jnp.stack(
-    shifted_windows(x, kernel_size, stride, padding, dilation), axis=3
+    shifted_windows(x, kernel_size, strides, padding, dilation), axis=3
   )  # [B, Ho, Wo, kh*kw, C]
   return patches.reshape(*patches.shape[:3], -1)
 
@@ -175,7 +175,7 @@ def im2col(
 def shifted_windows(
   x: jax.Array,
   kernel_size: int | Sequence[int],
-  stride: int | Sequence[int] = 1,
+  strides: int | Sequence[int] = 1,
   padding: Padding = 'VALID',
   dilation: int | Sequence[int] = 1,
 ) -> list[jax.Array]:
@@ -189,7 +189,7 @@ def shifted_windows(
     raise ValueError(f'im2col expects NHWC input, got shape {x.shape}')
   (kh, kw), (sh, sw) = (
     as_pair(kernel_size, 'kernel_size'),
-    as_pair(stride, 'stride'),
+    as_pair(strides, 'strides'),
   )
   dh, dw = as_pair(dilation, 'dilation')
   pads = resolve_padding(padding, x.shape[1:3], (kh, kw), (sh, sw), (dh, dw))
@@ -210,11 +210,11 @@ def shifted_windows(
   ]
 
 
-def _lax_conv(x, w, stride, pads, dilation, groups):
+def _lax_conv(x, w, strides, pads, dilation, groups):
   return lax.conv_general_dilated(
     x,
     w,
-    window_strides=stride,
+    window_strides=strides,
     padding=pads,
     rhs_dilation=dilation,
     dimension_numbers=_DIMS_2D,
@@ -223,20 +223,20 @@ def _lax_conv(x, w, stride, pads, dilation, groups):
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5))
-def _conv_im2col_grad(x, w, stride, pads, dilation, groups):
-  return _lax_conv(x, w, stride, pads, dilation, groups)
+def _conv_im2col_grad(x, w, strides, pads, dilation, groups):
+  return _lax_conv(x, w, strides, pads, dilation, groups)
 
 
-def _conv_im2col_grad_fwd(x, w, stride, pads, dilation, groups):
-  return _lax_conv(x, w, stride, pads, dilation, groups), (x, w)
+def _conv_im2col_grad_fwd(x, w, strides, pads, dilation, groups):
+  return _lax_conv(x, w, strides, pads, dilation, groups), (x, w)
 
 
-def _conv_im2col_grad_bwd(stride, pads, dilation, groups, res, g):
+def _conv_im2col_grad_bwd(strides, pads, dilation, groups, res, g):
   x, w = res
   kh, kw, cg, out = w.shape
   # Input gradient: the transposed convolution, as lax derives it.
   _, vjp_x = jax.vjp(
-    lambda x_: _lax_conv(x_, w, stride, pads, dilation, groups), x
+    lambda x_: _lax_conv(x_, w, strides, pads, dilation, groups), x
   )
   (dx,) = vjp_x(g)
   # Weight gradient: patches^T @ g, computed one column block of the
@@ -245,7 +245,7 @@ def _conv_im2col_grad_bwd(stride, pads, dilation, groups, res, g):
   n = g.shape[0] * g.shape[1] * g.shape[2]
   gg = g.reshape(n, groups, out // groups)
   blocks = []
-  for window in shifted_windows(x, (kh, kw), stride, pads, dilation):
+  for window in shifted_windows(x, (kh, kw), strides, pads, dilation):
     xw = window.reshape(n, groups, cg)
     if groups == 1:  # a plain 2-D product is faster on XLA:CPU
       dims = (((0,), (0,)), ((), ()))
@@ -268,7 +268,7 @@ def conv2d(
   x: jax.Array,
   w: jax.Array,
   *,
-  stride: int | Sequence[int] = 1,
+  strides: int | Sequence[int] = 1,
   padding: Padding = 'SAME',
   dilation: int | Sequence[int] = 1,
   groups: int = 1,
@@ -279,7 +279,7 @@ def conv2d(
   Args:
     x: input [B, H, W, C].
     w: kernel [kh, kw, C // groups, O].
-    stride: int or (sh, sw).
+    strides: int or (sh, sw).
     padding: 'SAME', 'VALID', an int, (ph, pw) or ((top, bottom), (left,
       right)).
     dilation: kernel dilation, int or pair.
@@ -305,8 +305,8 @@ def conv2d(
     raise ValueError(
       f'kernel in-channels {w.shape[2]} != C / groups = {c // groups}'
     )
-  stride, dilation = as_pair(stride, 'stride'), as_pair(dilation, 'dilation')
-  pads = resolve_padding(padding, x.shape[1:3], w.shape[:2], stride, dilation)
+  strides, dilation = as_pair(strides, 'strides'), as_pair(dilation, 'dilation')
+  pads = resolve_padding(padding, x.shape[1:3], w.shape[:2], strides, dilation)
   spans = [d * (k - 1) + 1 for k, d in zip(w.shape[:2], dilation, strict=True)]
   padded = [n + lo + hi for n, (lo, hi) in zip(x.shape[1:3], pads, strict=True)]
   if any(s > n for s, n in zip(spans, padded, strict=True)):
@@ -321,15 +321,15 @@ def conv2d(
     use_im2col = groups == 1 and jax.default_backend() == 'cpu'
     impl = AUTO_CPU_IMPL if use_im2col else 'xla'
   if impl == 'im2col_grad':
-    return _conv_im2col_grad(x, w, stride, pads, dilation, groups)
-  return _lax_conv(x, w, stride, pads, dilation, groups)
+    return _conv_im2col_grad(x, w, strides, pads, dilation, groups)
+  return _lax_conv(x, w, strides, pads, dilation, groups)
 
 
 def conv1d(
   x: jax.Array,
   w: jax.Array,
   *,
-  stride: int = 1,
+  strides: int = 1,
   padding: str | int | Sequence[int] = 'SAME',
   dilation: int = 1,
   groups: int = 1,
@@ -340,7 +340,7 @@ def conv1d(
   Args:
     x: input [B, L, C].
     w: kernel [k, C // groups, O].
-    stride: stride.
+    strides: stride.
     padding: 'SAME', 'VALID', an int or a (lo, hi) pair.
     dilation: kernel dilation.
     groups: feature groups.
@@ -352,7 +352,7 @@ def conv1d(
   if x.ndim != 3 or w.ndim != 3:
     raise ValueError(f'conv1d expects NWC x, WIO w, got {x.shape}, {w.shape}')
   if isinstance(padding, str):
-    pad_w = resolve_padding(padding, x.shape[1:2], w.shape[:1], (stride,),
+    pad_w = resolve_padding(padding, x.shape[1:2], w.shape[:1], (strides,),
                             (dilation,))[0]  # fmt: skip
   elif isinstance(padding, int):
     pad_w = (padding, padding)
@@ -361,7 +361,7 @@ def conv1d(
   y = conv2d(
     x[:, None],
     w[None],
-    stride=(1, stride),
+    strides=(1, strides),
     padding=((0, 0), pad_w),
     dilation=(1, dilation),
     groups=groups,
@@ -393,7 +393,7 @@ def depthwise_conv2d(
   x: jax.Array,
   w: jax.Array,
   *,
-  stride: int | Sequence[int] = 1,
+  strides: int | Sequence[int] = 1,
   padding: Padding = 'SAME',
   dilation: int | Sequence[int] = 1,
 ) -> jax.Array:
@@ -403,7 +403,7 @@ def depthwise_conv2d(
     x: input [B, H, W, C].
     w: kernel [kh, kw, 1, C * multiplier]; output channel c * m + j is
       filter j of input channel c.
-    stride: int or pair.
+    strides: int or pair.
     padding: as in `conv2d`.
     dilation: int or pair.
 
@@ -417,7 +417,7 @@ def depthwise_conv2d(
   return conv2d(
     x,
     w,
-    stride=stride,
+    strides=strides,
     padding=padding,
     dilation=dilation,
     groups=x.shape[-1],
@@ -429,7 +429,7 @@ def depthwise_separable_conv2d(
   w_dw: jax.Array,
   w_pw: jax.Array,
   *,
-  stride: int | Sequence[int] = 1,
+  strides: int | Sequence[int] = 1,
   padding: Padding = 'SAME',
   dilation: int | Sequence[int] = 1,
 ) -> jax.Array:
@@ -439,14 +439,14 @@ def depthwise_separable_conv2d(
     x: input [B, H, W, M].
     w_dw: depthwise kernel [kh, kw, 1, M * multiplier].
     w_pw: pointwise kernel [M * multiplier, N] or [1, 1, M * multiplier, N].
-    stride: stride of the depthwise step.
+    strides: stride of the depthwise step.
     padding: padding of the depthwise step.
     dilation: dilation of the depthwise step.
 
   Returns:
     Output [B, Ho, Wo, N].
   """
-  y = depthwise_conv2d(x, w_dw, stride=stride, padding=padding,
+  y = depthwise_conv2d(x, w_dw, strides=strides, padding=padding,
                        dilation=dilation)  # fmt: skip
   return pointwise_conv2d(y, w_pw)
 
@@ -473,7 +473,7 @@ def conv_transpose_output_size(
   n: int,
   k: int,
   *,
-  stride: int = 1,
+  strides: int = 1,
   padding: int | Sequence[int] = 0,
   dilation: int = 1,
   output_padding: int = 0,
@@ -484,18 +484,18 @@ def conv_transpose_output_size(
   length of the forward convolution whose gradient it is.
   """
   lo, hi = (padding, padding) if isinstance(padding, int) else padding
-  if min(n, k, stride, dilation) < 1 or min(lo, hi, output_padding) < 0:
+  if min(n, k, strides, dilation) < 1 or min(lo, hi, output_padding) < 0:
     raise ValueError('sizes must be positive and paddings non-negative')
-  if output_padding >= stride:
-    raise ValueError(f'output_padding {output_padding} >= stride {stride}')
-  return (n - 1) * stride - lo - hi + dilation * (k - 1) + 1 + output_padding
+  if output_padding >= strides:
+    raise ValueError(f'output_padding {output_padding} >= strides {strides}')
+  return (n - 1) * strides - lo - hi + dilation * (k - 1) + 1 + output_padding
 
 
 def conv_transpose2d(
   y: jax.Array,
   w: jax.Array,
   *,
-  stride: int | Sequence[int] = 1,
+  strides: int | Sequence[int] = 1,
   padding: Padding = 'VALID',
   dilation: int | Sequence[int] = 1,
   output_padding: int | Sequence[int] = 0,
@@ -505,11 +505,11 @@ def conv_transpose2d(
   Args:
     y: input [B, H, W, O] (the forward conv's output channels).
     w: the forward conv's kernel [kh, kw, C, O]; the result has C channels.
-    stride: forward stride; the output is upsampled by it.
+    strides: forward stride; the output is upsampled by it.
     padding: the forward conv's padding: an int, pairs, 'VALID', or 'SAME'
-      (output size H * stride, as in Flax/TF).
+      (output size H * strides, as in Flax/TF).
     dilation: forward kernel dilation.
-    output_padding: extra rows/cols at the end (< stride) selecting among
+    output_padding: extra rows/cols at the end (< strides) selecting among
       the forward input sizes that give the same output size; must be 0
       with 'SAME', which fixes the output size itself.
 
@@ -518,7 +518,7 @@ def conv_transpose2d(
   """
   if y.ndim != 4 or w.ndim != 4 or w.shape[3] != y.shape[3]:
     raise ValueError(f'conv_transpose2d shapes {y.shape} and {w.shape}')
-  stride, dilation = as_pair(stride, 'stride'), as_pair(dilation, 'dilation')
+  strides, dilation = as_pair(strides, 'strides'), as_pair(dilation, 'dilation')
   extra = (
     (output_padding,) * 2
     if isinstance(output_padding, int)
@@ -530,18 +530,18 @@ def conv_transpose2d(
       raise ValueError(
         f"output_padding {output_padding!r} cannot be combined with 'SAME'"
       )
-    full = [n * s for n, s in zip(y.shape[1:3], stride, strict=True)]
-    pads = resolve_padding('SAME', full, k, stride, dilation)
+    full = [n * s for n, s in zip(y.shape[1:3], strides, strict=True)]
+    pads = resolve_padding('SAME', full, k, strides, dilation)
     extra = tuple(
-      f - conv_transpose_output_size(n, kk, stride=s, padding=p, dilation=d)
+      f - conv_transpose_output_size(n, kk, strides=s, padding=p, dilation=d)
       for f, n, kk, s, p, d in zip(
-        full, y.shape[1:3], k, stride, pads, dilation, strict=True
+        full, y.shape[1:3], k, strides, pads, dilation, strict=True
       )
     )
   else:
-    pads = resolve_padding(padding, y.shape[1:3], k, stride, dilation)
-  if any(e < 0 or e >= s for e, s in zip(extra, stride, strict=True)):
-    raise ValueError(f'output_padding {extra} must be in [0, stride)')
+    pads = resolve_padding(padding, y.shape[1:3], k, strides, dilation)
+  if any(e < 0 or e >= s for e, s in zip(extra, strides, strict=True)):
+    raise ValueError(f'output_padding {extra} must be in [0, strides)')
   # Flip the kernel and swap its in/out channels; dilate the input.
   w_t = jnp.swapaxes(w, 2, 3)[::-1, ::-1]
   t_pads = [
@@ -553,7 +553,7 @@ def conv_transpose2d(
     w_t.astype(y.dtype),
     window_strides=(1, 1),
     padding=t_pads,
-    lhs_dilation=stride,
+    lhs_dilation=strides,
     rhs_dilation=dilation,
     dimension_numbers=_DIMS_2D,
   )

@@ -125,7 +125,9 @@ def _take_label(scores: Array, labels: Array) -> Array:
   return jnp.take_along_axis(scores, labels[..., None], axis=-1)[..., 0]
 
 
-def softmax_cross_entropy(*, logits: ArrayLike, labels: ArrayLike) -> Array:
+def softmax_cross_entropy_with_integer_labels(
+  *, logits: ArrayLike, labels: ArrayLike
+) -> Array:
   """Softmax cross-entropy ``-s_y + log sum_j e^{s_j}`` per example.
 
   Args:
@@ -141,7 +143,7 @@ def softmax_cross_entropy(*, logits: ArrayLike, labels: ArrayLike) -> Array:
   return logsumexp(logits) - _take_label(logits, labels)
 
 
-def softmax_cross_entropy_grad_logits(
+def softmax_cross_entropy_with_integer_labels_grad(
   *, logits: ArrayLike, labels: ArrayLike
 ) -> Array:
   """Hand-derived ``dL_i/ds_j = p_j - 1[j = y_i]`` (per example), ``[B, K]``."""
@@ -167,7 +169,9 @@ def linear_softmax_ce_grad_w(W: ArrayLike, x: ArrayLike, y: ArrayLike) -> Array:
   W = jnp.asarray(W)
   x = jnp.atleast_2d(jnp.asarray(x))
   y = jnp.atleast_1d(jnp.asarray(y))
-  delta = softmax_cross_entropy_grad_logits(logits=x @ W.T, labels=y)  # [B, K]
+  delta = softmax_cross_entropy_with_integer_labels_grad(
+    logits=x @ W.T, labels=y
+  )  # [B, K]
   return delta.T @ x / x.shape[0]
 
 
@@ -341,19 +345,20 @@ def kl_divergence(*, p: ArrayLike, q: ArrayLike, base: float = math.e) -> Array:
   return jnp.sum(_safe_plogq(p, p, base) - _safe_plogq(p, q, base), axis=-1)
 
 
-def soft_cross_entropy(*, logits: ArrayLike, targets: ArrayLike) -> Array:
+def softmax_cross_entropy(*, logits: ArrayLike, labels: ArrayLike) -> Array:
   """Cross-entropy with probability targets (mixup, label smoothing), ``[B]``.
 
-  ``-sum_j t_j log softmax(s)_j``; equals ``softmax_cross_entropy`` for
-  one-hot targets.
+  ``-sum_j t_j log softmax(s)_j`` where ``t = labels``, as in optax: the labels
+  are a distribution over the K classes, shaped like the logits. It equals
+  ``softmax_cross_entropy_with_integer_labels`` for one-hot labels.
   """
   logits = jnp.asarray(logits)
-  targets = jnp.asarray(targets)
-  if targets.shape != logits.shape:
+  labels = jnp.asarray(labels)
+  if labels.shape != logits.shape:
     raise ValueError(
-      f'targets shape {targets.shape} must equal logits shape {logits.shape}'
+      f'labels shape {labels.shape} must equal logits shape {logits.shape}'
     )
-  return -jnp.sum(targets * log_softmax(logits), axis=-1)
+  return -jnp.sum(labels * log_softmax(logits), axis=-1)
 
 
 def smooth_labels(labels_onehot: ArrayLike, alpha: float) -> Array:

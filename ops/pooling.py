@@ -15,12 +15,12 @@ import jax.numpy as jnp
 from ops import convolution
 
 
-def _window_args(x, window, stride, padding):
+def _window_args(x, window, strides, padding):
   """Returns (window dims, strides, padding pairs) for reduce_window."""
   if x.ndim != 4:
     raise ValueError(f'pooling expects NHWC input, got shape {x.shape}')
   win = convolution.as_pair(window, 'window')
-  strides = win if stride is None else convolution.as_pair(stride, 'stride')
+  strides = win if strides is None else convolution.as_pair(strides, 'strides')
   pads = convolution.resolve_padding(padding, x.shape[1:3], win, strides)
   if any(x.shape[i + 1] + lo + hi < win[i] for i, (lo, hi) in enumerate(pads)):
     raise ValueError(f'window {win} larger than padded input {x.shape}')
@@ -35,7 +35,7 @@ def max_pool(
   x: jax.Array,
   window: int | Sequence[int],
   *,
-  stride: int | Sequence[int] | None = None,
+  strides: int | Sequence[int] | None = None,
   padding: convolution.Padding = 'VALID',
 ) -> jax.Array:
   """Max pooling; padded positions never win (they are -inf).
@@ -43,13 +43,13 @@ def max_pool(
   Args:
     x: input [B, H, W, C].
     window: window size, int or (wh, ww).
-    stride: int or pair; defaults to the window (non-overlapping).
+    strides: int or pair; defaults to the window (non-overlapping).
     padding: 'VALID', 'SAME', an int or ((top, bottom), (left, right)).
 
   Returns:
     Pooled [B, Ho, Wo, C].
   """
-  dims, strides, pads = _window_args(x, window, stride, padding)
+  dims, strides, pads = _window_args(x, window, strides, padding)
   # Python scalars, not arrays: an array init value breaks linearisation
   # of reduce_window under jit(grad(...)).
   init = -float('inf')
@@ -62,7 +62,7 @@ def avg_pool(
   x: jax.Array,
   window: int | Sequence[int],
   *,
-  stride: int | Sequence[int] | None = None,
+  strides: int | Sequence[int] | None = None,
   padding: convolution.Padding = 'VALID',
   count_include_pad: bool = True,
 ) -> jax.Array:
@@ -71,7 +71,7 @@ def avg_pool(
   Args:
     x: input [B, H, W, C].
     window: window size, int or (wh, ww).
-    stride: int or pair; defaults to the window.
+    strides: int or pair; defaults to the window.
     padding: as in `max_pool`; padded positions hold zeros.
     count_include_pad: divide by the full window size (True) or only by the
       number of real (unpadded) positions in each window (False).
@@ -79,7 +79,7 @@ def avg_pool(
   Returns:
     Pooled [B, Ho, Wo, C].
   """
-  dims, strides, pads = _window_args(x, window, stride, padding)
+  dims, strides, pads = _window_args(x, window, strides, padding)
   zero = 0.0 if jnp.issubdtype(x.dtype, jnp.floating) else 0
   sums = lax.reduce_window(x, zero, lax.add, dims, strides, pads)
   if count_include_pad:

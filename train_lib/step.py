@@ -176,9 +176,11 @@ def _forward_loss(model, params, batch_stats, images, labels, targets, key):
     logits = model.apply(variables, images, train=True, rngs=rngs)
   logits = logits.astype(jnp.float32)
   if targets is None:
-    per_example = losses.softmax_cross_entropy(logits=logits, labels=labels)
+    per_example = losses.softmax_cross_entropy_with_integer_labels(
+      logits=logits, labels=labels
+    )
   else:
-    per_example = losses.soft_cross_entropy(logits=logits, targets=targets)
+    per_example = losses.softmax_cross_entropy(logits=logits, labels=targets)
   return jnp.mean(per_example.astype(jnp.float32)), (logits, batch_stats)
 
 
@@ -347,7 +349,9 @@ def eval_step(
   mask = batch.get('mask')
   mask = jnp.ones(labels.shape, jnp.float32) if mask is None else mask
   real = mask.astype(jnp.float32) > 0
-  loss = losses.softmax_cross_entropy(logits=logits, labels=labels)
+  loss = losses.softmax_cross_entropy_with_integer_labels(
+    logits=logits, labels=labels
+  )
   correct = (jnp.argmax(logits, -1) == labels).astype(jnp.float32)
   masked_sum = lambda v: jnp.sum(jnp.where(real, v, 0.0), dtype=jnp.float32)
   return {

@@ -17,11 +17,11 @@ def _rand(shape, seed=1):
   return jax.random.normal(jax.random.key(seed), shape)
 
 
-def _lax_conv(x, w, stride=1, padding='SAME', groups=1):
+def _lax_conv(x, w, strides=1, padding='SAME', groups=1):
   return lax.conv_general_dilated(
     x,
     w,
-    (stride, stride),
+    (strides, strides),
     padding,
     dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
     feature_group_count=groups,
@@ -41,14 +41,14 @@ def test_dense_matches_matmul_and_keeps_float32_params():
   np.testing.assert_allclose(y16, x @ w + 0.5, atol=0.1)
 
 
-@pytest.mark.parametrize('stride,padding', [(1, 'SAME'), (2, 'VALID')])
-def test_conv_matches_lax(stride, padding):
+@pytest.mark.parametrize('strides,padding', [(1, 'SAME'), (2, 'VALID')])
+def test_conv_matches_lax(strides, padding):
   x = _rand((2, 9, 9, 4))
-  layer = layers.Conv(6, 3, strides=stride, padding=padding, use_bias=True)
+  layer = layers.Conv(6, 3, strides=strides, padding=padding, use_bias=True)
   v = layer.init(KEY, x)
   w, b = v['params']['kernel'], v['params']['bias']
   chex.assert_shape(w, (3, 3, 4, 6))
-  want = _lax_conv(x, w, stride, padding) + b
+  want = _lax_conv(x, w, strides, padding) + b
   np.testing.assert_allclose(layer.apply(v, x), want, rtol=1e-5, atol=1e-5)
 
 

@@ -83,11 +83,11 @@ def _hand_cost(g, stem, channels, units=(4, 8, 4), classes=1000):
   h, c_in = 56, stem  # after the 3x3/2 max pool
   for s, (c, n) in enumerate(zip(channels, units, strict=True)):
     for u in range(n):
-      stride = 2 if u == 0 else 1
+      strides = 2 if u == 0 else 1
       mid = c // 4
       g1 = 1 if s == u == 0 else g
-      out = c - c_in if stride == 2 else c
-      h_out = h // stride
+      out = c - c_in if strides == 2 else c
+      h_out = h // strides
       params += c_in * mid // g1 + 2 * mid  # gconv1 + BN
       params += 9 * mid + 2 * mid  # depthwise 3x3 + BN
       params += mid * out // g + 2 * out  # gconv2 + BN

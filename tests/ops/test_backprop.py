@@ -39,9 +39,9 @@ def _autodiff_loss(params, x, y, activation, loss, output_activation):
   [
     ('sigmoid', 'squared', 'sigmoid'),
     ('tanh', 'squared', 'identity'),
-    ('relu', 'softmax_cross_entropy', 'identity'),
+    ('relu', 'softmax_cross_entropy_with_integer_labels', 'identity'),
     ('elu', 'squared', 'tanh'),
-    ('gelu', 'softmax_cross_entropy', 'identity'),
+    ('gelu', 'softmax_cross_entropy_with_integer_labels', 'identity'),
   ],
 )
 def test_mlp_backward_matches_jax_grad(activation, loss, output_activation):

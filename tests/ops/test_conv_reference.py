@@ -17,9 +17,9 @@ def _rand(seed, shape):
   return jax.random.normal(jax.random.key(seed), shape)
 
 
-def _lax(x, w, stride=(1, 1), padding='VALID', dilation=(1, 1), groups=1):
+def _lax(x, w, strides=(1, 1), padding='VALID', dilation=(1, 1), groups=1):
   return lax.conv_general_dilated(
-    x, w, stride, padding, rhs_dilation=dilation, dimension_numbers=DIMS,
+    x, w, strides, padding, rhs_dilation=dilation, dimension_numbers=DIMS,
     feature_group_count=groups,
   )  # fmt: skip
 
@@ -46,23 +46,23 @@ def test_direct_sum_matches_loops_and_output_size():
 
 
 @pytest.mark.parametrize(
-  'stride,padding,dilation',
+  'strides,padding,dilation',
   [((1, 1), 'VALID', (1, 1)), ((2, 2), 'SAME', (1, 1)),
    ((2, 1), ((1, 0), (2, 1)), (2, 1))],
 )  # fmt: skip
-def test_direct_and_im2col_match_lax(stride, padding, dilation):
+def test_direct_and_im2col_match_lax(strides, padding, dilation):
   x, w = _rand(0, (2, 9, 8, 3)), _rand(1, (3, 2, 3, 4))
   want = convolution.conv2d(
-    x, w, stride=stride, padding=padding, dilation=dilation, impl='xla'
+    x, w, strides=strides, padding=padding, dilation=dilation, impl='xla'
   )
-  kw = dict(stride=stride, padding=padding, dilation=dilation)
+  kw = dict(strides=strides, padding=padding, dilation=dilation)
   chex.assert_trees_all_close(ref.conv2d_direct(x, w, **kw), want, atol=1e-4)
   chex.assert_trees_all_close(ref.conv2d_im2col(x, w, **kw), want, atol=1e-4)
 
 
 def test_im2col_patch_layout():
   x = jnp.arange(2 * 4 * 4 * 2.0).reshape(2, 4, 4, 2)
-  p = convolution.im2col(x, (2, 3), stride=1, padding='VALID')
+  p = convolution.im2col(x, (2, 3), strides=1, padding='VALID')
   chex.assert_shape(p, (2, 3, 2, 2 * 3 * 2))
   # Patch (i, j) lists x[i + a, j + b, c] in (a, b, c) order.
   np.testing.assert_array_equal(p[1, 2, 1], x[1, 2:4, 1:4].reshape(-1))
@@ -112,15 +112,15 @@ def test_separable_kernels_of_the_notes():
     np.testing.assert_allclose(row, np.array(row0) / c, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize('stride,padding', [(1, 'VALID'), (2, 'SAME')])
-def test_spatially_separable_equals_full_kernel(stride, padding):
+@pytest.mark.parametrize('strides,padding', [(1, 'VALID'), (2, 'SAME')])
+def test_spatially_separable_equals_full_kernel(strides, padding):
   x = _rand(0, (2, 9, 9, 3))
   col, row = jnp.array([1.0, 2, 1]), jnp.array([-1.0, 0, 1])
   got = ref.conv2d_spatially_separable(
-    x, col, row, stride=stride, padding=padding
+    x, col, row, strides=strides, padding=padding
   )
   k = jnp.tile(ref.separable_kernel(col, row)[:, :, None, None], (1, 1, 1, 3))
-  want = convolution.depthwise_conv2d(x, k, stride=stride, padding=padding)
+  want = convolution.depthwise_conv2d(x, k, strides=strides, padding=padding)
   chex.assert_trees_all_close(got, want, atol=1e-5)
 
 
@@ -131,16 +131,16 @@ def test_flattened_equals_rank1_3d_kernel():
   np.testing.assert_allclose(
     full[1, 2, 3, 4], vw[1, 4] * hw[2, 4] * cw[3, 4], rtol=1e-6
   )
-  for stride, padding in [(1, 'VALID'), (2, 'SAME')]:
-    got = ref.flattened_conv2d(x, cw, vw, hw, stride=stride, padding=padding)
-    want = _lax(x, full, (stride, stride), padding)
+  for strides, padding in [(1, 'VALID'), (2, 'SAME')]:
+    got = ref.flattened_conv2d(x, cw, vw, hw, strides=strides, padding=padding)
+    want = _lax(x, full, (strides, strides), padding)
     chex.assert_trees_all_close(got, want, atol=1e-4)
 
 
 @pytest.mark.slow
 def test_grouped_split_equals_feature_group_count():
   x, w = _rand(0, (2, 6, 6, 8)), _rand(1, (3, 3, 2, 12))
-  got = ref.grouped_conv2d_split(x, w, 4, stride=2)
+  got = ref.grouped_conv2d_split(x, w, 4, strides=2)
   want = _lax(x, w, (2, 2), 'SAME', groups=4)
   chex.assert_trees_all_close(got, want, atol=1e-5)
 
@@ -206,7 +206,7 @@ def test_reference_formulations_under_jit():
     k = jnp.tile(jnp.outer(col, row)[:, :, None, None], (1, 1, 1, 3))
     return {
       'im2col': (
-        ref.conv2d_im2col(x, w, stride=2, padding='SAME'),
+        ref.conv2d_im2col(x, w, strides=2, padding='SAME'),
         _lax(x, w, (2, 2), 'SAME'),
       ),
       'separable': (

@@ -17,8 +17,8 @@ def _rand(seed, shape, dtype=jnp.float32):
   return jax.random.normal(jax.random.key(seed), shape, dtype)
 
 
-def _lax(x, w, stride=1, padding='SAME', dilation=1, groups=1):
-  s = (stride, stride) if isinstance(stride, int) else stride
+def _lax(x, w, strides=1, padding='SAME', dilation=1, groups=1):
+  s = (strides, strides) if isinstance(strides, int) else strides
   d = (dilation, dilation) if isinstance(dilation, int) else dilation
   if isinstance(padding, int):
     padding = ((padding, padding), (padding, padding))
@@ -41,29 +41,29 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize('stride,padding,dilation', CASES)
-def test_conv2d_matches_lax(stride, padding, dilation):
+@pytest.mark.parametrize('strides,padding,dilation', CASES)
+def test_conv2d_matches_lax(strides, padding, dilation):
   x, w = _rand(0, (2, 9, 10, 3)), _rand(1, (3, 3, 3, 4))
   for impl in ('xla', 'im2col_grad'):
     got = convolution.conv2d(
-      x, w, stride=stride, padding=padding, dilation=dilation, impl=impl
+      x, w, strides=strides, padding=padding, dilation=dilation, impl=impl
     )
-    want = _lax(x, w, stride, padding, dilation)
+    want = _lax(x, w, strides, padding, dilation)
     chex.assert_trees_all_close(got, want, atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize('stride,padding,dilation', CASES)
-def test_im2col_grad_equals_autodiff_of_lax(stride, padding, dilation):
+@pytest.mark.parametrize('strides,padding,dilation', CASES)
+def test_im2col_grad_equals_autodiff_of_lax(strides, padding, dilation):
   x, w = _rand(0, (2, 9, 10, 3)), _rand(1, (3, 2, 3, 4))
 
   def loss(x, w, impl):
     y = convolution.conv2d(
-      x, w, stride=stride, padding=padding, dilation=dilation, impl=impl
+      x, w, strides=strides, padding=padding, dilation=dilation, impl=impl
     )
     return jnp.sum(jnp.sin(y))
 
   lax_loss = lambda x, w: jnp.sum(
-    jnp.sin(_lax(x, w, stride, padding, dilation))
+    jnp.sin(_lax(x, w, strides, padding, dilation))
   )
   want = jax.grad(lax_loss, (0, 1))(x, w)
   got = jax.jit(jax.grad(loss, (0, 1)), static_argnums=2)(x, w, 'im2col_grad')
@@ -74,7 +74,7 @@ def test_im2col_grad_equals_autodiff_of_lax(stride, padding, dilation):
 def test_im2col_grad_grouped_equals_xla():
   x, w = _rand(0, (2, 8, 8, 6)), _rand(1, (3, 3, 2, 6))
   loss = lambda x, w, impl: jnp.sum(
-    convolution.conv2d(x, w, stride=2, groups=3, impl=impl) ** 2
+    convolution.conv2d(x, w, strides=2, groups=3, impl=impl) ** 2
   )
   got = jax.grad(loss, (0, 1))(x, w, 'im2col_grad')
   want = jax.grad(loss, (0, 1))(x, w, 'xla')
@@ -111,19 +111,19 @@ def test_grouped_conv_equals_split_concat():
 
 
 @pytest.mark.parametrize(
-  'stride,padding,dilation', [(2, 'SAME', 1), (1, 'VALID', 2), (2, 1, 2)]
+  'strides,padding,dilation', [(2, 'SAME', 1), (1, 'VALID', 2), (2, 1, 2)]
 )
-def test_depthwise_equals_per_channel_conv(stride, padding, dilation):
+def test_depthwise_equals_per_channel_conv(strides, padding, dilation):
   x, w = _rand(0, (2, 8, 8, 3)), _rand(1, (3, 3, 1, 6))  # multiplier 2
   got = convolution.depthwise_conv2d(
-    x, w, stride=stride, padding=padding, dilation=dilation
+    x, w, strides=strides, padding=padding, dilation=dilation
   )
   # Output channel c * 2 + j is filter j on input channel c.
   want = [
     _lax(
       x[..., c : c + 1],
       w[..., 2 * c + j : 2 * c + j + 1],
-      stride,
+      strides,
       padding,
       dilation,
     )  # fmt: skip
@@ -139,20 +139,24 @@ def test_pointwise_and_depthwise_separable():
   chex.assert_trees_all_close(
     convolution.pointwise_conv2d(x, w_pw), _lax(x, w_pw[None, None]), atol=1e-5
   )
-  got = convolution.depthwise_separable_conv2d(x, w_dw, w_pw, stride=2)
-  want = _lax(_lax(x, w_dw, stride=2, groups=4), w_pw[None, None])
+  got = convolution.depthwise_separable_conv2d(x, w_dw, w_pw, strides=2)
+  want = _lax(_lax(x, w_dw, strides=2, groups=4), w_pw[None, None])
   chex.assert_trees_all_close(got, want, atol=1e-5)
 
 
 def test_conv1d_matches_lax():
   x, w = _rand(0, (2, 17, 3)), _rand(1, (5, 3, 4))
-  for stride, padding, dilation in [(1, 'SAME', 1), (2, 'VALID', 2), (3, 2, 1)]:
+  for strides, padding, dilation in [
+    (1, 'SAME', 1),
+    (2, 'VALID', 2),
+    (3, 2, 1),
+  ]:
     got = convolution.conv1d(
-      x, w, stride=stride, padding=padding, dilation=dilation
+      x, w, strides=strides, padding=padding, dilation=dilation
     )
     pad = [(padding, padding)] if isinstance(padding, int) else padding
     want = lax.conv_general_dilated(
-      x, w, (stride,), pad, rhs_dilation=(dilation,),
+      x, w, (strides,), pad, rhs_dilation=(dilation,),
       dimension_numbers=('NWC', 'WIO', 'NWC'),
     )  # fmt: skip
     chex.assert_trees_all_close(got, want, atol=1e-5)
@@ -177,7 +181,7 @@ def test_channel_shuffle_hand_permutation():
 )  # fmt: skip
 def test_conv_output_size(n, k, s, p, d, want):
   assert (
-    convolution.conv_output_size(n, k, stride=s, padding=p, dilation=d) == want
+    convolution.conv_output_size(n, k, strides=s, padding=p, dilation=d) == want
   )
   if not isinstance(p, str):
     pad = (p, p) if isinstance(p, int) else p
@@ -187,25 +191,25 @@ def test_conv_output_size(n, k, s, p, d, want):
 
 
 @pytest.mark.parametrize(
-  'stride,padding,dilation,n_in',
+  'strides,padding,dilation,n_in',
   [(1, 0, 1, 8), (2, 1, 1, 8), (3, (1, 2), 1, 10), (2, 1, 2, 11)],
 )
-def test_conv_transpose_equals_vjp_of_conv(stride, padding, dilation, n_in):
+def test_conv_transpose_equals_vjp_of_conv(strides, padding, dilation, n_in):
   x, w = _rand(0, (2, n_in, n_in, 3)), _rand(1, (3, 3, 3, 5))
   pads = (padding, padding) if isinstance(padding, int) else padding
   conv = lambda x: convolution.conv2d(
-    x, w, stride=stride, padding=(pads, pads), dilation=dilation, impl='xla'
+    x, w, strides=strides, padding=(pads, pads), dilation=dilation, impl='xla'
   )
   y, vjp = jax.vjp(conv, x)
   g = _rand(2, y.shape)
-  extra = (n_in + sum(pads) - dilation * 2 - 1) % stride
+  extra = (n_in + sum(pads) - dilation * 2 - 1) % strides
   got = convolution.conv_transpose2d(
-    g, w, stride=stride, padding=(pads, pads), dilation=dilation,
+    g, w, strides=strides, padding=(pads, pads), dilation=dilation,
     output_padding=extra,
   )  # fmt: skip
   chex.assert_trees_all_close(got, vjp(g)[0], atol=1e-4)
   size = convolution.conv_transpose_output_size(
-    y.shape[1], 3, stride=stride, padding=pads, dilation=dilation,
+    y.shape[1], 3, strides=strides, padding=pads, dilation=dilation,
     output_padding=extra,
   )  # fmt: skip
   assert size == n_in
@@ -213,9 +217,9 @@ def test_conv_transpose_equals_vjp_of_conv(stride, padding, dilation, n_in):
 
 def test_conv_transpose_same_upsamples():
   y, w = _rand(0, (1, 4, 5, 3)), _rand(1, (3, 3, 2, 3))
-  out = convolution.conv_transpose2d(y, w, stride=2, padding='SAME')
+  out = convolution.conv_transpose2d(y, w, strides=2, padding='SAME')
   chex.assert_shape(out, (1, 8, 10, 2))
-  _, vjp = jax.vjp(lambda x: convolution.conv2d(x, w, stride=2), out)
+  _, vjp = jax.vjp(lambda x: convolution.conv2d(x, w, strides=2), out)
   chex.assert_trees_all_close(out, vjp(y)[0], atol=1e-5)
 
 
@@ -255,7 +259,7 @@ def test_bad_arguments_raise():
 @pytest.mark.parametrize(
   ('call', 'match'),
   [
-    (lambda: convolution.conv2d(X5, W5, stride=0), 'stride must be positive'),
+    (lambda: convolution.conv2d(X5, W5, strides=0), 'strides must be positive'),
     (lambda: convolution.conv2d(X5, W5, padding=-1), 'non-negative'),
     (lambda: convolution.conv2d(X5, W5, padding=(1, 1, 1)), 'spatial dims'),
     (lambda: convolution.conv2d(X5, W5, dilation=(1, 2, 3)), 'dilation'),
@@ -280,18 +284,18 @@ def test_bad_arguments_raise():
       'conv_transpose2d shapes',
     ),
     (
-      lambda: convolution.conv_transpose2d(X5, W5, stride=2, output_padding=2),
+      lambda: convolution.conv_transpose2d(X5, W5, strides=2, output_padding=2),
       'output_padding',
     ),
     (
       lambda: convolution.conv_transpose2d(
-        X5, W5, stride=2, padding='SAME', output_padding=1
+        X5, W5, strides=2, padding='SAME', output_padding=1
       ),
       "combined with 'SAME'",
     ),
     (
       lambda: convolution.conv_transpose_output_size(4, 3, output_padding=1),
-      'output_padding 1 >= stride 1',
+      'output_padding 1 >= strides 1',
     ),
     (lambda: convolution.conv_output_size(5, 7), 'exceeds padded input'),
     (lambda: convolution.receptive_field([3, 3], [1]), 'differ in length'),
@@ -320,21 +324,21 @@ def test_other_convolutions_under_jit():
 
     Pointwise and im2col run under jit inside separable and conv_reference.
     """
-    dw = _lax(x, w_dw, stride=2, groups=4)
-    _, vjp = jax.vjp(lambda v: _lax(v, w, stride=2), jnp.zeros((2, 12, 12, 4)))
+    dw = _lax(x, w_dw, strides=2, groups=4)
+    _, vjp = jax.vjp(lambda v: _lax(v, w, strides=2), jnp.zeros((2, 12, 12, 4)))
     return {
-      'depthwise': (convolution.depthwise_conv2d(x, w_dw, stride=2), dw),
+      'depthwise': (convolution.depthwise_conv2d(x, w_dw, strides=2), dw),
       'separable': (
-        convolution.depthwise_separable_conv2d(x, w_dw, w_pw, stride=2),
+        convolution.depthwise_separable_conv2d(x, w_dw, w_pw, strides=2),
         _lax(dw, w_pw[None, None]),
       ),
       'conv1d': (
-        convolution.conv1d(x1, w1, stride=2, padding=1),
+        convolution.conv1d(x1, w1, strides=2, padding=1),
         _lax(x1[:, None], w1[None], (1, 2), ((0, 0), (1, 1)))[:, 0],
       ),
       'shuffle': (convolution.channel_shuffle(x, 2), x[..., shuffle_perm]),
       'transpose': (
-        convolution.conv_transpose2d(x, w, stride=2, padding='SAME'),
+        convolution.conv_transpose2d(x, w, strides=2, padding='SAME'),
         vjp(x)[0],
       ),
       'grouped': (
@@ -349,7 +353,7 @@ def test_other_convolutions_under_jit():
 
 def test_conv2d_under_jit():
   x, w = _rand(0, (2, 6, 6, 3)), _rand(1, (3, 3, 3, 4))
-  f = jax.jit(lambda x, w: convolution.conv2d(x, w, stride=2, padding=1))
+  f = jax.jit(lambda x, w: convolution.conv2d(x, w, strides=2, padding=1))
   chex.assert_trees_all_close(f(x, w), _lax(x, w, 2, 1), atol=1e-5)
 
 

@@ -69,19 +69,25 @@ def test_logsumexp_stable():
   chex.assert_tree_all_finite(jax.grad(lambda v: losses.logsumexp(v[0]))(x))
 
 
-def test_softmax_cross_entropy_hand_and_extreme():
+def test_softmax_cross_entropy_with_integer_labels_hand_and_extreme():
   logits = jnp.array([[2.0, 1.0, 0.1], [1e4, 0.0, -1e4], [1e4, 0.0, -1e4]])
   labels = jnp.array([0, 0, 1])
   e = np.exp([2.0, 1.0, 0.1])
   expected = [-math.log(e[0] / e.sum()), 0.0, 1e4]
-  loss = losses.softmax_cross_entropy(logits=logits, labels=labels)
+  loss = losses.softmax_cross_entropy_with_integer_labels(
+    logits=logits, labels=labels
+  )
   np.testing.assert_allclose(loss, expected, rtol=1e-6, atol=1e-6)
   grad = jax.grad(
-    lambda s: losses.softmax_cross_entropy(logits=s, labels=labels).sum()
+    lambda s: losses.softmax_cross_entropy_with_integer_labels(
+      logits=s, labels=labels
+    ).sum()
   )(logits)
   chex.assert_tree_all_finite(grad)
   with pytest.raises(ValueError, match='labels shape'):
-    losses.softmax_cross_entropy(logits=logits, labels=labels[:2])
+    losses.softmax_cross_entropy_with_integer_labels(
+      logits=logits, labels=labels[:2]
+    )
 
 
 def test_softmax_ce_hand_gradients_match_autodiff():
@@ -90,10 +96,14 @@ def test_softmax_ce_hand_gradients_match_autodiff():
 
   @jax.jit
   def hand_and_auto(logits, w):
-    loss = lambda s: losses.softmax_cross_entropy(logits=s, labels=LABELS)
+    loss = lambda s: losses.softmax_cross_entropy_with_integer_labels(
+      logits=s, labels=LABELS
+    )
     mean_loss = lambda v: loss(x @ v.T).mean()
     hand = (
-      losses.softmax_cross_entropy_grad_logits(logits=logits, labels=LABELS),
+      losses.softmax_cross_entropy_with_integer_labels_grad(
+        logits=logits, labels=LABELS
+      ),
       losses.linear_softmax_ce_grad_w(w, x, LABELS),
       losses.linear_softmax_ce_grad_w(w, x[0], 3),
     )
@@ -243,7 +253,9 @@ def test_cross_entropy_equals_entropy_plus_kl():
   # Softmax CE is the cross-entropy against a one-hot p, in nats.
   np.testing.assert_allclose(
     losses.cross_entropy(p=losses.one_hot(LABELS, 4), q=losses.softmax(LOGITS)),
-    losses.softmax_cross_entropy(logits=LOGITS, labels=LABELS),
+    losses.softmax_cross_entropy_with_integer_labels(
+      logits=LOGITS, labels=LABELS
+    ),
     rtol=1e-5,
   )
   with pytest.raises(ValueError, match='base'):
@@ -253,8 +265,10 @@ def test_cross_entropy_equals_entropy_plus_kl():
 def test_soft_targets_and_label_smoothing():
   targets = losses.one_hot(LABELS, 4)
   np.testing.assert_allclose(
-    losses.soft_cross_entropy(logits=LOGITS, targets=targets),
-    losses.softmax_cross_entropy(logits=LOGITS, labels=LABELS),
+    losses.softmax_cross_entropy(logits=LOGITS, labels=targets),
+    losses.softmax_cross_entropy_with_integer_labels(
+      logits=LOGITS, labels=LABELS
+    ),
     rtol=1e-6,
   )
   smooth = losses.smooth_labels(targets, 0.1)
@@ -264,16 +278,16 @@ def test_soft_targets_and_label_smoothing():
   lam = 0.3
   mixed = lam * targets + (1 - lam) * targets[::-1]
   np.testing.assert_allclose(
-    losses.soft_cross_entropy(logits=LOGITS, targets=mixed),
-    lam * losses.soft_cross_entropy(logits=LOGITS, targets=targets)
+    losses.softmax_cross_entropy(logits=LOGITS, labels=mixed),
+    lam * losses.softmax_cross_entropy(logits=LOGITS, labels=targets)
     + (1 - lam)
-    * losses.soft_cross_entropy(logits=LOGITS, targets=targets[::-1]),
+    * losses.softmax_cross_entropy(logits=LOGITS, labels=targets[::-1]),
     rtol=1e-5,
   )
   with pytest.raises(ValueError, match='alpha'):
     losses.smooth_labels(targets, 1.5)
-  with pytest.raises(ValueError, match='targets shape'):
-    losses.soft_cross_entropy(logits=LOGITS, targets=targets[:, :3])
+  with pytest.raises(ValueError, match='labels shape .* must equal'):
+    losses.softmax_cross_entropy(logits=LOGITS, labels=targets[:, :3])
 
 
 def test_one_hot():
@@ -288,7 +302,9 @@ def test_jit():
   @jax.jit
   def all_losses(logits, labels):
     return (
-      losses.softmax_cross_entropy(logits=logits, labels=labels),
+      losses.softmax_cross_entropy_with_integer_labels(
+        logits=logits, labels=labels
+      ),
       losses.multiclass_hinge(scores=logits, labels=labels),
       losses.topk_correct(logits, labels, 2),
       losses.entropy(p=losses.softmax(logits), base=2),
@@ -297,7 +313,9 @@ def test_jit():
   got = all_losses(LOGITS, LABELS)
   np.testing.assert_allclose(
     got[0],
-    losses.softmax_cross_entropy(logits=LOGITS, labels=LABELS),
+    losses.softmax_cross_entropy_with_integer_labels(
+      logits=LOGITS, labels=LABELS
+    ),
     rtol=1e-6,
   )
   np.testing.assert_allclose(
@@ -337,7 +355,7 @@ def test_every_loss_under_jit_matches_eager():
     'softmax_beta': lambda s: losses.softmax_beta(s, 2.0),
     'log_softmax_t': lambda s: losses.log_softmax(s, temperature=3.0),
     'zero_one': lambda s: losses.zero_one_loss(logits=s, labels=LABELS),
-    'ce_grad': lambda s: losses.softmax_cross_entropy_grad_logits(
+    'ce_grad': lambda s: losses.softmax_cross_entropy_with_integer_labels_grad(
       logits=s, labels=LABELS
     ),
     'hinge_grad': lambda s: losses.multiclass_hinge_grad_scores(
@@ -352,8 +370,8 @@ def test_every_loss_under_jit_matches_eager():
     'lq': lambda s: losses.lq_loss(predictions=s, targets=pm, q=1.5),
     'kl': lambda s: losses.kl_divergence(p=probs, q=losses.softmax(s), base=2),
     'xent': lambda s: losses.cross_entropy(p=probs, q=losses.softmax(s)),
-    'soft_ce': lambda s: losses.soft_cross_entropy(
-      logits=s, targets=losses.smooth_labels(losses.one_hot(LABELS, 4), 0.1)
+    'soft_ce': lambda s: losses.softmax_cross_entropy(
+      logits=s, labels=losses.smooth_labels(losses.one_hot(LABELS, 4), 0.1)
     ),
   }
   jitted = jax.jit(lambda s: {k: f(s) for k, f in calls.items()})(LOGITS)

@@ -14,9 +14,9 @@ X44 = np.array(
 )
 
 
-def _numpy_pool(x, window, stride, pads, reduce, count_include_pad=True):
+def _numpy_pool(x, window, strides, pads, reduce, count_include_pad=True):
   """Loop reference on [B, H, W, C]; padded cells are NaN (ignored)."""
-  (wh, ww), (sh, sw) = window, stride
+  (wh, ww), (sh, sw) = window, strides
   xp = np.pad(x, ((0, 0), *pads, (0, 0)), constant_values=np.nan)
   ho = (xp.shape[1] - wh) // sh + 1
   wo = (xp.shape[2] - ww) // sw + 1
@@ -43,21 +43,21 @@ def test_hand_values_4x4():
   )
   np.testing.assert_allclose(pooling.global_avg_pool(x), [[50 / 16]])
   np.testing.assert_array_equal(
-    pooling.max_pool(x, 3, stride=1)[0, :, :, 0], [[7, 8], [7, 8]]
+    pooling.max_pool(x, 3, strides=1)[0, :, :, 0], [[7, 8], [7, 8]]
   )
 
 
 @pytest.mark.parametrize(
-  'window,stride,padding',
+  'window,strides,padding',
   [(2, None, 'VALID'), (3, 2, 'SAME'), ((3, 2), (1, 2), 1),
    (3, 1, ((0, 2), (1, 0)))],
 )  # fmt: skip
-def test_matches_numpy_loops(window, stride, padding):
+def test_matches_numpy_loops(window, strides, padding):
   x = np.asarray(jax.random.normal(jax.random.key(0), (2, 7, 6, 3)))
   win = convolution.as_pair(window, 'window')
-  strides = win if stride is None else convolution.as_pair(stride, 'stride')
+  strides = win if strides is None else convolution.as_pair(strides, 'strides')
   pads = convolution.resolve_padding(padding, x.shape[1:3], win, strides)
-  kw = dict(stride=stride, padding=padding)
+  kw = dict(strides=strides, padding=padding)
   np.testing.assert_allclose(
     pooling.max_pool(jnp.asarray(x), window, **kw),
     _numpy_pool(x, win, strides, pads, 'max'),
@@ -74,7 +74,7 @@ def test_matches_numpy_loops(window, stride, padding):
 
 def test_max_pool_padding_never_wins():
   x = -jnp.ones((1, 3, 3, 1))
-  y = pooling.max_pool(x, 3, stride=1, padding='SAME')
+  y = pooling.max_pool(x, 3, strides=1, padding='SAME')
   np.testing.assert_array_equal(y, x)
 
 
@@ -91,9 +91,9 @@ def test_bad_arguments_raise():
 def test_pooling_under_jit_matches_eager():
   x = jax.random.normal(jax.random.key(1), (2, 8, 8, 4))
   calls = {
-    'max': lambda v: pooling.max_pool(v, 3, stride=2, padding='SAME'),
+    'max': lambda v: pooling.max_pool(v, 3, strides=2, padding='SAME'),
     'avg': lambda v: pooling.avg_pool(
-      v, 3, stride=2, padding=1, count_include_pad=False
+      v, 3, strides=2, padding=1, count_include_pad=False
     ),
     'global_avg': pooling.global_avg_pool,
     'global_max': pooling.global_max_pool,

@@ -279,7 +279,7 @@ def test_mixup_and_cutmix_together_pick_one_per_batch():
   assert not np.allclose(targets, onehot)
 
 
-def test_label_smoothing_uses_soft_cross_entropy():
+def test_label_smoothing_uses_softmax_cross_entropy():
   model, batch = Tiny(), _batch()
   config = _config(label_smoothing=0.2)
   state, fn = _setup(model, config, batch)
