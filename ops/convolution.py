@@ -9,16 +9,11 @@ library (and unlike the notes' Toeplitz slide) these compute a
 cross-correlation: `y[i, j] = sum_ab w[a, b] x[i*s + a*d, j*s + b*d]`.
 
 `conv2d` is the op every network uses; it differentiates through
-`lax.conv_general_dilated`. As an opt-in alternative (`impl='im2col_grad'`)
-it uses a `jax.custom_vjp` whose weight gradient is one im2col (patches)
-matrix product per kernel tap and whose input gradient is the transposed
-convolution from `lax`; see `AUTO_CPU_IMPL` for why 'auto' does not pick
-it. The didactic formulations (direct sum, Toeplitz, im2col forward,
-separable, flattened) live in `ops/conv_reference.py`.
+`lax.conv_general_dilated`. The didactic formulations (direct sum, Toeplitz,
+im2col forward, separable, flattened) live in `ops/conv_reference.py`.
 """
 
 from collections.abc import Sequence
-import functools
 
 import jax
 from jax import lax
@@ -28,13 +23,7 @@ Padding = str | int | Sequence[int] | Sequence[Sequence[int]]
 Pads = tuple[tuple[int, int], tuple[int, int]]
 
 _DIMS_2D = ('NHWC', 'HWIO', 'NHWC')
-IMPLS = ('auto', 'xla', 'im2col_grad')
-# What impl='auto' picks on the CPU backend for groups == 1. Measured with
-# experiments/bench_conv.py on a 2-core CPU: im2col_grad is ~1.2x faster at
-# 64->64 channels, 32x32, batch 128, but ~2x slower at 16->16 and slightly
-# slower at 128->128, 16x16, and it supports reverse mode only (no jvp or
-# hessian). So 'auto' stays on XLA; pass impl='im2col_grad' to opt in.
-AUTO_CPU_IMPL = 'xla'
+IMPLS = ('auto', 'xla')
 
 
 def as_pair(value: int | Sequence[int], name: str) -> tuple[int, int]:
@@ -222,48 +211,6 @@ def _lax_conv(x, w, strides, pads, dilation, groups):
   )
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5))
-def _conv_im2col_grad(x, w, strides, pads, dilation, groups):
-  return _lax_conv(x, w, strides, pads, dilation, groups)
-
-
-def _conv_im2col_grad_fwd(x, w, strides, pads, dilation, groups):
-  return _lax_conv(x, w, strides, pads, dilation, groups), (x, w)
-
-
-def _conv_im2col_grad_bwd(strides, pads, dilation, groups, res, g):
-  x, w = res
-  kh, kw, cg, out = w.shape
-  # Input gradient: the transposed convolution, as lax derives it.
-  _, vjp_x = jax.vjp(
-    lambda x_: _lax_conv(x_, w, strides, pads, dilation, groups), x
-  )
-  (dx,) = vjp_x(g)
-  # Weight gradient: patches^T @ g, computed one column block of the
-  # patch matrix (one kernel tap) at a time; on XLA:CPU this avoids
-  # materialising the whole [N, kh*kw*C] patch matrix and is faster.
-  n = g.shape[0] * g.shape[1] * g.shape[2]
-  gg = g.reshape(n, groups, out // groups)
-  blocks = []
-  for window in shifted_windows(x, (kh, kw), strides, pads, dilation):
-    xw = window.reshape(n, groups, cg)
-    if groups == 1:  # a plain 2-D product is faster on XLA:CPU
-      dims = (((0,), (0,)), ((), ()))
-      block = lax.dot_general(
-        xw[:, 0], gg[:, 0], dims, preferred_element_type=jnp.float32
-      )[None]
-    else:
-      dims = (((0,), (0,)), ((1,), (1,)))
-      block = lax.dot_general(xw, gg, dims, preferred_element_type=jnp.float32)
-    blocks.append(block)  # [G, C/G, O/G]
-  dw = jnp.stack(blocks).transpose(0, 2, 1, 3)  # [kh*kw, C/G, G, O/G]
-  dw = dw.reshape(kh, kw, cg, out).astype(w.dtype)
-  return dx.astype(x.dtype), dw
-
-
-_conv_im2col_grad.defvjp(_conv_im2col_grad_fwd, _conv_im2col_grad_bwd)
-
-
 def conv2d(
   x: jax.Array,
   w: jax.Array,
@@ -284,10 +231,8 @@ def conv2d(
       right)).
     dilation: kernel dilation, int or pair.
     groups: feature groups; 1 is standard, C is depthwise.
-    impl: 'xla' (autodiff of `lax.conv_general_dilated`), 'im2col_grad'
-      (custom VJP with an im2col matrix-product weight gradient; reverse
-      mode only) or 'auto' (`AUTO_CPU_IMPL` on CPU for groups == 1, else
-      xla; currently xla everywhere).
+    impl: 'xla' (autodiff of `lax.conv_general_dilated`) or 'auto' (the
+      best available backend; xla).
 
   Returns:
     Output [B, Ho, Wo, O] in the promoted dtype of x and w.
@@ -317,11 +262,6 @@ def conv2d(
     )
   dtype = jnp.result_type(x.dtype, w.dtype)
   x, w = x.astype(dtype), w.astype(dtype)
-  if impl == 'auto':
-    use_im2col = groups == 1 and jax.default_backend() == 'cpu'
-    impl = AUTO_CPU_IMPL if use_im2col else 'xla'
-  if impl == 'im2col_grad':
-    return _conv_im2col_grad(x, w, strides, pads, dilation, groups)
   return _lax_conv(x, w, strides, pads, dilation, groups)
 
 

@@ -34,8 +34,7 @@ measured there instead, on synthetic 32x32x3 images (idle 2-core CPU):
     --config experiments/configs/synthetic.py:resnet20_cifar,32x32x3 \
     --workdir runs/speed --config.batch_size=128 --config.total_steps=40
     # about 290 images/s: the paper's 64k steps of batch 128 would take
-    # about 8 hours on that CPU (with ops.convolution.AUTO_CPU_IMPL set to
-    # 'im2col_grad' it was slower, about 205 images/s).
+    # about 8 hours on that CPU.
 """
 
 import ml_collections

@@ -44,60 +44,12 @@ CASES = [
 @pytest.mark.parametrize('strides,padding,dilation', CASES)
 def test_conv2d_matches_lax(strides, padding, dilation):
   x, w = _rand(0, (2, 9, 10, 3)), _rand(1, (3, 3, 3, 4))
-  for impl in ('xla', 'im2col_grad'):
+  for impl in convolution.IMPLS:
     got = convolution.conv2d(
       x, w, strides=strides, padding=padding, dilation=dilation, impl=impl
     )
     want = _lax(x, w, strides, padding, dilation)
     chex.assert_trees_all_close(got, want, atol=1e-5, rtol=1e-5)
-
-
-@pytest.mark.parametrize('strides,padding,dilation', CASES)
-def test_im2col_grad_equals_autodiff_of_lax(strides, padding, dilation):
-  x, w = _rand(0, (2, 9, 10, 3)), _rand(1, (3, 2, 3, 4))
-
-  def loss(x, w, impl):
-    y = convolution.conv2d(
-      x, w, strides=strides, padding=padding, dilation=dilation, impl=impl
-    )
-    return jnp.sum(jnp.sin(y))
-
-  lax_loss = lambda x, w: jnp.sum(
-    jnp.sin(_lax(x, w, strides, padding, dilation))
-  )
-  want = jax.grad(lax_loss, (0, 1))(x, w)
-  got = jax.jit(jax.grad(loss, (0, 1)), static_argnums=2)(x, w, 'im2col_grad')
-  chex.assert_trees_all_close(got, want, atol=1e-4, rtol=1e-4)
-
-
-@pytest.mark.slow
-def test_im2col_grad_grouped_equals_xla():
-  x, w = _rand(0, (2, 8, 8, 6)), _rand(1, (3, 3, 2, 6))
-  loss = lambda x, w, impl: jnp.sum(
-    convolution.conv2d(x, w, strides=2, groups=3, impl=impl) ** 2
-  )
-  got = jax.grad(loss, (0, 1))(x, w, 'im2col_grad')
-  want = jax.grad(loss, (0, 1))(x, w, 'xla')
-  chex.assert_trees_all_close(got, want, atol=1e-4, rtol=1e-4)
-
-
-@pytest.mark.slow
-def test_im2col_grad_bfloat16():
-  x, w = _rand(0, (2, 6, 6, 4)), _rand(1, (3, 3, 4, 5))
-  loss = lambda x, w, impl: jnp.sum(
-    convolution.conv2d(x, w, impl=impl).astype(jnp.float32)
-  )
-  xb, wb = x.astype(jnp.bfloat16), w.astype(jnp.bfloat16)
-  y = convolution.conv2d(xb, wb, impl='im2col_grad')
-  assert y.dtype == jnp.bfloat16
-  gx, gw = jax.jit(jax.grad(loss, (0, 1)), static_argnums=2)(
-    xb, wb, 'im2col_grad'
-  )
-  assert gx.dtype == jnp.bfloat16 and gw.dtype == jnp.bfloat16
-  want = jax.grad(loss, (0, 1))(x, w, 'xla')
-  chex.assert_trees_all_close(
-    (gx.astype(jnp.float32), gw.astype(jnp.float32)), want, rtol=0.05, atol=0.3
-  )
 
 
 def test_grouped_conv_equals_split_concat():
@@ -355,15 +307,3 @@ def test_conv2d_under_jit():
   x, w = _rand(0, (2, 6, 6, 3)), _rand(1, (3, 3, 3, 4))
   f = jax.jit(lambda x, w: convolution.conv2d(x, w, strides=2, padding=1))
   chex.assert_trees_all_close(f(x, w), _lax(x, w, 2, 1), atol=1e-5)
-
-
-def test_im2col_grad_with_batch_sharded_over_devices():
-  # An Auto-sharded mesh, as train_lib.sharding.make_mesh builds.
-  mesh = jax.sharding.Mesh(np.asarray(jax.devices()), ('data',))
-  batch = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec('data'))
-  x = jax.device_put(_rand(0, (jax.device_count(), 6, 6, 3)), batch)
-  w = _rand(1, (3, 3, 3, 4))
-  loss = lambda x, w, impl: jnp.sum(convolution.conv2d(x, w, impl=impl) ** 2)
-  got = jax.jit(jax.grad(loss, (0, 1)), static_argnums=2)(x, w, 'im2col_grad')
-  want = jax.grad(loss, (0, 1))(x, w, 'xla')
-  chex.assert_trees_all_close(got, want, atol=1e-4, rtol=1e-4)
