@@ -1,15 +1,29 @@
-"""Didactic formulations of convolution, each equal to the production op.
+"""Reference formulations of convolution, each equal to the production op.
 
-From the lecture notes: the direct sum `x_ij = sum_ab w_ab y_(i+a)(j+b)`
-with output size `N - m + 1` (seed 001, "CNN Feed-forward: looking at one
-layer only"); 1-D convolution as a banded Toeplitz matrix product (seed 001,
-"convolution as a linear operator"); 2-D convolution as im2col times a
-matrix; spatially separable kernels as column x row (seed 002, the Sobel
-example); flattened convolution (Jin et al. 2015, "Flattened convolutional
-neural networks for feedforward acceleration": 1-D filters over channels,
-then vertically, then horizontally); grouped convolution as split, convolve,
-concatenate (Krizhevsky et al. 2012). Tests check each one against
-`lax.conv_general_dilated` or `ops.convolution`.
+The lecture notes derive convolution several ways; each derivation is one
+function here, tested against `ops.convolution` (or `lax` / numpy), so the
+networks never run them:
+
+* the direct sum `x_ij = sum_ab w_ab y_(i+a)(j+b)`, output size `N - m + 1`
+  (seed 001, "CNN Feed-forward: looking at one layer only"): `conv2d_direct`;
+* 1-D convolution as a banded Toeplitz matrix product (seed 001, "convolution
+  as a linear operator"): `toeplitz_matrix`, `conv1d_toeplitz`;
+* 2-D convolution as patches times a matrix: `im2col` (and `shifted_windows`,
+  its column blocks), `conv2d_im2col`;
+* spatially separable kernels as column x row (seed 002, the Sobel example):
+  `separable_kernel`, `rank1_factorize`, `conv2d_spatially_separable`;
+* flattened convolution (seed 002; Jin et al. 2015, "Flattened convolutional
+  neural networks for feedforward acceleration": 1-D filters over channels,
+  then vertically, then horizontally): `flattened_kernel`, `flattened_conv2d`;
+* grouped convolution as split, convolve, concatenate (seed 002; Krizhevsky
+  et al. 2012): `grouped_conv2d_split`;
+* backpropagation through one valid conv layer by hand (seed 001, "CNN
+  back-propagation"): the weight gradient sums over the whole output map,
+  the input gradient over a filter window: `conv2d_weight_grad`,
+  `conv2d_input_grad`, `conv_layer_backward`.
+
+Images are NHWC and kernels HWIO, as in `ops.convolution`. The notes' hand
+backprop of fully connected layers is in `ops/backprop.py`.
 """
 
 from collections.abc import Sequence
@@ -18,8 +32,78 @@ import itertools
 import jax
 import jax.numpy as jnp
 
+from ops import activations
 from ops import convolution
 from ops.convolution import Padding
+
+
+def im2col(
+  x: jax.Array,
+  kernel_size: int | Sequence[int],
+  strides: int | Sequence[int] = 1,
+  padding: Padding = 'VALID',
+  dilation: int | Sequence[int] = 1,
+) -> jax.Array:
+  """Extracts convolution patches (im2col).
+
+  Args:
+    x: input [B, H, W, C].
+    kernel_size: kh, kw.
+    strides: spatial strides.
+    padding: as in `ops.convolution.conv2d`.
+    dilation: kernel dilation.
+
+  Returns:
+    Patches [B, Ho, Wo, kh*kw*C] ordered (a, b, c), so that
+    `im2col(x) @ w.reshape(-1, O)` is the convolution with HWIO kernel w.
+  """
+  patches = jnp.stack(
+    shifted_windows(x, kernel_size, strides, padding, dilation), axis=3
+  )  # [B, Ho, Wo, kh*kw, C]
+  return patches.reshape(*patches.shape[:3], -1)
+
+
+def shifted_windows(
+  x: jax.Array,
+  kernel_size: int | Sequence[int],
+  strides: int | Sequence[int] = 1,
+  padding: Padding = 'VALID',
+  dilation: int | Sequence[int] = 1,
+) -> list[jax.Array]:
+  """The input seen by each kernel tap: the column blocks of im2col.
+
+  Returns:
+    kh * kw arrays [B, Ho, Wo, C] in (a, b) order; window (a, b) holds
+    `x_pad[n, i s + a d, j s + b d, c]`.
+  """
+  if x.ndim != 4:
+    raise ValueError(f'im2col expects NHWC input, got shape {x.shape}')
+  (kh, kw), (sh, sw) = (
+    convolution.as_pair(kernel_size, 'kernel_size'),
+    convolution.as_pair(strides, 'strides'),
+  )
+  dh, dw = convolution.as_pair(dilation, 'dilation')
+  pads = convolution.resolve_padding(
+    padding, x.shape[1:3], (kh, kw), (sh, sw), (dh, dw)
+  )
+  xp = jnp.pad(x, ((0, 0), *pads, (0, 0)))
+  ho = (xp.shape[1] - dh * (kh - 1) - 1) // sh + 1
+  wo = (xp.shape[2] - dw * (kw - 1) - 1) // sw + 1
+  if ho < 1 or wo < 1:
+    raise ValueError(
+      f'kernel {(kh, kw)} is larger than the image {x.shape[1:3]} padded '
+      f'to {xp.shape[1:3]}'
+    )
+  return [
+    xp[
+      :,
+      a * dh : a * dh + (ho - 1) * sh + 1 : sh,
+      b * dw : b * dw + (wo - 1) * sw + 1 : sw,
+      :,
+    ]
+    for a in range(kh)
+    for b in range(kw)
+  ]
 
 
 def conv2d_direct(
@@ -47,10 +131,13 @@ def conv2d_direct(
     Output [B, Ho, Wo, O].
   """
   if x.ndim != 4 or w.ndim != 4 or w.shape[2] != x.shape[3]:
-    raise ValueError(f'conv2d_direct shapes {x.shape} and {w.shape}')
+    raise ValueError(
+      f'conv2d_direct shapes {x.shape} and {w.shape}: need NHWC x and an '
+      'HWIO w with matching channels'
+    )
   kh, kw = w.shape[:2]
   # Window (a, b) is the input seen by tap (a, b): [B, Ho, Wo, C].
-  windows = convolution.shifted_windows(x, (kh, kw), strides, padding, dilation)
+  windows = shifted_windows(x, (kh, kw), strides, padding, dilation)
   ho, wo = windows[0].shape[1:3]
   out = jnp.zeros((x.shape[0], ho, wo, w.shape[3]), jnp.result_type(x, w))
   taps = itertools.product(range(kh), range(kw))
@@ -129,7 +216,7 @@ def conv2d_im2col(
   """
   if w.ndim != 4 or w.shape[2] != x.shape[-1]:
     raise ValueError(f'conv2d_im2col shapes {x.shape} and {w.shape}')
-  patches = convolution.im2col(x, w.shape[:2], strides, padding, dilation)
+  patches = im2col(x, w.shape[:2], strides, padding, dilation)
   return patches @ w.reshape(-1, w.shape[3])  # [B, Ho, Wo, kh*kw*C] @ [K, O]
 
 
@@ -270,3 +357,95 @@ def grouped_conv2d_split(
     ],
     axis=-1,
   )
+
+
+# Backpropagation through one valid, stride-1 conv layer (seed 001, "CNN
+# back-propagation"): `x = conv2d_direct(y_prev, w)`, `y = sigma(x)`.
+
+
+def _check_output_map(image_hw, kernel_hw, out_hw) -> None:
+  """The error map of a valid conv must be `image - kernel + 1` per axis."""
+  want = tuple(n - k + 1 for n, k in zip(image_hw, kernel_hw, strict=True))
+  if tuple(out_hw) != want:
+    raise ValueError(
+      f'dE/dx map {tuple(out_hw)} does not match image {tuple(image_hw)} and '
+      f'kernel {tuple(kernel_hw)}: a valid conv outputs {want}'
+    )
+
+
+def conv2d_weight_grad(
+  y: jax.typing.ArrayLike,
+  dE_dx: jax.typing.ArrayLike,
+  kernel_hw: tuple[int, int],
+) -> jax.Array:
+  """Weight gradient `[kh, kw, C_in, C_out]` of a valid, stride-1 conv.
+
+  `dE/dw[a, b, c, o] = sum_{n, i, j} dE/dx[n, i, j, o] y[n, i + a, j + b, c]`,
+  the notes' sum over the entire output map (and the batch).
+
+  Args:
+    y: the layer's input `[B, H, W, C_in]`.
+    dE_dx: error at its output `[B, H - kh + 1, W - kw + 1, C_out]`.
+    kernel_hw: `(kh, kw)`.
+  """
+  y, dE_dx = jnp.asarray(y), jnp.asarray(dE_dx)
+  if y.ndim != 4 or dE_dx.ndim != 4 or y.shape[0] != dE_dx.shape[0]:
+    raise ValueError(
+      f'need NHWC images and error maps with one batch, got {y.shape} and '
+      f'{dE_dx.shape}'
+    )
+  _check_output_map(y.shape[1:3], kernel_hw, dE_dx.shape[1:3])
+  ho, wo = dE_dx.shape[1:3]
+  rows = [
+    [
+      jnp.einsum('nijo,nijc->co', dE_dx, y[:, a : a + ho, b : b + wo])
+      for b in range(kernel_hw[1])
+    ]
+    for a in range(kernel_hw[0])
+  ]
+  return jnp.stack([jnp.stack(r) for r in rows])
+
+
+def conv2d_input_grad(
+  w: jax.typing.ArrayLike, dE_dx: jax.typing.ArrayLike
+) -> jax.Array:
+  """Input gradient `[B, H, W, C_in]` of a valid, stride-1 conv.
+
+  `dE/dy[n, p, q, c] = sum_{a, b, o} dE/dx[n, p - a, q - b, o] w[a, b, c, o]`:
+  each output position scatters its error back over the filter window it saw.
+  """
+  w, dE_dx = jnp.asarray(w), jnp.asarray(dE_dx)
+  if w.ndim != 4 or dE_dx.ndim != 4 or dE_dx.shape[3] != w.shape[3]:
+    raise ValueError(
+      f'need an HWIO kernel and an NHWC error map with matching output '
+      f'channels, got {w.shape} and {dE_dx.shape}'
+    )
+  kh, kw = w.shape[:2]
+  bsz, ho, wo, _ = dE_dx.shape
+  out = jnp.zeros((bsz, ho + kh - 1, wo + kw - 1, w.shape[2]), dE_dx.dtype)
+  for a in range(kh):
+    for b in range(kw):
+      contrib = jnp.einsum('nijo,co->nijc', dE_dx, w[a, b])
+      out = out.at[:, a : a + ho, b : b + wo].add(contrib)
+  return out
+
+
+def conv_layer_backward(
+  y_prev: jax.typing.ArrayLike,
+  w: jax.typing.ArrayLike,
+  dE_dy: jax.typing.ArrayLike,
+  activation: str,
+) -> tuple[jax.Array, jax.Array]:
+  """Backprop through `y = sigma(conv2d_direct(y_prev, w))` as in the notes.
+
+  `dE/dx = dE/dy * sigma'(x)`, then the weight gradient (sum over the output
+  map) and the input gradient (sum over a filter window).
+
+  Returns:
+    `(dE/dw [kh, kw, C_in, C_out], dE/dy_prev [B, H, W, C_in])`.
+  """
+  w = jnp.asarray(w)
+  x = conv2d_direct(jnp.asarray(y_prev), w)  # Valid, stride 1.
+  dE_dx = jnp.asarray(dE_dy) * activations.get_grad(activation)(x)
+  dE_dw = conv2d_weight_grad(y_prev, dE_dx, w.shape[:2])
+  return dE_dw, conv2d_input_grad(w, dE_dx)

@@ -4,7 +4,9 @@ Implements the convolution types of the lecture notes (seed 002, "Various
 Types of Convolutions"): standard, pointwise (1x1), depthwise (Howard et al.
 2017, MobileNets), depthwise separable, grouped (Krizhevsky et al. 2012),
 channel shuffle (Zhang et al. 2018, ShuffleNet), dilated and transposed
-convolution, plus the output-size arithmetic. Like every deep-learning
+convolution, plus the helpers that pooling and nets/ share (`as_pair`,
+`resolve_padding`) and the size arithmetic (`conv_output_size`,
+`conv_transpose_output_size`, `receptive_field`). Like every deep-learning
 library (and unlike the notes' Toeplitz slide) these compute a
 cross-correlation: `y[i, j] = sum_ab w[a, b] x[i*s + a*d, j*s + b*d]`.
 
@@ -20,7 +22,6 @@ from jax import lax
 import jax.numpy as jnp
 
 Padding = str | int | Sequence[int] | Sequence[Sequence[int]]
-Pads = tuple[tuple[int, int], tuple[int, int]]
 
 _DIMS_2D = ('NHWC', 'HWIO', 'NHWC')
 IMPLS = ('auto', 'xla')
@@ -133,70 +134,6 @@ def conv_output_size(
   if n + lo + hi < span:
     raise ValueError(f'kernel span {span} exceeds padded input {n + lo + hi}')
   return (n + lo + hi - span) // strides + 1
-
-
-def im2col(
-  x: jax.Array,
-  kernel_size: int | Sequence[int],
-  strides: int | Sequence[int] = 1,
-  padding: Padding = 'VALID',
-  dilation: int | Sequence[int] = 1,
-) -> jax.Array:
-  """Extracts convolution patches (im2col).
-
-  Args:
-    x: input [B, H, W, C].
-    kernel_size: kh, kw.
-    strides: spatial strides.
-    padding: as in `conv2d`.
-    dilation: kernel dilation.
-
-  Returns:
-    Patches [B, Ho, Wo, kh*kw*C] ordered (a, b, c), so that
-    `im2col(x) @ w.reshape(-1, O)` is the convolution with HWIO kernel w.
-  """
-  patches = jnp.stack(
-    shifted_windows(x, kernel_size, strides, padding, dilation), axis=3
-  )  # [B, Ho, Wo, kh*kw, C]
-  return patches.reshape(*patches.shape[:3], -1)
-
-
-def shifted_windows(
-  x: jax.Array,
-  kernel_size: int | Sequence[int],
-  strides: int | Sequence[int] = 1,
-  padding: Padding = 'VALID',
-  dilation: int | Sequence[int] = 1,
-) -> list[jax.Array]:
-  """The input seen by each kernel tap: the column blocks of im2col.
-
-  Returns:
-    kh * kw arrays [B, Ho, Wo, C] in (a, b) order; window (a, b) holds
-    `x_pad[n, i s + a d, j s + b d, c]`.
-  """
-  if x.ndim != 4:
-    raise ValueError(f'im2col expects NHWC input, got shape {x.shape}')
-  (kh, kw), (sh, sw) = (
-    as_pair(kernel_size, 'kernel_size'),
-    as_pair(strides, 'strides'),
-  )
-  dh, dw = as_pair(dilation, 'dilation')
-  pads = resolve_padding(padding, x.shape[1:3], (kh, kw), (sh, sw), (dh, dw))
-  xp = jnp.pad(x, ((0, 0), *pads, (0, 0)))
-  ho = (xp.shape[1] - dh * (kh - 1) - 1) // sh + 1
-  wo = (xp.shape[2] - dw * (kw - 1) - 1) // sw + 1
-  if ho < 1 or wo < 1:
-    raise ValueError(f'kernel {(kh, kw)} larger than padded input {xp.shape}')
-  return [
-    xp[
-      :,
-      a * dh : a * dh + (ho - 1) * sh + 1 : sh,
-      b * dw : b * dw + (wo - 1) * sw + 1 : sw,
-      :,
-    ]
-    for a in range(kh)
-    for b in range(kw)
-  ]
 
 
 def _lax_conv(x, w, strides, pads, dilation, groups):

@@ -1,4 +1,7 @@
-"""Tests for ops/backprop.py: hand backprop vs jax.grad, numerical grads."""
+"""Tests for ops/backprop.py: MLP hand backprop vs jax.grad, numerical grads.
+
+The conv-layer backprop is tested in tests/ops/test_conv_reference.py.
+"""
 
 import functools
 
@@ -115,87 +118,6 @@ def test_mlp_backward_jit_float32_and_errors():
     backprop.mlp_backward(params, x, y, 'relu', 'hinge')
   with pytest.raises(ValueError, match='unknown activation'):
     backprop.mlp_backward(params, x, y, 'relu7')
-
-
-def _lax_conv(y, w):
-  return jax.lax.conv_general_dilated(
-    y, w, (1, 1), 'VALID', dimension_numbers=('NHWC', 'HWIO', 'NHWC')
-  )
-
-
-@jax.jit
-def _single_channel_hand_and_auto(y, w, g):
-  """Hand conv/backprop of one channel and the lax/autodiff references."""
-  x = backprop.conv2d_single(y, w)
-  ref = _lax_conv(y[None, :, :, None], w[:, :, None, None])[0, :, :, 0]
-  # E = sum(g * x), so dE/dx = g.
-  energy = lambda y_, w_: jnp.sum(g[None, :, :, None] * _lax_conv(y_, w_))
-  dy, dw = jax.grad(energy, argnums=(0, 1))(
-    y[None, :, :, None], w[:, :, None, None]
-  )
-  hand = (
-    x,
-    backprop.conv2d_single_weight_grad(y, g, w.shape),
-    backprop.conv2d_single_input_grad(w, g),
-  )
-  return hand, (ref, dw[:, :, 0, 0], dy[0, :, :, 0])
-
-
-def test_single_channel_conv_backprop():
-  with jax.enable_x64(True):
-    y, w = _normal(6, 7), _normal(3, 2)  # N x M image, m x n filter.
-    g = _normal(4, 6)  # Output map: N - m + 1, M - n + 1.
-    hand, auto = _single_channel_hand_and_auto(y, w, g)
-    assert hand[0].shape == (4, 6)
-    for h, a in zip(hand, auto, strict=True):
-      np.testing.assert_allclose(h, a, rtol=1e-10, atol=1e-12)
-
-
-@functools.partial(jax.jit, static_argnums=3)
-def _multi_channel_hand_and_auto(y, w, g, activation):
-  act = {'identity': lambda v: v, 'tanh': jnp.tanh}[activation]
-  energy = lambda a, b: jnp.sum(g * act(_lax_conv(a, b)))
-  dy, dw = jax.grad(energy, (0, 1))(y, w)
-  hand_dw, hand_dy = backprop.conv_layer_backward(y, w, g, activation)
-  hand = (backprop.conv2d_valid(y, w), hand_dw, hand_dy)
-  # The bare weight and input gradients, fed dE/dx = g * sigma'(x) by hand.
-  dE_dx = g * (1.0 - act(_lax_conv(y, w)) ** 2 if activation == 'tanh' else 1.0)
-  hand += (backprop.conv2d_weight_grad(y, dE_dx, w.shape[:2]),
-           backprop.conv2d_input_grad(w, dE_dx))  # fmt: skip
-  return hand, (_lax_conv(y, w), dw, dy, dw, dy)
-
-
-@pytest.mark.parametrize('activation', ['identity', 'tanh'])
-def test_multi_channel_conv_backprop_matches_lax(activation):
-  with jax.enable_x64(True):
-    y, w = _normal(2, 6, 5, 3), _normal(3, 2, 3, 4)  # NHWC, HWIO.
-    g = _normal(2, 4, 4, 4)
-    hand, auto = _multi_channel_hand_and_auto(y, w, g, activation)
-    for h, a in zip(hand, auto, strict=True):
-      np.testing.assert_allclose(h, a, rtol=1e-10, atol=1e-12)
-
-
-def test_conv_bad_shapes():
-  with pytest.raises(ValueError, match='larger than the image'):
-    backprop.conv2d_single(jnp.ones((2, 5)), jnp.ones((3, 3)))
-  with pytest.raises(ValueError, match='matching channels'):
-    backprop.conv2d_valid(jnp.ones((1, 5, 5, 2)), jnp.ones((3, 3, 4, 1)))
-  with pytest.raises(ValueError, match='a valid conv outputs \\(3, 3\\)'):
-    backprop.conv2d_single_weight_grad(
-      jnp.ones((5, 5)), jnp.ones((4, 4)), (3, 3)
-    )
-  with pytest.raises(ValueError, match='2-D filter'):
-    backprop.conv2d_single_input_grad(jnp.ones((3, 3, 1)), jnp.ones((4, 4)))
-  with pytest.raises(ValueError, match='does not match image'):
-    backprop.conv2d_weight_grad(
-      jnp.ones((2, 5, 5, 1)), jnp.ones((2, 2, 2, 1)), (3, 3)
-    )
-  with pytest.raises(ValueError, match='one batch'):
-    backprop.conv2d_weight_grad(
-      jnp.ones((2, 5, 5, 1)), jnp.ones((1, 3, 3, 1)), (3, 3)
-    )
-  with pytest.raises(ValueError, match='matching output'):
-    backprop.conv2d_input_grad(jnp.ones((3, 3, 1, 2)), jnp.ones((1, 3, 3, 4)))
 
 
 def test_numerical_grad_matches_jax_grad_and_counts_evaluations():

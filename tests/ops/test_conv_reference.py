@@ -1,4 +1,10 @@
-"""Tests for ops/conv_reference.py: each formulation equals lax or numpy."""
+"""Tests for ops/conv_reference.py: each formulation equals lax or numpy.
+
+The conv-layer backprop by hand is checked against the notes' loops and
+against autodiff of `lax.conv_general_dilated`.
+"""
+
+import functools
 
 import chex
 import jax
@@ -62,7 +68,7 @@ def test_direct_and_im2col_match_lax(strides, padding, dilation):
 
 def test_im2col_patch_layout():
   x = jnp.arange(2 * 4 * 4 * 2.0).reshape(2, 4, 4, 2)
-  p = convolution.im2col(x, (2, 3), strides=1, padding='VALID')
+  p = ref.im2col(x, (2, 3), strides=1, padding='VALID')
   chex.assert_shape(p, (2, 3, 2, 2 * 3 * 2))
   # Patch (i, j) lists x[i + a, j + b, c] in (a, b, c) order.
   np.testing.assert_array_equal(p[1, 2, 1], x[1, 2:4, 1:4].reshape(-1))
@@ -178,6 +184,7 @@ def test_direct_sum_under_jit():
     ),
     (lambda: ref.toeplitz_matrix(jnp.ones((2, 2)), 4), '1-D kernel'),
     (lambda: ref.rank1_factorize(jnp.ones(3)), '2-D kernel'),
+    (lambda: ref.im2col(jnp.zeros((5, 5, 4)), 3), 'NHWC'),
     (lambda: ref.separable_kernel(jnp.ones((3, 1)), jnp.ones(3)), '1-D'),
     (
       lambda: ref.conv2d_direct(
@@ -233,3 +240,121 @@ def test_reference_formulations_under_jit():
 
   for name, (got, want) in pairs().items():
     chex.assert_trees_all_close(got, want, atol=1e-4, custom_message=name)
+
+
+# Backprop through one valid conv layer (seed 001, "CNN back-propagation").
+
+NP_RNG = np.random.default_rng(0)
+
+
+def _normal(*shape):
+  return jnp.asarray(NP_RNG.normal(size=shape))
+
+
+def _lax_valid(y, w):
+  return lax.conv_general_dilated(y, w, (1, 1), 'VALID', dimension_numbers=DIMS)
+
+
+def _loops_weight_grad(y, g, kernel_hw):
+  """dE/dw_ab = sum_ij dE/dx_ij y_(i+a)(j+b), one channel, with loops."""
+  out = np.zeros(kernel_hw)
+  for a in range(kernel_hw[0]):
+    for b in range(kernel_hw[1]):
+      for i in range(g.shape[0]):
+        for j in range(g.shape[1]):
+          out[a, b] += g[i, j] * y[i + a, j + b]
+  return out
+
+
+def _loops_input_grad(w, g):
+  """dE/dy_ij = sum_ab dE/dx_(i-a)(j-b) w_ab, one channel, with loops."""
+  m, n = w.shape
+  out = np.zeros((g.shape[0] + m - 1, g.shape[1] + n - 1))
+  for i in range(out.shape[0]):
+    for j in range(out.shape[1]):
+      for a in range(m):
+        for b in range(n):
+          if 0 <= i - a < g.shape[0] and 0 <= j - b < g.shape[1]:
+            out[i, j] += g[i - a, j - b] * w[a, b]
+  return out
+
+
+@jax.jit
+def _single_channel_hand_and_auto(y, w, g):
+  """Hand conv/backprop of one channel and the lax/autodiff references."""
+  y4, w4, g4 = y[None, :, :, None], w[:, :, None, None], g[None, :, :, None]
+  # E = sum(g * x), so dE/dx = g.
+  energy = lambda y_, w_: jnp.sum(g4 * _lax_valid(y_, w_))
+  dy, dw = jax.grad(energy, argnums=(0, 1))(y4, w4)
+  hand = (
+    ref.conv2d_direct(y4, w4)[0, :, :, 0],
+    ref.conv2d_weight_grad(y4, g4, w.shape)[:, :, 0, 0],
+    ref.conv2d_input_grad(w4, g4)[0, :, :, 0],
+  )
+  return hand, (_lax_valid(y4, w4)[0, :, :, 0], dw[:, :, 0, 0], dy[0, :, :, 0])
+
+
+def test_single_channel_conv_backprop():
+  with jax.enable_x64(True):
+    y, w = _normal(6, 7), _normal(3, 2)  # N x M image, m x n filter.
+    g = _normal(4, 6)  # Output map: N - m + 1, M - n + 1.
+    hand, auto = _single_channel_hand_and_auto(y, w, g)
+    assert hand[0].shape == (4, 6)
+    assert hand[0].dtype == jnp.float64
+    for h, a in zip(hand, auto, strict=True):
+      np.testing.assert_allclose(h, a, rtol=1e-10, atol=1e-12)
+    y_, w_, g_ = np.asarray(y), np.asarray(w), np.asarray(g)
+    np.testing.assert_allclose(
+      hand[1], _loops_weight_grad(y_, g_, w_.shape), rtol=1e-10, atol=1e-12
+    )
+    np.testing.assert_allclose(
+      hand[2], _loops_input_grad(w_, g_), rtol=1e-10, atol=1e-12
+    )
+
+
+@functools.partial(jax.jit, static_argnums=3)
+def _multi_channel_hand_and_auto(y, w, g, activation):
+  act = {'identity': lambda v: v, 'tanh': jnp.tanh}[activation]
+  energy = lambda a, b: jnp.sum(g * act(_lax_valid(a, b)))
+  dy, dw = jax.grad(energy, (0, 1))(y, w)
+  hand_dw, hand_dy = ref.conv_layer_backward(y, w, g, activation)
+  hand = (ref.conv2d_direct(y, w), hand_dw, hand_dy)
+  # The bare weight and input gradients, fed dE/dx = g * sigma'(x) by hand.
+  x = _lax_valid(y, w)
+  dE_dx = g * (1.0 - act(x) ** 2 if activation == 'tanh' else 1.0)
+  hand += (ref.conv2d_weight_grad(y, dE_dx, w.shape[:2]),
+           ref.conv2d_input_grad(w, dE_dx))  # fmt: skip
+  return hand, (x, dw, dy, dw, dy)
+
+
+@pytest.mark.parametrize('activation', ['identity', 'tanh'])
+def test_multi_channel_conv_backprop_matches_lax(activation):
+  with jax.enable_x64(True):
+    y, w = _normal(2, 6, 5, 3), _normal(3, 2, 3, 4)  # NHWC, HWIO.
+    g = _normal(2, 4, 4, 4)
+    hand, auto = _multi_channel_hand_and_auto(y, w, g, activation)
+    for h, a in zip(hand, auto, strict=True):
+      np.testing.assert_allclose(h, a, rtol=1e-10, atol=1e-12)
+
+
+def test_conv_backprop_bad_shapes():
+  with pytest.raises(ValueError, match='larger than the image'):
+    ref.conv2d_direct(jnp.ones((1, 2, 5, 1)), jnp.ones((3, 3, 1, 1)))
+  with pytest.raises(ValueError, match='matching channels'):
+    ref.conv2d_direct(jnp.ones((1, 5, 5, 2)), jnp.ones((3, 3, 4, 1)))
+  with pytest.raises(ValueError, match='a valid conv outputs \\(3, 3\\)'):
+    ref.conv2d_weight_grad(
+      jnp.ones((1, 5, 5, 1)), jnp.ones((1, 4, 4, 1)), (3, 3)
+    )
+  with pytest.raises(ValueError, match='HWIO kernel'):
+    ref.conv2d_input_grad(jnp.ones((3, 3, 1)), jnp.ones((1, 4, 4, 1)))
+  with pytest.raises(ValueError, match='does not match image'):
+    ref.conv2d_weight_grad(
+      jnp.ones((2, 5, 5, 1)), jnp.ones((2, 2, 2, 1)), (3, 3)
+    )
+  with pytest.raises(ValueError, match='one batch'):
+    ref.conv2d_weight_grad(
+      jnp.ones((2, 5, 5, 1)), jnp.ones((1, 3, 3, 1)), (3, 3)
+    )
+  with pytest.raises(ValueError, match='matching output'):
+    ref.conv2d_input_grad(jnp.ones((3, 3, 1, 2)), jnp.ones((1, 3, 3, 4)))

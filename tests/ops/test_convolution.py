@@ -251,7 +251,6 @@ def test_bad_arguments_raise():
     ),
     (lambda: convolution.conv_output_size(5, 7), 'exceeds padded input'),
     (lambda: convolution.receptive_field([3, 3], [1]), 'differ in length'),
-    (lambda: convolution.im2col(X5[0], 3), 'NHWC'),
   ],
 )
 def test_more_bad_arguments_raise(call, match):
@@ -274,7 +273,7 @@ def test_other_convolutions_under_jit():
   def pairs():
     """(op, lax reference) pairs, compiled together in one call.
 
-    Pointwise and im2col run under jit inside separable and conv_reference.
+    Pointwise runs under jit inside separable.
     """
     dw = _lax(x, w_dw, strides=2, groups=4)
     _, vjp = jax.vjp(lambda v: _lax(v, w, strides=2), jnp.zeros((2, 12, 12, 4)))
