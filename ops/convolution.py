@@ -10,7 +10,10 @@ convolution, plus the helpers that pooling and nets/ share (`as_pair`,
 library (and unlike the notes' Toeplitz slide) these compute a
 cross-correlation: `y[i, j] = sum_ab w[a, b] x[i*s + a*d, j*s + b*d]`.
 
-`conv2d` is the op every network uses; it differentiates through
+`conv2d` is the op every network uses. On the CPU backend it runs oneDNN's
+kernels (forward, backward-data, backward-weights) as XLA FFI custom calls
+(`ops/native/`, `impl='onednn'`, chosen by `impl='auto'` when the library
+was built); otherwise, and with `impl='xla'`, it differentiates through
 `lax.conv_general_dilated`. The didactic formulations (direct sum, Toeplitz,
 im2col forward, separable, flattened) live in `ops/conv_reference.py`.
 """
@@ -24,7 +27,7 @@ import jax.numpy as jnp
 Padding = str | int | Sequence[int] | Sequence[Sequence[int]]
 
 _DIMS_2D = ('NHWC', 'HWIO', 'NHWC')
-IMPLS = ('auto', 'xla')
+IMPLS = ('auto', 'xla', 'onednn')
 
 
 def as_pair(value: int | Sequence[int], name: str) -> tuple[int, int]:
@@ -168,8 +171,10 @@ def conv2d(
       right)).
     dilation: kernel dilation, int or pair.
     groups: feature groups; 1 is standard, C is depthwise.
-    impl: 'xla' (autodiff of `lax.conv_general_dilated`) or 'auto' (the
-      best available backend; xla).
+    impl: 'xla' (autodiff of `lax.conv_general_dilated`), 'onednn' (the
+      native CPU kernels of `ops/native/`; float32 and bfloat16) or 'auto'
+      (onednn where `ops.native.chosen` says it is faster, else xla;
+      `ops.native.backend_status()` says which and why).
 
   Returns:
     Output [B, Ho, Wo, O] in the promoted dtype of x and w.
@@ -199,7 +204,20 @@ def conv2d(
     )
   dtype = jnp.result_type(x.dtype, w.dtype)
   x, w = x.astype(dtype), w.astype(dtype)
-  return _lax_conv(x, w, strides, pads, dilation, groups)
+  if impl != 'xla':
+    # Imported here: ops.native loads nothing until asked, but keeps the
+    # oneDNN wiring out of this module's import-time dependencies.
+    from ops import native
+
+    if impl == 'onednn':
+      native.check(dtype)
+    elif not native.chosen(x.shape, w.shape, dtype, strides, groups):
+      impl = 'xla'
+  if impl == 'xla':
+    return _lax_conv(x, w, strides, pads, dilation, groups)
+  return native.conv2d(
+    x, w, strides=strides, pads=pads, dilation=dilation, groups=groups
+  )
 
 
 def conv1d(

@@ -1,0 +1,81 @@
+"""Native CPU convolution: oneDNN's kernels as XLA FFI custom calls.
+
+XLA:CPU's own convolution kernels, the backward ones above all, made a
+Flax ResNet-18 train step about 2x slower than PyTorch on the same CPU.
+This package runs `ops.convolution.conv2d` on oneDNN (the library behind
+PyTorch's CPU convolutions) instead, when it can:
+
+  * `onednn_conv.cc`: the forward, backward-data and backward-weights
+    passes as XLA FFI handlers (NHWC, HWIO; any strides, padding, dilation
+    and feature groups; float32 and bfloat16), built by `pip install`
+    (setup.py) against the `onednn-cpu-gomp` 2023.2.0 wheels (oneDNN 3.2).
+  * `loader.py`: finds and registers the library; `conv.py`: the
+    differentiable, vmap-able, batch-sharded ops.
+
+`conv2d(impl='auto')` uses it on the CPU backend when the library loaded
+(`available()`), else XLA; `backend_status()` is the one line that says
+which and why.
+
+Threads. oneDNN runs each call on an OpenMP team; XLA runs its own ops on
+its own pool, and on a multi-device CPU run (e.g. 8 fake devices) the
+devices execute concurrently, each from its own thread, each of which
+would start a full OpenMP team (8 teams of 2 threads on 2 cores). The
+policy: a call that the partitioner splits over D devices uses
+max(1, T // D) threads, T being OMP_NUM_THREADS or the cores, so the teams
+together never ask for more threads than cores; a single-device call uses
+all T. Measured on 2 cores: see MEASURED below.
+"""
+
+import jax
+import jax.numpy as jnp
+
+from ops.native import loader
+from ops.native.conv import conv2d
+
+__all__ = ['available', 'backend_status', 'conv2d', 'unavailable_reason']
+
+DTYPES = (jnp.float32, jnp.bfloat16)
+
+
+def unavailable_reason() -> str:
+  """Why the native convolution cannot be used here ('' if it can)."""
+  if jax.default_backend() != 'cpu':
+    return f'the default backend is {jax.default_backend()}, not cpu'
+  return loader.load()[1]
+
+
+def available() -> bool:
+  """True if `conv2d` here can run on oneDNN."""
+  return not unavailable_reason()
+
+
+def backend_status() -> str:
+  """One line: which backend `conv2d(impl='auto')` uses, and why."""
+  why = unavailable_reason()
+  if why:
+    return f'convolution backend: XLA ({why})'
+  return (
+    f'convolution backend: oneDNN {loader.onednn_version()} '
+    f'(native XLA FFI call, {loader.default_threads()} OpenMP threads per '
+    'device, shared between devices)'
+  )
+
+
+def supports(dtype) -> bool:
+  """Whether oneDNN takes this dtype (float32 and bfloat16)."""
+  return jnp.dtype(dtype) in tuple(jnp.dtype(d) for d in DTYPES)
+
+
+def check(dtype) -> None:
+  """Raises ValueError unless impl='onednn' can run here on `dtype`."""
+  why = unavailable_reason()
+  if not why and not supports(dtype):
+    why = f'dtype {jnp.dtype(dtype).name} (float32 and bfloat16 only)'
+  if why:
+    raise ValueError(f"impl='onednn' cannot run: {why}")
+
+
+def chosen(x_shape, w_shape, dtype, strides, groups) -> bool:
+  """Whether impl='auto' takes oneDNN for this convolution."""
+  del x_shape, w_shape, strides, groups
+  return available() and supports(dtype)

@@ -1,0 +1,81 @@
+"""Finds, loads and registers the native convolution library.
+
+The library `_onednn_conv*.so` is built next to this file by `pip install`
+(see setup.py). It links against oneDNN's `libdnnl.so.3`, which the
+`onednn-cpu-gomp` package puts in the environment's `lib/`, a folder the
+dynamic loader does not search: the loader opens that file first (by its
+path), so the extension's dependency resolves to it. The XLA FFI targets are
+registered once, on first use; nothing is loaded at import time.
+"""
+
+import ctypes
+import functools
+import importlib.metadata
+import os
+import pathlib
+
+import jax
+
+TARGETS = {
+  'forward': ('onednn_conv_forward', 'OnednnConvForward'),
+  'backward_data': ('onednn_conv_backward_data', 'OnednnConvBackwardData'),
+  'backward_weights': (
+    'onednn_conv_backward_weights',
+    'OnednnConvBackwardWeights',
+  ),
+}
+
+_HERE = pathlib.Path(__file__).resolve().parent
+
+
+def find_extension() -> pathlib.Path | None:
+  """The built extension in this folder, or None if the build skipped it."""
+  found = sorted(_HERE.glob('_onednn_conv*.so'))
+  return found[0] if found else None
+
+
+def _find_onednn() -> str:
+  """Path of libdnnl.so.3 from the onednn-cpu-gomp package, else its name."""
+  try:
+    files = importlib.metadata.distribution('onednn-cpu-gomp').files or []
+  except importlib.metadata.PackageNotFoundError:
+    files = []
+  for f in files:
+    if f.name == 'libdnnl.so.3':
+      return str(pathlib.Path(f.locate()).resolve())
+  return 'libdnnl.so.3'  # a system install (e.g. Debian libdnnl3)
+
+
+@functools.cache
+def load() -> tuple[ctypes.CDLL | None, str]:
+  """Loads the library once: (library, '') or (None, why it is unusable)."""
+  path = find_extension()
+  if path is None:
+    return None, 'the native library was not built at install time'
+  try:
+    ctypes.CDLL(_find_onednn(), mode=ctypes.RTLD_GLOBAL)
+    lib = ctypes.CDLL(str(path))
+    lib.OnednnConvVersion.restype = ctypes.c_char_p
+  except (OSError, AttributeError) as e:
+    return None, f'cannot load {path.name}: {e}'
+  for target, symbol in TARGETS.values():
+    jax.ffi.register_ffi_target(
+      target, jax.ffi.pycapsule(getattr(lib, symbol)), platform='cpu'
+    )
+  return lib, ''
+
+
+def onednn_version() -> str:
+  """oneDNN's version as 'major.minor.patch' (the library must load)."""
+  lib, why = load()
+  if lib is None:
+    raise RuntimeError(why)
+  return lib.OnednnConvVersion().decode()
+
+
+def default_threads() -> int:
+  """OpenMP threads for a call on one device: OMP_NUM_THREADS or the cores."""
+  env = os.environ.get('OMP_NUM_THREADS', '')
+  if env.isdigit() and int(env) > 0:
+    return int(env)
+  return len(os.sched_getaffinity(0))

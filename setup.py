@@ -1,0 +1,104 @@
+"""Builds the optional native convolution (ops/native/onednn_conv.cc).
+
+Everything else about the package is in pyproject.toml. The extension is a
+plain shared library of XLA FFI handlers (loaded with ctypes by
+`ops/native/__init__.py`, not imported), compiled against the XLA FFI
+headers shipped in jaxlib and the oneDNN CPU build from the package index
+(`onednn-devel-cpu-gomp`, headers, and `onednn-cpu-gomp`, the library; both
+build requirements). `DNNL_ROOT=/prefix` points at another oneDNN install.
+
+If it cannot be built (no C++ compiler, no oneDNN for this platform), the
+install still succeeds with a warning and `ops.convolution.conv2d` uses XLA;
+`ops.native.backend_status()` says why.
+"""
+
+import importlib.metadata
+import os
+import pathlib
+import sys
+
+from setuptools import Extension
+from setuptools import setup
+from setuptools.command.build_ext import build_ext
+
+NAME = 'ops.native._onednn_conv'
+
+
+def _dist_file(dist: str, name: str) -> pathlib.Path | None:
+  """Where package `dist` installed a file called `name` (None if not)."""
+  try:
+    files = importlib.metadata.distribution(dist).files or []
+  except importlib.metadata.PackageNotFoundError:
+    return None
+  for f in files:
+    if f.name == name:
+      return pathlib.Path(f.locate()).resolve()
+  return None
+
+
+def _onednn_dirs() -> tuple[str, str]:
+  """(include dir, library dir) of oneDNN; RuntimeError if there is none."""
+  root = os.environ.get('DNNL_ROOT')
+  if root:
+    lib = os.path.join(root, 'lib64')
+    if not os.path.isdir(lib):
+      lib = os.path.join(root, 'lib')
+    return os.path.join(root, 'include'), lib
+  header = _dist_file('onednn-devel-cpu-gomp', 'dnnl.hpp')
+  library = _dist_file('onednn-cpu-gomp', 'libdnnl.so.3')
+  if header and library:
+    return str(header.parent.parent.parent), str(library.parent)
+  if os.path.exists('/usr/include/oneapi/dnnl/dnnl.hpp'):  # Debian
+    return '/usr/include', '/usr/lib'
+  raise RuntimeError('oneDNN not found (pip onednn-devel-cpu-gomp)')
+
+
+def _ffi_include_dir() -> str:
+  import jaxlib  # noqa: PLC0415 (a build requirement, not a setup.py import)
+
+  path = os.path.join(os.path.dirname(jaxlib.__file__), 'include')
+  if not os.path.exists(os.path.join(path, 'xla', 'ffi', 'api', 'ffi.h')):
+    raise RuntimeError(f'no XLA FFI headers in {path}')
+  return path
+
+
+class OptionalBuildExt(build_ext):
+  """Builds the extension when it can; otherwise warns and goes on."""
+
+  def initialize_options(self):
+    super().initialize_options()
+    self.force = True  # never reuse a stale object from an old build/
+
+  def build_extension(self, ext):
+    try:
+      include, libdir = _onednn_dirs()
+      ext.include_dirs += [include, _ffi_include_dir()]
+      ext.library_dirs += [libdir]
+      super().build_extension(ext)
+    except Exception as e:  # noqa: BLE001 (any failure means: no native op)
+      print(
+        f'WARNING: native convolution not built ({e}); '
+        'ops.convolution.conv2d will use XLA.',
+        file=sys.stderr,
+      )
+
+
+setup(
+  ext_modules=[
+    Extension(
+      NAME,
+      ['ops/native/onednn_conv.cc'],
+      libraries=['dnnl'],
+      extra_compile_args=[
+        '-O2',
+        '-std=c++17',
+        '-fopenmp',
+        '-fvisibility=hidden',
+        '-Wno-return-type',
+      ],
+      extra_link_args=['-fopenmp'],
+      language='c++',
+    )
+  ],
+  cmdclass={'build_ext': OptionalBuildExt},
+)
