@@ -25,7 +25,8 @@ so in the dense layers and the transitions); there is no
 `drop_path_rate`: DenseNet is not a residual family (nothing is added to an
 identity path), and dropping H_l would remove its k channels from the input
 of every later layer, so stochastic depth does not apply. `norm='group'`
-swaps every BatchNorm for GroupNorm, as in the residual families.
+swaps every BatchNorm for GroupNorm, as in the residual families (the layers
+take the norm as a constructor, `nets/norms.py`).
 
 Block outputs and transition outputs are sown as 'intermediates'
 ('block1_out', 'transition1_out', ...), used by the tests to check the
@@ -41,7 +42,7 @@ import jax
 import jax.numpy as jnp
 
 from nets import layers
-from nets.resnet_cifar import norm_layer
+from nets import norms
 from ops import activations
 from ops import pooling
 
@@ -53,7 +54,7 @@ class DenseLayer(nn.Module):
   bn_size: int = 4
   bottleneck: bool = True
   dropout_rate: float = 0.0
-  norm: str = 'batch'
+  norm: norms.ModuleDef = norms.BatchNorm
   dtype: Any = None
 
   @nn.compact
@@ -61,14 +62,10 @@ class DenseLayer(nn.Module):
     dt = self.dtype
     if self.bottleneck:
       width = self.bn_size * self.growth_rate
-      x = activations.relu(
-        norm_layer(self.norm, x.shape[-1], dt, 'norm1')(x, train)
-      )
+      x = activations.relu(self.norm(name='norm1')(x, train))
       x = layers.Conv(width, 1, padding=0, dtype=dt, name='conv1')(x)
       x = layers.Dropout(self.dropout_rate, name='dropout1')(x, train)
-    x = activations.relu(
-      norm_layer(self.norm, x.shape[-1], dt, 'norm2')(x, train)
-    )
+    x = activations.relu(self.norm(name='norm2')(x, train))
     x = layers.Conv(self.growth_rate, 3, padding=1, dtype=dt, name='conv2')(x)
     return layers.Dropout(self.dropout_rate, name='dropout2')(x, train)
 
@@ -81,7 +78,7 @@ class DenseBlock(nn.Module):
   bn_size: int = 4
   bottleneck: bool = True
   dropout_rate: float = 0.0
-  norm: str = 'batch'
+  norm: norms.ModuleDef = norms.BatchNorm
   dtype: Any = None
 
   @nn.compact
@@ -89,12 +86,12 @@ class DenseBlock(nn.Module):
     features = [x]  # x_0, x_1, ..., x_{l-1}
     for i in range(self.num_layers):
       h = DenseLayer(
-        self.growth_rate,
-        self.bn_size,
-        self.bottleneck,
-        self.dropout_rate,
-        self.norm,
-        self.dtype,
+        growth_rate=self.growth_rate,
+        bn_size=self.bn_size,
+        bottleneck=self.bottleneck,
+        dropout_rate=self.dropout_rate,
+        norm=self.norm,
+        dtype=self.dtype,
         name=f'layer{i + 1}',
       )(jnp.concatenate(features, axis=-1), train)  # [B, H, W, k]
       features.append(h)
@@ -105,16 +102,14 @@ class Transition(nn.Module):
   """BN-ReLU-Conv1x1(features)-(dropout)-AvgPool(2x2, stride 2)."""
 
   features: int
-  norm: str = 'batch'
+  norm: norms.ModuleDef = norms.BatchNorm
   dropout_rate: float = 0.0
   dtype: Any = None
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     dt = self.dtype
-    x = activations.relu(
-      norm_layer(self.norm, x.shape[-1], dt, 'norm')(x, train)
-    )
+    x = activations.relu(self.norm(name='norm')(x, train))
     x = layers.Conv(self.features, 1, padding=0, dtype=dt, name='conv')(x)
     x = layers.Dropout(self.dropout_rate, name='dropout')(x, train)
     return layers.AvgPool(2, 2, name='pool')(x)
@@ -134,7 +129,7 @@ class DenseNet(nn.Module):
     stem: 'imagenet' (7x7/2 conv, BN-ReLU, 3x3/2 max-pool) or 'cifar'
       (one 3x3 conv).
     dropout_rate: dropout after every convolution but the stem's.
-    norm: 'batch' or 'group'.
+    norm: a name of ``nets.norms.NORMS``: 'batch' or 'group'.
     dtype: computation dtype.
   """
 
@@ -155,41 +150,38 @@ class DenseNet(nn.Module):
     if not 0.0 < self.compression <= 1.0:
       raise ValueError(f'compression must be in (0, 1], got {self.compression}')
     dt, c = self.dtype, self.init_features
+    norm = norms.by_name(self.norm, dt)
     if self.stem == 'imagenet':
       x = layers.Conv(c, 7, 2, padding=3, dtype=dt, name='stem_conv')(x)
-      x = activations.relu(norm_layer(self.norm, c, dt, 'stem_norm')(x, train))
-      x = layers.MaxPool(3, 2, padding=1, name='stem_pool')(
-        x
-      )  # [B, H/4, W/4, c]
+      x = activations.relu(norm(name='stem_norm')(x, train))
+      x = layers.MaxPool(3, 2, padding=1, name='stem_pool')(x)  # H/4, W/4
     elif self.stem == 'cifar':
       x = layers.Conv(c, 3, padding=1, dtype=dt, name='stem_conv')(x)
     else:
       raise ValueError(f"stem must be 'imagenet' or 'cifar', got {self.stem!r}")
     for i, n in enumerate(self.block_sizes):
       x = DenseBlock(
-        n,
-        self.growth_rate,
-        self.bn_size,
-        self.bottleneck,
-        self.dropout_rate,
-        self.norm,
-        dt,
+        num_layers=n,
+        growth_rate=self.growth_rate,
+        bn_size=self.bn_size,
+        bottleneck=self.bottleneck,
+        dropout_rate=self.dropout_rate,
+        norm=norm,
+        dtype=dt,
         name=f'block{i + 1}',
       )(x, train)
       self.sow('intermediates', f'block{i + 1}_out', x)
       if i + 1 < len(self.block_sizes):
         out = int(self.compression * x.shape[-1])
         x = Transition(
-          out,
-          self.norm,
-          self.dropout_rate,
-          dt,
+          features=out,
+          norm=norm,
+          dropout_rate=self.dropout_rate,
+          dtype=dt,
           name=f'transition{i + 1}',
         )(x, train)
         self.sow('intermediates', f'transition{i + 1}_out', x)
-    x = activations.relu(
-      norm_layer(self.norm, x.shape[-1], dt, 'final_norm')(x, train)
-    )
+    x = activations.relu(norm(name='final_norm')(x, train))
     x = pooling.global_avg_pool(x)  # [B, C]
     return layers.Dense(self.num_classes, dtype=dt, name='head')(x)
 
@@ -227,15 +219,14 @@ def densenet_cifar(
   )
 
 
-P = functools.partial
-densenet121 = P(DenseNet, block_sizes=(6, 12, 24, 16))
-densenet169 = P(DenseNet, block_sizes=(6, 12, 32, 32))
-densenet201 = P(DenseNet, block_sizes=(6, 12, 48, 32))
-densenet161 = P(
+densenet121 = functools.partial(DenseNet, block_sizes=(6, 12, 24, 16))
+densenet169 = functools.partial(DenseNet, block_sizes=(6, 12, 32, 32))
+densenet201 = functools.partial(DenseNet, block_sizes=(6, 12, 48, 32))
+densenet161 = functools.partial(
   DenseNet, block_sizes=(6, 12, 36, 24), growth_rate=48, init_features=96
 )
-densenet_bc100_k12_cifar = P(densenet_cifar, 100, 12)
-densenet_tiny = P(
+densenet_bc100_k12_cifar = functools.partial(densenet_cifar, 100, 12)
+densenet_tiny = functools.partial(
   DenseNet,
   block_sizes=(2, 2),
   growth_rate=4,

@@ -37,6 +37,7 @@ import jax
 import jax.numpy as jnp
 
 from nets import layers
+from nets import norms
 from ops import activations
 from ops import pooling
 
@@ -75,7 +76,7 @@ class ConvReLU(nn.Module):
       name='conv',
     )(x)
     if self.batch_norm:
-      x = layers.BatchNorm(epsilon=1e-3, dtype=self.dtype, name='bn')(x, train)
+      x = norms.BatchNorm(epsilon=1e-3, dtype=self.dtype, name='bn')(x, train)
     return activations.relu(x)
 
 
@@ -219,11 +220,10 @@ class GoogLeNet(nn.Module):
     return logits
 
 
-P = functools.partial
-googlenet = P(GoogLeNet)
-googlenet_bn = P(GoogLeNet, batch_norm=True)
-se_googlenet = P(GoogLeNet, se=True)
-googlenet_tiny = P(GoogLeNet, width_divisor=16, num_classes=10)
+googlenet = functools.partial(GoogLeNet)
+googlenet_bn = functools.partial(GoogLeNet, batch_norm=True)
+se_googlenet = functools.partial(GoogLeNet, se=True)
+googlenet_tiny = functools.partial(GoogLeNet, width_divisor=16, num_classes=10)
 
 MODELS: dict = {
   'googlenet': googlenet,

@@ -1,8 +1,11 @@
 """Flax linen layers whose math is the pure functions of ``ops/``.
 
-Every model in ``nets/`` is built from these layers, so one implementation of
-each operation (for example ``ops.convolution.conv2d`` for every convolution,
-grouped and depthwise ones included) can be swapped in one place.
+Linear layers (``Dense``, ``Conv``, ``DepthwiseConv``), regularisation
+(``Dropout``, ``DropPath``), the squeeze-and-excitation gate (``SEBlock``)
+and pooling modules; the normalisation layers are in ``nets/norms.py``. Every
+model in ``nets/`` is built from these, so one implementation of each
+operation (``ops.convolution.conv2d`` for every convolution, grouped and
+depthwise ones included) can be swapped in one place.
 
 Conventions:
   * Parameters are float32. ``dtype`` is the computation dtype: the input and
@@ -16,13 +19,13 @@ Conventions:
     VGG-BN and MobileNet code; for grouped/depthwise kernels the fan counts the
     connections of one group). Dense layers use LeCun normal,
     ``Var[w] = 1 / fan_in`` (the notes' "Var[w_i] = 1/n" rule, flax's default);
-    models whose papers differ pass ``kernel_init`` explicitly.
+    models whose papers differ pass ``kernel_init`` explicitly, or take it
+    from the activation with :func:`init_for` (the notes' initialization
+    slides, seed 001).
   * Pooling is also wrapped in modules (``MaxPool``, ``AvgPool``,
     ``AdaptiveAvgPool``) so that model summaries list pooling rows, as the
     papers' tables do; they have no parameters.
-  * BatchNorm keeps running statistics in the ``'batch_stats'`` collection
-    (``'mean'``, ``'var'``) with momentum 0.9 (weight of the old value); random
-    layers draw from the ``'dropout'`` rng stream.
+  * Random layers draw from the ``'dropout'`` rng stream.
 """
 
 from collections.abc import Callable, Sequence
@@ -35,7 +38,6 @@ import jax.numpy as jnp
 from ops import activations
 from ops import convolution
 from ops import initializers
-from ops import normalization
 from ops import pooling
 from ops import regularization
 
@@ -43,22 +45,59 @@ Initializer = Callable[..., jax.Array]
 Padding = str | int | Sequence[tuple[int, int]]
 Dtype = Any
 
+_SATURATING = ('sigmoid', 'tanh')
+_NAMED_INITS = (
+  'he_normal',
+  'he_uniform',
+  'xavier_normal',
+  'xavier_uniform',
+  'lecun_normal',
+  'zeros',
+  'ones',
+)
 
-def _compute_dtype(x: jax.Array, dtype: Dtype | None) -> Dtype:
+
+def compute_dtype(x: jax.Array, dtype: Dtype | None) -> Dtype:
   """The computation dtype: ``dtype`` or the promotion of x and float32."""
   if dtype is not None:
     return dtype
   return jnp.result_type(x.dtype, jnp.float32)
 
 
-def _pair(value: int | Sequence[int], what: str) -> tuple[int, int]:
-  """``3 -> (3, 3)``; a pair passes through."""
-  if isinstance(value, int):
-    return value, value
-  value = tuple(int(v) for v in value)
-  if len(value) != 2:
-    raise ValueError(f'{what} must be an int or a pair, got {value}')
-  return value
+def check_rate(rate: float, what: str) -> None:
+  """Raises ValueError unless ``0 <= rate < 1`` (``what`` names the rate)."""
+  if not 0.0 <= rate < 1.0:
+    raise ValueError(f'{what} must be in [0, 1), got {rate}')
+
+
+def init_for(
+  activation: str, kernel_init: str | Initializer | None = None
+) -> Initializer:
+  """The kernel initializer for layers followed by ``activation``.
+
+  He normal (fan_in) before ReLU-like activations (He et al. 2015), Xavier
+  normal before tanh/sigmoid (Glorot & Bengio 2010).
+
+  Args:
+    activation: an ``ops.activations`` name.
+    kernel_init: None for the activation's default, an ``ops.initializers``
+      factory name from ``_NAMED_INITS`` or an initializer function.
+
+  Returns:
+    An initializer ``init(key, shape, dtype)``.
+  """
+  if callable(kernel_init):
+    return kernel_init
+  if kernel_init is None:
+    if activation in _SATURATING:
+      return initializers.xavier_normal()
+    return initializers.he_normal(mode='fan_in')
+  if kernel_init not in _NAMED_INITS:
+    raise ValueError(
+      f'unknown kernel_init {kernel_init!r}; expected one of {_NAMED_INITS}'
+    )
+  factory = getattr(initializers, kernel_init)
+  return factory if kernel_init in ('zeros', 'ones') else factory()
 
 
 class Dense(nn.Module):
@@ -85,7 +124,7 @@ class Dense(nn.Module):
     kernel = self.param(
       'kernel', self.kernel_init, (x.shape[-1], self.features), jnp.float32
     )
-    dtype = _compute_dtype(x, self.dtype)
+    dtype = compute_dtype(x, self.dtype)
     y = jnp.dot(x.astype(dtype), kernel.astype(dtype))
     if self.use_bias:
       bias = self.param('bias', self.bias_init, (self.features,), jnp.float32)
@@ -106,19 +145,19 @@ def _conv(
       f'groups={groups} must divide both input channels ({in_features}) '
       f'and features ({features})'
     )
-  kh, kw = _pair(module.kernel_size, 'kernel_size')
+  kh, kw = convolution.as_pair(module.kernel_size, 'kernel_size')
   init = module.kernel_init or initializers.he_normal(
     mode='fan_out', groups=groups
   )
   shape = (kh, kw, in_features // groups, features)
   kernel = module.param('kernel', init, shape, jnp.float32)
-  dtype = _compute_dtype(x, module.dtype)
+  dtype = compute_dtype(x, module.dtype)
   y = convolution.conv2d(
     x.astype(dtype),
     kernel.astype(dtype),
-    strides=_pair(module.strides, 'strides'),
+    strides=module.strides,
     padding=module.padding,
-    dilation=_pair(module.dilation, 'dilation'),
+    dilation=module.dilation,
     groups=groups,
   )
   if module.use_bias:
@@ -200,196 +239,6 @@ class DepthwiseConv(nn.Module):
     return _conv(self, x, channels * self.multiplier, channels)
 
 
-def _scale_bias(
-  module: nn.Module, features: int, use_scale: bool, use_bias: bool
-) -> tuple[jax.Array | None, jax.Array | None]:
-  """Creates the per-channel gamma and beta params of a norm layer."""
-  scale = bias = None
-  if use_scale:
-    scale = module.param('scale', module.scale_init, (features,), jnp.float32)
-  if use_bias:
-    bias = module.param('bias', module.bias_init, (features,), jnp.float32)
-  return scale, bias
-
-
-def _batch_norm(module: nn.Module, x: jax.Array, train: bool) -> jax.Array:
-  """BatchNorm math shared by :class:`BatchNorm` and :class:`Norm`."""
-  x = jnp.asarray(x)
-  features = x.shape[-1]
-  axes = tuple(range(x.ndim - 1))  # batch and spatial axes: per channel stats
-  running_mean = module.variable(
-    'batch_stats', 'mean', jnp.zeros, (features,), jnp.float32
-  )
-  running_var = module.variable(
-    'batch_stats', 'var', jnp.ones, (features,), jnp.float32
-  )
-  scale, bias = _scale_bias(module, features, module.use_scale, module.use_bias)
-  if train:
-    mean, var = normalization.batch_norm_stats(x, axes)
-    if module.is_mutable_collection('batch_stats') and (
-      not module.is_initializing()
-    ):
-      running_mean.value = normalization.update_running(
-        running_mean.value, mean, module.momentum
-      )
-      running_var.value = normalization.update_running(
-        running_var.value, var, module.momentum
-      )
-  else:
-    mean, var = running_mean.value, running_var.value
-  x = x.astype(_compute_dtype(x, module.dtype))
-  return normalization.batch_norm(
-    x, mean=mean, var=var, scale=scale, bias=bias, eps=module.epsilon
-  )
-
-
-def _group_norm(module: nn.Module, x: jax.Array) -> jax.Array:
-  """GroupNorm math shared by :class:`GroupNorm` and :class:`Norm`."""
-  x = jnp.asarray(x)
-  scale, bias = _scale_bias(
-    module, x.shape[-1], module.use_scale, module.use_bias
-  )
-  x = x.astype(_compute_dtype(x, module.dtype))
-  return normalization.group_norm(
-    x,
-    num_groups=module.num_groups,
-    scale=scale,
-    bias=bias,
-    eps=module.epsilon,
-  )
-
-
-class BatchNorm(nn.Module):
-  """Batch normalization (Ioffe & Szegedy 2015), per channel on ``[..., C]``.
-
-  ``train=True`` normalises with the batch statistics (float32, biased
-  variance) and, when the ``'batch_stats'`` collection is mutable and the
-  module is not being initialised, updates the running averages
-  ``r <- momentum r + (1 - momentum) batch``. ``train=False`` uses the running
-  averages and changes nothing.
-
-  Attributes:
-    momentum: weight of the old running value.
-    epsilon: added to the variance.
-    use_scale: learn gamma.
-    use_bias: learn beta.
-    scale_init: gamma initializer (``zeros`` for the last BN of a residual
-      branch, Goyal et al. 2017).
-    bias_init: beta initializer.
-    dtype: computation dtype of the output (statistics stay float32).
-  """
-
-  momentum: float = 0.9
-  epsilon: float = 1e-5
-  use_scale: bool = True
-  use_bias: bool = True
-  scale_init: Initializer = initializers.ones
-  bias_init: Initializer = initializers.zeros
-  dtype: Dtype | None = None
-
-  @nn.compact
-  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-    """Normalises ``x``; see the class docstring for ``train``."""
-    return _batch_norm(self, x, train)
-
-
-class GroupNorm(nn.Module):
-  """Group normalization (Wu & He 2018); batch independent.
-
-  Attributes:
-    num_groups: number of channel groups; must divide the channels.
-    epsilon: added to the variance.
-    use_scale: learn gamma.
-    use_bias: learn beta.
-    scale_init: gamma initializer.
-    bias_init: beta initializer.
-    dtype: computation dtype.
-  """
-
-  num_groups: int = 32
-  epsilon: float = 1e-5
-  use_scale: bool = True
-  use_bias: bool = True
-  scale_init: Initializer = initializers.ones
-  bias_init: Initializer = initializers.zeros
-  dtype: Dtype | None = None
-
-  @nn.compact
-  def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-    """Normalises ``x: [B, ..., C]``; ``train`` is accepted and ignored."""
-    del train
-    return _group_norm(self, x)
-
-
-class LayerNorm(nn.Module):
-  """Layer normalization (Ba et al. 2016) over the last axis.
-
-  Attributes:
-    epsilon: added to the variance.
-    use_scale: learn gamma.
-    use_bias: learn beta.
-    dtype: computation dtype.
-  """
-
-  epsilon: float = 1e-6
-  use_scale: bool = True
-  use_bias: bool = True
-  scale_init: Initializer = initializers.ones
-  bias_init: Initializer = initializers.zeros
-  dtype: Dtype | None = None
-
-  @nn.compact
-  def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-    """Normalises ``x: [..., C]``; ``train`` is accepted and ignored."""
-    del train
-    x = jnp.asarray(x)
-    scale, bias = _scale_bias(self, x.shape[-1], self.use_scale, self.use_bias)
-    x = x.astype(_compute_dtype(x, self.dtype))
-    return normalization.layer_norm(
-      x, scale=scale, bias=bias, eps=self.epsilon, axes=(-1,)
-    )
-
-
-class Norm(nn.Module):
-  """BatchNorm or GroupNorm chosen by ``kind``, the switch of residual nets.
-
-  The parameters sit directly in this module (``scale``, ``bias`` and, for
-  ``kind='batch'``, ``batch_stats/{mean,var}``), so the parameter paths are
-  the same as those of a :class:`BatchNorm` or :class:`GroupNorm` of the same
-  name.
-
-  Attributes:
-    kind: 'batch' or 'group'.
-    num_groups: groups for ``kind='group'``.
-    momentum: BatchNorm running-average momentum.
-    epsilon: added to the variance.
-    use_scale: learn gamma.
-    use_bias: learn beta.
-    scale_init: gamma initializer.
-    bias_init: beta initializer.
-    dtype: computation dtype.
-  """
-
-  kind: str = 'batch'
-  num_groups: int = 32
-  momentum: float = 0.9
-  epsilon: float = 1e-5
-  use_scale: bool = True
-  use_bias: bool = True
-  scale_init: Initializer = initializers.ones
-  bias_init: Initializer = initializers.zeros
-  dtype: Dtype | None = None
-
-  @nn.compact
-  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-    """Normalises ``x`` (``train`` matters for ``kind='batch'`` only)."""
-    if self.kind == 'batch':
-      return _batch_norm(self, x, train)
-    if self.kind == 'group':
-      return _group_norm(self, x)
-    raise ValueError(f"Norm kind must be 'batch' or 'group', got {self.kind!r}")
-
-
 class Dropout(nn.Module):
   """Inverted dropout (Srivastava et al. 2014); identity when not training.
 
@@ -402,8 +251,7 @@ class Dropout(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     """Drops units of ``x`` with the ``'dropout'`` rng when ``train``."""
-    if not 0.0 <= self.rate < 1.0:
-      raise ValueError(f'dropout rate must be in [0, 1), got {self.rate}')
+    check_rate(self.rate, 'dropout rate')
     if not train or self.rate == 0.0:
       return x
     return regularization.dropout(self.make_rng('dropout'), x, rate=self.rate)
@@ -421,8 +269,7 @@ class DropPath(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     """Drops whole examples of ``x`` with the ``'dropout'`` rng."""
-    if not 0.0 <= self.rate < 1.0:
-      raise ValueError(f'drop-path rate must be in [0, 1), got {self.rate}')
+    check_rate(self.rate, 'drop-path rate')
     if not train or self.rate == 0.0:
       return x
     key = self.make_rng('dropout')
@@ -530,7 +377,7 @@ class AdaptiveAvgPool(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     """Pools ``x: [B, H, W, C]`` to ``[B, oh, ow, C]``."""
-    oh, ow = _pair(self.output_size, 'output_size')
+    oh, ow = convolution.as_pair(self.output_size, 'output_size')
     h, w = x.shape[1:3]
     if h % oh == 0 and w % ow == 0:
       return pooling.avg_pool(x, (h // oh, w // ow))

@@ -22,7 +22,6 @@ import jax
 import jax.numpy as jnp
 
 from nets import layers
-from nets import mlp
 from ops import activations
 
 
@@ -52,7 +51,7 @@ class LeNet5(nn.Module):
     if x.ndim == 3:
       x = x[..., None]
     act = activations.get(self.activation)
-    init = mlp.init_for(self.activation)
+    init = layers.init_for(self.activation)
     pool = layers.AvgPool if self.pool == 'avg' else layers.MaxPool
     conv = functools.partial(
       layers.Conv, use_bias=True, kernel_init=init, dtype=self.dtype

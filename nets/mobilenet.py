@@ -23,6 +23,7 @@ import flax.linen as nn
 import jax
 
 from nets import layers
+from nets import norms
 from ops import activations
 from ops import pooling
 
@@ -71,7 +72,7 @@ class MobileNetV1(nn.Module):
       raise ValueError(
         f'width_multiplier must be positive, got {self.width_multiplier}'
       )
-    norm = functools.partial(layers.BatchNorm, dtype=self.dtype)
+    norm = functools.partial(norms.BatchNorm, dtype=self.dtype)
     x = layers.Conv(
       self._width(self.stem_channels),
       3,

@@ -20,15 +20,19 @@ from nets import mlp
 from nets import mobilenet
 from nets import resnet
 from nets import shufflenet
+from nets import small_cnn
 from nets import vgg
+from nets import wide_resnet
 
 _FAMILIES = (
   mlp,
+  small_cnn,
   lenet,
   alexnet,
   vgg,
   googlenet,
   resnet,
+  wide_resnet,
   densenet,
   mobilenet,
   shufflenet,

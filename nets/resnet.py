@@ -1,14 +1,16 @@
-"""ResNet family for ImageNet (and the CIFAR-stem ResNet-18).
+"""ResNet family: the residual blocks and every net built from them.
 
-Implements the residual block of the lecture notes, x_l = H_l(x_{l-1}) +
-x_{l-1} (He et al., "Deep residual learning for image recognition", CVPR
-2016), with the torchvision layout so that parameter counts match it exactly:
+Implements the residual block of the lecture notes (seed 002, "Residual
+building block"), x_l = H_l(x_{l-1}) + x_{l-1} (He et al., "Deep residual
+learning for image recognition", CVPR 2016), with the torchvision layout so
+that parameter counts match it exactly:
 
-* BatchNorm after every convolution, no convolution biases;
+* a norm after every convolution (BatchNorm unless `norm='group'`), no
+  convolution biases;
 * bottleneck blocks put the stride on the 3x3 convolution ("ResNet v1.5");
   `stride_in_1x1=True` gives the paper's v1 placement (3.86G instead of
   4.09G MACs for ResNet-50; the SE paper's SE-ResNet-50 figure is v1's);
-* projection shortcuts (1x1 conv + BN) only where the shape changes
+* projection shortcuts (1x1 conv + norm) only where the shape changes
   (the paper's option B); `shortcut='a'` gives option A instead (subsample
   and zero-pad the channels, no parameters), the shortcuts of the notes'
   plain-vs-residual figure, "the residual networks have no extra parameter
@@ -22,10 +24,19 @@ Relatives built from the same blocks:
   params; plain50: 22,780,456). Stochastic depth needs a shortcut, so plain
   nets reject `drop_path_rate > 0`.
 * Wide ResNet-50-2/101-2 (Zagoruyko & Komodakis 2016): bottleneck width x2.
+  (The CIFAR WRNs, pre-activation nets, are in `nets/wide_resnet.py`.)
 * ResNeXt (Xie et al. 2017): grouped 3x3 convolution, cardinality 32.
 * SE-ResNet / SE-ResNeXt (Hu et al. 2018): a squeeze-excitation block on the
   residual branch, before the addition.
-* `resnet18_cifar`: ResNet-18 with a 3x3 stride-1 stem and no max-pool.
+* CIFAR: `resnet18_cifar` (ResNet-18 with a 3x3 stride-1 stem and no
+  max-pool) and He et al.'s 6n+2 nets `resnet{20,32,44,56,110}_cifar`
+  (Sec. 4.2: a 16-filter 3x3 stem, three stages of n basic blocks with
+  16/32/64 filters, option-A shortcuts everywhere; ResNet-20: 269,722
+  parameters).
+
+Blocks take their norm as a module constructor (`norm: ModuleDef`, as in
+flax's examples/imagenet); the `ResNet` module takes the config's name
+(`norm='batch'|'group'`) and builds it with `nets.norms.by_name`.
 
 Stochastic depth (Huang et al. 2016, the notes' "DropPath"): block l of L
 drops its residual branch with probability l/L * drop_path_rate (linear rule
@@ -38,24 +49,41 @@ from typing import Any
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 
 from nets import layers
-from nets import resnet_cifar
+from nets import norms
 from ops import activations
 from ops import pooling
 from ops import regularization
 
-norm_layer = resnet_cifar.norm_layer
-check_drop_path = resnet_cifar.check_drop_path
+
+def shortcut_option_a(x: jax.Array, features: int, strides: int) -> jax.Array:
+  """He et al.'s option A shortcut: subsample, then zero-pad channels.
+
+  Args:
+    x: [B, H, W, C] block input.
+    features: output channels (>= C).
+    strides: spatial subsampling factor.
+
+  Returns:
+    [B, H/strides, W/strides, features]; the extra channels are split
+    evenly before and after the existing ones and are zero.
+  """
+  x = x[:, ::strides, ::strides, :]
+  extra = features - x.shape[-1]
+  if extra < 0:
+    raise ValueError(f'option A cannot shrink {x.shape[-1]} to {features}')
+  return jnp.pad(x, ((0, 0), (0, 0), (0, 0), (extra // 2, extra - extra // 2)))
 
 
 class BasicBlock(nn.Module):
-  """Two 3x3 convolutions (ResNet-18/34)."""
+  """Two 3x3 convolutions (ResNet-18/34, the CIFAR ResNets)."""
 
   features: int
   strides: int = 1
   residual: bool = True
-  norm: str = 'batch'
+  norm: norms.ModuleDef = norms.BatchNorm
   drop_path_rate: float = 0.0
   se_reduction: int = 0
   shortcut: str = 'b'
@@ -67,9 +95,9 @@ class BasicBlock(nn.Module):
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     f, dt = self.features, self.dtype
     y = layers.Conv(f, 3, self.strides, padding=1, dtype=dt, name='conv1')(x)
-    y = activations.relu(norm_layer(self.norm, f, dt, 'norm1')(y, train))
+    y = activations.relu(self.norm(name='norm1')(y, train))
     y = layers.Conv(f, 3, padding=1, dtype=dt, name='conv2')(y)
-    y = norm_layer(self.norm, f, dt, 'norm2')(y, train)
+    y = self.norm(name='norm2')(y, train)
     return _merge(self, x, y, f, train)
 
 
@@ -83,7 +111,7 @@ class Bottleneck(nn.Module):
   features: int
   strides: int = 1
   residual: bool = True
-  norm: str = 'batch'
+  norm: norms.ModuleDef = norms.BatchNorm
   drop_path_rate: float = 0.0
   se_reduction: int = 0
   groups: int = 1
@@ -101,13 +129,13 @@ class Bottleneck(nn.Module):
     out = self.features * self.expansion
     s1, s3 = (self.strides, 1) if self.stride_in_1x1 else (1, self.strides)
     y = layers.Conv(width, 1, s1, padding=0, dtype=dt, name='conv1')(x)
-    y = activations.relu(norm_layer(self.norm, width, dt, 'norm1')(y, train))
+    y = activations.relu(self.norm(name='norm1')(y, train))
     y = layers.Conv(
       width, 3, s3, padding=1, groups=self.groups, dtype=dt, name='conv2'
     )(y)
-    y = activations.relu(norm_layer(self.norm, width, dt, 'norm2')(y, train))
+    y = activations.relu(self.norm(name='norm2')(y, train))
     y = layers.Conv(out, 1, padding=0, dtype=dt, name='conv3')(y)
-    y = norm_layer(self.norm, out, dt, 'norm3')(y, train)
+    y = self.norm(name='norm3')(y, train)
     return _merge(self, x, y, out, train)
 
 
@@ -127,12 +155,12 @@ def _merge(
     return activations.relu(y)
   y = layers.DropPath(block.drop_path_rate, name='drop_path')(y, train)
   if block.shortcut == 'a':
-    x = resnet_cifar.shortcut_option_a(x, out, block.strides)
+    x = shortcut_option_a(x, out, block.strides)
   elif x.shape[-1] != out or block.strides != 1:
     x = layers.Conv(
       out, 1, block.strides, padding=0, dtype=block.dtype, name='proj_conv'
     )(x)
-    x = norm_layer(block.norm, out, block.dtype, 'proj_norm')(x, train)
+    x = block.norm(name='proj_norm')(x, train)
   return activations.relu(x + y)
 
 
@@ -151,7 +179,7 @@ class ResNet(nn.Module):
     stride_in_1x1: v1 bottlenecks (stride on the first 1x1 conv).
     shortcut: 'b' (projection where the shape changes, torchvision) or 'a'
       (parameter-free subsample and zero-pad, He et al. option A).
-    norm: 'batch' or 'group'.
+    norm: a name of ``nets.norms.NORMS``: 'batch' or 'group'.
     drop_path_rate: stochastic depth rate of the last block (linear rule).
     dtype: computation dtype (params stay float32).
   """
@@ -176,7 +204,7 @@ class ResNet(nn.Module):
       features=self.widths[i],
       strides=2 if i > 0 and j == 0 else 1,
       residual=self.residual,
-      norm=self.norm,
+      norm=norms.by_name(self.norm, self.dtype),
       drop_path_rate=rate,
       se_reduction=self.se_reduction,
       shortcut=self.shortcut,
@@ -195,21 +223,20 @@ class ResNet(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-    check_drop_path(self.drop_path_rate)
+    layers.check_rate(self.drop_path_rate, 'drop_path_rate')
     if self.shortcut not in ('a', 'b'):
       raise ValueError(f"shortcut must be 'a' or 'b', got {self.shortcut!r}")
     if not self.residual and self.drop_path_rate > 0:
       raise ValueError('plain networks have no shortcut for stochastic depth')
     dt, c0 = self.dtype, self.widths[0]
+    norm = norms.by_name(self.norm, dt)
     if self.stem == 'imagenet':
       x = layers.Conv(c0, 7, 2, padding=3, dtype=dt, name='stem_conv')(x)
-      x = activations.relu(norm_layer(self.norm, c0, dt, 'stem_norm')(x, train))
-      x = layers.MaxPool(3, 2, padding=1, name='stem_pool')(
-        x
-      )  # [B, H/4, W/4, C]
+      x = activations.relu(norm(name='stem_norm')(x, train))
+      x = layers.MaxPool(3, 2, padding=1, name='stem_pool')(x)  # H/4, W/4
     elif self.stem == 'cifar':
       x = layers.Conv(c0, 3, padding=1, dtype=dt, name='stem_conv')(x)
-      x = activations.relu(norm_layer(self.norm, c0, dt, 'stem_norm')(x, train))
+      x = activations.relu(norm(name='stem_norm')(x, train))
     else:
       raise ValueError(f"stem must be 'imagenet' or 'cifar', got {self.stem!r}")
     rates = regularization.drop_path_rates(
@@ -225,33 +252,70 @@ class ResNet(nn.Module):
     return layers.Dense(self.num_classes, dtype=dt, name='head')(x)
 
 
+def resnet_cifar(depth: int, **kwargs: Any) -> ResNet:
+  """He et al.'s CIFAR ResNet with `depth` = 6n + 2 layers (Sec. 4.2).
+
+  A 3x3 conv with 16 filters, three stages of n basic blocks with 16/32/64
+  filters (feature maps 32, 16, 8), global average pooling and a classifier,
+  with option-A shortcuts everywhere, so no shortcut has parameters.
+
+  Args:
+    depth: 6n + 2 (20, 32, 44, 56, 110, ...).
+    **kwargs: other ResNet attributes (num_classes defaults to 10).
+
+  Returns:
+    The ResNet module.
+  """
+  if depth < 8 or (depth - 2) % 6:
+    raise ValueError(f'CIFAR ResNet depth must be 6n+2 (n >= 1), got {depth}')
+  n = (depth - 2) // 6
+  kwargs.setdefault('num_classes', 10)
+  return ResNet(
+    stage_sizes=(n, n, n),
+    widths=(16, 32, 64),
+    stem='cifar',
+    shortcut='a',
+    **kwargs,
+  )
+
+
 _R18, _R34 = (2, 2, 2, 2), (3, 4, 6, 3)
 _R50, _R101, _R152 = (3, 4, 6, 3), (3, 4, 23, 3), (3, 8, 36, 3)
-P = functools.partial
-_B = P(ResNet, block=Bottleneck)
+_B = functools.partial(ResNet, block=Bottleneck)
 
-resnet18 = P(ResNet, stage_sizes=_R18)
-resnet34 = P(ResNet, stage_sizes=_R34)
-resnet50 = P(_B, stage_sizes=_R50)
-resnet101 = P(_B, stage_sizes=_R101)
-resnet152 = P(_B, stage_sizes=_R152)
-plain18 = P(resnet18, residual=False)
-plain34 = P(resnet34, residual=False)
-plain50 = P(resnet50, residual=False)
-plain101 = P(resnet101, residual=False)
-plain152 = P(resnet152, residual=False)
-wide_resnet50_2 = P(_B, stage_sizes=_R50, base_width=128)
-wide_resnet101_2 = P(_B, stage_sizes=_R101, base_width=128)
-resnext50_32x4d = P(_B, stage_sizes=_R50, groups=32, base_width=4)
-resnext101_32x8d = P(_B, stage_sizes=_R101, groups=32, base_width=8)
-se_resnet50 = P(resnet50, se_reduction=16)
-se_resnext50_32x4d = P(resnext50_32x4d, se_reduction=16)
-resnet18_cifar = P(resnet18, stem='cifar', num_classes=10)
+resnet18 = functools.partial(ResNet, stage_sizes=_R18)
+resnet34 = functools.partial(ResNet, stage_sizes=_R34)
+resnet50 = functools.partial(_B, stage_sizes=_R50)
+resnet101 = functools.partial(_B, stage_sizes=_R101)
+resnet152 = functools.partial(_B, stage_sizes=_R152)
+plain18 = functools.partial(resnet18, residual=False)
+plain34 = functools.partial(resnet34, residual=False)
+plain50 = functools.partial(resnet50, residual=False)
+plain101 = functools.partial(resnet101, residual=False)
+plain152 = functools.partial(resnet152, residual=False)
+wide_resnet50_2 = functools.partial(_B, stage_sizes=_R50, base_width=128)
+wide_resnet101_2 = functools.partial(_B, stage_sizes=_R101, base_width=128)
+resnext50_32x4d = functools.partial(
+  _B, stage_sizes=_R50, groups=32, base_width=4
+)
+resnext101_32x8d = functools.partial(
+  _B, stage_sizes=_R101, groups=32, base_width=8
+)
+se_resnet50 = functools.partial(resnet50, se_reduction=16)
+se_resnext50_32x4d = functools.partial(resnext50_32x4d, se_reduction=16)
+# CIFAR: ResNet-18 with a 3x3 stride-1 stem; He et al.'s 6n+2 nets.
+resnet18_cifar = functools.partial(resnet18, stem='cifar', num_classes=10)
+resnet20_cifar = functools.partial(resnet_cifar, 20)
+resnet32_cifar = functools.partial(resnet_cifar, 32)
+resnet44_cifar = functools.partial(resnet_cifar, 44)
+resnet56_cifar = functools.partial(resnet_cifar, 56)
+resnet110_cifar = functools.partial(resnet_cifar, 110)
 # Tiny variants: compile in about a second, any input size.
-resnet_tiny = P(
+resnet8_cifar_tiny = functools.partial(resnet_cifar, 8)
+resnet_tiny = functools.partial(
   ResNet, stage_sizes=(1, 1), widths=(8, 16), stem='cifar', num_classes=10
 )
-resnext_tiny = P(
+resnext_tiny = functools.partial(
   _B,
   stage_sizes=(1, 1),
   widths=(16, 32),
@@ -280,7 +344,12 @@ MODELS: dict = {
   'se_resnet50': se_resnet50,
   'se_resnext50_32x4d': se_resnext50_32x4d,
   'resnet18_cifar': resnet18_cifar,
+  'resnet20_cifar': resnet20_cifar,
+  'resnet32_cifar': resnet32_cifar,
+  'resnet44_cifar': resnet44_cifar,
+  'resnet56_cifar': resnet56_cifar,
+  'resnet110_cifar': resnet110_cifar,
+  'resnet8_cifar_tiny': resnet8_cifar_tiny,
   'resnet_tiny': resnet_tiny,
   'resnext_tiny': resnext_tiny,
-  **resnet_cifar.MODELS,
 }

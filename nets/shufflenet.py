@@ -42,7 +42,7 @@ import jax
 import jax.numpy as jnp
 
 from nets import layers
-from nets import resnet_cifar
+from nets import norms
 from ops import activations
 from ops import convolution
 from ops import pooling
@@ -100,40 +100,37 @@ def default_stem_channels(groups: int, scale: float, first_stage: int) -> int:
 class ShuffleUnit(nn.Module):
   """One ShuffleNet unit (Fig. 2b for stride 1, Fig. 2c for stride 2)."""
 
-  out_channels: int
+  features: int
   groups: int
   strides: int = 1
   group_first: bool = True
-  norm: str = 'batch'
+  norm: norms.ModuleDef = norms.BatchNorm
   drop_path_rate: float = 0.0
   dtype: Any = None
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-    """``x: [B, H, W, C_in]`` -> ``[B, H / strides, W / strides, out]``."""
+    """``x: [B, H, W, C_in]`` -> ``[B, H / strides, W / strides, features]``."""
     in_channels = x.shape[-1]
-    branch_out = self.out_channels
+    branch_out = self.features
     if self.strides == 2:
       branch_out -= in_channels  # the pooled shortcut is concatenated
-    mid = self.out_channels // 4
+    mid = self.features // 4
     g1 = self.groups if self.group_first else 1
-    norm = functools.partial(
-      resnet_cifar.norm_layer, self.norm, dtype=self.dtype
-    )
     conv = functools.partial(layers.Conv, kernel_size=1, dtype=self.dtype)
     y = conv(mid, groups=g1, name='gconv1')(x)
-    y = activations.relu(norm(mid, name='bn1')(y, train))
+    y = activations.relu(self.norm(name='bn1')(y, train))
     if g1 > 1:
       y = convolution.channel_shuffle(y, g1)
     y = layers.DepthwiseConv(
       3, strides=self.strides, dtype=self.dtype, name='dwconv'
     )(y)
-    y = norm(mid, name='bn2')(y, train)
+    y = self.norm(name='bn2')(y, train)
     y = conv(branch_out, groups=self.groups, name='gconv2')(y)
-    y = norm(branch_out, name='bn3')(y, train)
+    y = self.norm(name='bn3')(y, train)
     if self.strides == 1:
-      if in_channels != self.out_channels:
-        raise ValueError('a stride-1 unit needs in_channels == out_channels')
+      if in_channels != self.features:
+        raise ValueError('a stride-1 unit needs in_channels == features')
       y = layers.DropPath(self.drop_path_rate, name='drop_path')(y, train)
       return activations.relu(x + y)
     shortcut = layers.AvgPool(3, 2, padding=1, name='shortcut_pool')(x)
@@ -154,7 +151,7 @@ class ShuffleNetV1(nn.Module):
     channels: explicit stage channels (overrides ``groups``/``scale``).
     num_classes: output units.
     dropout_rate: dropout before the classifier (0, as in the paper).
-    norm: 'batch' (the paper) or 'group'.
+    norm: 'batch' (the paper) or 'group' (``nets.norms.NORMS``).
     drop_path_rate: stochastic depth rate of the last unit (linear rule).
     dtype: computation dtype.
   """
@@ -176,12 +173,13 @@ class ShuffleNetV1(nn.Module):
     channels = self.channels or stage_channels(self.groups, self.scale)
     if len(channels) != len(self.stage_units):
       raise ValueError('need one channel count per stage')
-    resnet_cifar.check_drop_path(self.drop_path_rate)
+    layers.check_rate(self.drop_path_rate, 'drop_path_rate')
+    norm = norms.by_name(self.norm, self.dtype)
     stem = self.stem_channels or default_stem_channels(
       self.groups, self.scale, channels[0]
     )
     x = layers.Conv(stem, 3, strides=2, dtype=self.dtype, name='conv1')(x)
-    x = resnet_cifar.norm_layer(self.norm, stem, self.dtype, 'bn1')(x, train)
+    x = norm(name='bn1')(x, train)
     x = activations.relu(x)
     x = layers.MaxPool(3, 2, padding=1, name='maxpool')(x)
     rates = regularization.drop_path_rates(
@@ -197,7 +195,7 @@ class ShuffleNetV1(nn.Module):
           self.groups,
           strides=2 if u == 0 else 1,
           group_first=not (s == 0 and u == 0),
-          norm=self.norm,
+          norm=norm,
           drop_path_rate=rates[k],
           dtype=self.dtype,
           name=f'stage{s + 2}_unit{u + 1}',

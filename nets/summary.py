@@ -201,8 +201,6 @@ def _rows(calls, params) -> list[Row]:
     for name in path:
       sub = sub.get(name, {}) if isinstance(sub, dict) else {}
     kind = type(module).__name__
-    if kind == 'Norm':  # the residual nets' switch: show what it is
-      kind = {'batch': 'BatchNorm', 'group': 'GroupNorm'}.get(module.kind, kind)
     kernel = sub.get('kernel') if isinstance(sub, dict) else None
     macs = 0
     if kernel is not None and len(shape) > 1:

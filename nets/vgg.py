@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 
 from nets import layers
+from nets import norms
 from ops import activations
 from ops import initializers
 
@@ -66,7 +67,7 @@ class VGG(nn.Module):
           features, 3, padding=1, use_bias=True, dtype=self.dtype, name=name
         )(x)
         if self.batch_norm:
-          x = layers.BatchNorm(dtype=self.dtype, name=f'bn{b}_{i}')(x, train)
+          x = norms.BatchNorm(dtype=self.dtype, name=f'bn{b}_{i}')(x, train)
         x = activations.relu(x)
       x = layers.MaxPool(2, name=f'pool{b}')(x)
     x = layers.AdaptiveAvgPool(self.pool_size, name='avgpool')(x)

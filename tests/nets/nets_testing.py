@@ -114,6 +114,7 @@ def check_train_eval(model, x, num_classes, *, dropout=True):
   np.testing.assert_array_equal(y1, y2)
   t1, state = train(variables, x, key(1))
   t2, _ = train(variables, x, key(2))
+  chex.assert_shape(t1, (x.shape[0], num_classes))
   chex.assert_tree_all_finite(t1)
   if dropout:
     assert not np.allclose(t1, t2)

@@ -1,4 +1,7 @@
-"""Tests for nets/layers.py against independent formulations."""
+"""Tests for nets/layers.py against independent formulations.
+
+The normalisation layers are tested in test_norms.py.
+"""
 
 import chex
 import flax.linen as nn
@@ -9,12 +12,14 @@ import numpy as np
 import pytest
 
 from nets import layers
+from tests.nets import nets_testing
 
-KEY = jax.random.key(0)
+# Cheap 'rbg' keys and numpy inputs: threefry compiles for seconds per shape.
+KEY = nets_testing.key(0)
 
 
 def _rand(shape, seed=1):
-  return jax.random.normal(jax.random.key(seed), shape)
+  return nets_testing.normal(shape, seed)
 
 
 def _lax_conv(x, w, strides=1, padding='SAME', groups=1):
@@ -101,85 +106,12 @@ def test_depthwise_conv_is_per_channel_correlation():
   np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-5)
 
 
-def test_batch_norm_train_uses_batch_stats_and_updates_running():
-  x = 3.0 * _rand((8, 4, 4, 2)) + 1.0
-  bn = layers.BatchNorm()
-  v = bn.init(KEY, x, train=True)
-  # Initialisation must not move the running statistics.
-  np.testing.assert_array_equal(v['batch_stats']['mean'], 0.0)
-  np.testing.assert_array_equal(v['batch_stats']['var'], 1.0)
-  y, upd = bn.apply(v, x, train=True, mutable=['batch_stats'])
-  y = np.asarray(y)
-  np.testing.assert_allclose(y.mean(axis=(0, 1, 2)), 0.0, atol=1e-5)
-  np.testing.assert_allclose(y.var(axis=(0, 1, 2)), 1.0, atol=1e-3)
-  xn = np.asarray(x)
-  mean, var = xn.mean(axis=(0, 1, 2)), xn.var(axis=(0, 1, 2))
-  stats = upd['batch_stats']
-  np.testing.assert_allclose(stats['mean'], 0.1 * mean, rtol=1e-5)
-  np.testing.assert_allclose(stats['var'], 0.9 + 0.1 * var, rtol=1e-5)
-
-
-def test_batch_norm_eval_uses_running_stats_and_changes_nothing():
-  x = _rand((4, 3, 3, 2))
-  bn = layers.BatchNorm(epsilon=1e-5)
-  v = bn.init(KEY, x, train=False)
-  stats = {'mean': jnp.array([1.0, -1.0]), 'var': jnp.array([4.0, 0.25])}
-  v = {'params': v['params'], 'batch_stats': stats}
-  y, upd = bn.apply(v, x, train=False, mutable=['batch_stats'])
-  want = (x - stats['mean']) / jnp.sqrt(stats['var'] + 1e-5)
-  np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-6)
-  chex.assert_trees_all_equal(upd['batch_stats'], stats)
-  # train=True with an immutable collection normalises but cannot update.
-  y_train = bn.apply(v, x, train=True)
-  np.testing.assert_allclose(np.asarray(y_train).mean(), 0.0, atol=1e-5)
-
-
-def test_batch_norm_bfloat16_keeps_float32_stats():
-  x = _rand((4, 2, 2, 3)).astype(jnp.bfloat16)
-  bn = layers.BatchNorm(dtype=jnp.bfloat16)
-  v = bn.init(KEY, x, train=False)
-  y, upd = bn.apply(v, x, train=True, mutable=['batch_stats'])
-  assert y.dtype == jnp.bfloat16
-  assert upd['batch_stats']['mean'].dtype == jnp.float32
-  assert v['params']['scale'].dtype == jnp.float32
-
-
-def test_group_and_layer_norm_match_numpy():
-  x = np.asarray(_rand((2, 3, 3, 4)))
-  gn = layers.GroupNorm(num_groups=2, epsilon=1e-5)
-  v = gn.init(KEY, x)
-  g = x.reshape(2, 3, 3, 2, 2)
-  mean = g.mean(axis=(1, 2, 4), keepdims=True)
-  var = g.var(axis=(1, 2, 4), keepdims=True)
-  want = ((g - mean) / np.sqrt(var + 1e-5)).reshape(x.shape)
-  np.testing.assert_allclose(gn.apply(v, x), want, rtol=1e-4, atol=1e-5)
-  ln = layers.LayerNorm(epsilon=1e-6)
-  v = ln.init(KEY, x)
-  mean, var = x.mean(-1, keepdims=True), x.var(-1, keepdims=True)
-  want = (x - mean) / np.sqrt(var + 1e-6)
-  np.testing.assert_allclose(ln.apply(v, x), want, rtol=1e-4, atol=1e-5)
-
-
-def test_norm_switch_has_flat_paths():
-  x = _rand((2, 4, 4, 8))
-  v_batch = layers.Norm(kind='batch').init(KEY, x, train=False)
-  v_bn = layers.BatchNorm().init(KEY, x, train=False)
-  chex.assert_trees_all_equal_structs(v_batch, v_bn)
-  v_group = layers.Norm(kind='group', num_groups=4).init(KEY, x, train=True)
-  assert set(v_group) == {'params'}
-  y = layers.Norm(kind='group', num_groups=4).apply(v_group, x, train=True)
-  y_ref = layers.GroupNorm(num_groups=4).apply(v_group, x)
-  np.testing.assert_allclose(y, y_ref)
-  with pytest.raises(ValueError, match='kind'):
-    layers.Norm(kind='instance').init(KEY, x, train=False)
-
-
 def test_dropout_train_vs_eval():
   x = jnp.ones((4, 100))
   drop = layers.Dropout(0.5)
   np.testing.assert_array_equal(drop.apply({}, x, train=False), x)
-  y1 = drop.apply({}, x, train=True, rngs={'dropout': jax.random.key(1)})
-  y2 = drop.apply({}, x, train=True, rngs={'dropout': jax.random.key(2)})
+  y1 = drop.apply({}, x, train=True, rngs={'dropout': nets_testing.key(1)})
+  y2 = drop.apply({}, x, train=True, rngs={'dropout': nets_testing.key(2)})
   assert set(np.unique(np.asarray(y1))) <= {0.0, 2.0}
   assert not np.array_equal(y1, y2)
   with pytest.raises(ValueError, match='rate'):
@@ -189,7 +121,7 @@ def test_dropout_train_vs_eval():
 def test_drop_path_drops_whole_examples():
   x = jnp.ones((64, 3, 3, 2))
   y = layers.DropPath(0.5).apply(
-    {}, x, train=True, rngs={'dropout': jax.random.key(3)}
+    {}, x, train=True, rngs={'dropout': nets_testing.key(3)}
   )
   per_example = np.asarray(y).reshape(64, -1)
   assert set(np.unique(per_example.min(1))) <= {0.0, 2.0}

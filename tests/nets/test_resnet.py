@@ -16,7 +16,6 @@ import pytest
 import nets
 from nets import layers
 from nets import resnet
-from nets import resnet_cifar
 from tests.nets import nets_testing
 
 
@@ -144,7 +143,7 @@ def test_option_a_shortcuts_add_no_parameters(depth):
 
 
 def test_option_a_block_output():
-  # The shortcut is the zero-padded subsampled input, the resnet_cifar op.
+  # The shortcut is the zero-padded subsampled input (shortcut_option_a).
   block = resnet.BasicBlock(8, strides=2, shortcut='a')
   x = nets_testing.normal((1, 4, 4, 4), 5)
   v = nets_testing.fake_variables(block, x, train=False)
@@ -152,7 +151,7 @@ def test_option_a_block_output():
     lambda p, a: jnp.zeros_like(a) if p[-1].key == 'scale' else a, v
   )  # zero BN scales: the residual branch is 0 (BN biases are 0 too)
   y = block.apply(v, x, train=False)
-  want = jax.nn.relu(resnet_cifar.shortcut_option_a(x, 8, 2))
+  want = jax.nn.relu(resnet.shortcut_option_a(x, 8, 2))
   chex.assert_trees_all_close(y, want)
   assert 'proj_conv' not in v['params']
 
@@ -291,7 +290,7 @@ def test_bfloat16_compute_keeps_float32_params():
   assert model.apply(v, x).dtype == jnp.bfloat16
 
 
-# --- CIFAR ResNets (nets/resnet_cifar.py) -------------------------------
+# --- CIFAR ResNets (He et al. 2016, Sec. 4.2) ------------------------------
 
 
 def _cifar_resnet_params(n, classes=10):
@@ -304,19 +303,6 @@ def _cifar_resnet_params(n, classes=10):
       total += conv_bn(c_in, w) + conv_bn(w, w)
       c_in = w
   return total + 64 * classes + classes
-
-
-def _wrn_params(depth, k, classes=10):
-  """WRN-d-k: pre-activation blocks, 1x1 projections without BN."""
-  n = (depth - 4) // 6
-  total = 9 * 3 * 16
-  c_in = 16
-  for w in (16 * k, 32 * k, 64 * k):
-    for _ in range(n):
-      total += 2 * c_in + 9 * c_in * w + 2 * w + 9 * w * w
-      total += c_in * w if c_in != w else 0
-      c_in = w
-  return total + 2 * c_in + c_in * classes + classes
 
 
 @pytest.mark.parametrize(
@@ -334,57 +320,30 @@ def test_cifar_resnet_params(depth, paper_m):
 
 def test_option_a_shortcut_hand_values():
   x = jnp.arange(2 * 4 * 4 * 2, dtype=jnp.float32).reshape(2, 4, 4, 2)
-  y = resnet_cifar.shortcut_option_a(x, 6, 2)
+  y = resnet.shortcut_option_a(x, 6, 2)
   chex.assert_shape(y, (2, 2, 2, 6))
   np.testing.assert_array_equal(y[..., 2:4], x[:, ::2, ::2, :])
   assert float(jnp.abs(y[..., :2]).sum() + jnp.abs(y[..., 4:]).sum()) == 0.0
 
 
-def test_wrn28_10_params_and_depth_check():
-  shape, n = _trace(nets.create('wrn28_10_cifar'), hw=32)
-  assert shape == (2, 10)
-  assert n == _wrn_params(28, 10) == 36_479_194  # paper: 36.5M
-  _, n = _trace(resnet_cifar.wrn_cifar(16, 4, num_classes=100), hw=32)
-  assert n == _wrn_params(16, 4, classes=100)
+def test_cifar_resnet_depth_check_and_option_a_everywhere():
   with pytest.raises(ValueError, match='depth'):
-    resnet_cifar.wrn_cifar(27, 10)
-  with pytest.raises(ValueError, match='depth'):
-    resnet_cifar.resnet_cifar(21)
-
-
-@pytest.mark.parametrize(
-  'name',
-  [
-    pytest.param('resnet8_cifar_tiny', marks=pytest.mark.slow),
-    'wrn10_1_cifar_tiny',
-  ],
-)
-def test_cifar_tiny_train_and_eval(name):
-  kw = {'dropout_rate': 0.3} if name.startswith('wrn') else {}
-  model = nets.create(name, drop_path_rate=0.3, **kw)
-  x = nets_testing.normal((4, 8, 8, 3), 3)
-  v = nets_testing.fake_variables(model, x)
-  e, same = model.apply(v, x, mutable=['batch_stats'])
-  chex.assert_trees_all_equal(e, model.apply(v, x))
-  chex.assert_trees_all_equal(same['batch_stats'], v['batch_stats'])
-  ys, updates = zip(
-    *(
-      model.apply(
-        v,
-        x,
-        train=True,
-        rngs={'dropout': nets_testing.key(s)},
-        mutable=['batch_stats'],
-      )
-      for s in (0, 1)
-    ),
-    strict=True,
+    resnet.resnet_cifar(21)
+  model = nets.create('resnet20_cifar')
+  assert (model.shortcut, model.stem, model.widths) == (
+    'a',
+    'cifar',
+    (16, 32, 64),
   )
-  nets_testing.assert_every_var_updated(v, updates[0])
-  chex.assert_tree_all_finite(ys)
-  chex.assert_shape(ys, (4, 10))
-  assert not np.allclose(ys[0], ys[1])
-  g = nets.create(name, norm='group')
+  assert model.stage_sizes == (3, 3, 3)
+
+
+@pytest.mark.slow
+def test_cifar_tiny_train_and_eval():
+  model = nets.create('resnet8_cifar_tiny', drop_path_rate=0.3)
+  x = nets_testing.normal((4, 8, 8, 3), 3)
+  nets_testing.check_train_eval(model, x, 10)
+  g = nets.create('resnet8_cifar_tiny', norm='group')
   vg = nets_testing.fake_variables(g, x)
   assert 'batch_stats' not in vg
   chex.assert_tree_all_finite(g.apply(vg, x))

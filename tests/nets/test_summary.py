@@ -157,8 +157,8 @@ def test_summarize_compiles_nothing(caplog):
 
 def test_resnet_table_rows_read_like_the_paper():
   # He et al. Table 1 for ResNet-18: conv1 112x112x64, 3x3/2 max pool to
-  # 56x56, then conv2_x..conv5_x at 56, 28, 14, 7; the norm switch shows as
-  # the layer it is.
+  # 56x56, then conv2_x..conv5_x at 56, 28, 14, 7; a norm chosen by name
+  # shows as the layer it is.
   s = nets.summarize(nets.create('resnet18'), (224, 224, 3))
   rows = {r.name: r for r in s.rows}
   assert rows['stem_conv'].output_shape == (112, 112, 64)

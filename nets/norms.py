@@ -1,0 +1,202 @@
+"""Normalisation layers: BatchNorm, GroupNorm, LayerNorm, and norms by name.
+
+The notes' "Normalization Methods" (seed 002): batch normalization (Ioffe &
+Szegedy 2015) normalises each channel over the batch and spatial axes, layer
+normalization (Ba et al. 2016) each example over its features, group
+normalization (Wu & He 2018) each example over groups of channels. The math
+is ``ops.normalization``; these modules add the learned per-channel ``scale``
+(gamma) and ``bias`` (beta) and, for BatchNorm, the running statistics.
+
+Blocks take their normalisation as a module constructor (``norm: ModuleDef``,
+as in flax's ``examples/imagenet/models.py``) and call
+``norm(name='norm1')(x, train)``; every module here takes ``train`` so that
+any of them fits. Models that configs build by name accept ``norm='batch'``
+or ``'group'`` and turn it into a constructor with :func:`by_name`, the one
+place that maps names to modules.
+
+BatchNorm keeps its running statistics in the ``'batch_stats'`` collection
+(``'mean'``, ``'var'``) with momentum 0.9 (weight of the old value).
+Parameters and statistics are float32 whatever ``dtype``.
+"""
+
+from collections.abc import Callable
+import functools
+import math
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from nets import layers
+from ops import initializers
+from ops import normalization
+
+ModuleDef = Callable[..., nn.Module]
+
+
+def _scale_bias(
+  module: nn.Module, features: int
+) -> tuple[jax.Array | None, jax.Array | None]:
+  """Creates the per-channel gamma and beta params of a norm layer."""
+  scale = bias = None
+  if module.use_scale:
+    scale = module.param('scale', module.scale_init, (features,), jnp.float32)
+  if module.use_bias:
+    bias = module.param('bias', module.bias_init, (features,), jnp.float32)
+  return scale, bias
+
+
+class BatchNorm(nn.Module):
+  """Batch normalization (Ioffe & Szegedy 2015), per channel on ``[..., C]``.
+
+  ``train=True`` normalises with the batch statistics (float32, biased
+  variance) and, when the ``'batch_stats'`` collection is mutable and the
+  module is not being initialised, updates the running averages
+  ``r <- momentum r + (1 - momentum) batch``. ``train=False`` uses the running
+  averages and changes nothing.
+
+  Attributes:
+    momentum: weight of the old running value.
+    epsilon: added to the variance.
+    use_scale: learn gamma.
+    use_bias: learn beta.
+    scale_init: gamma initializer (``zeros`` for the last BN of a residual
+      branch, Goyal et al. 2017).
+    bias_init: beta initializer.
+    dtype: computation dtype of the output (statistics stay float32).
+  """
+
+  momentum: float = 0.9
+  epsilon: float = 1e-5
+  use_scale: bool = True
+  use_bias: bool = True
+  scale_init: layers.Initializer = initializers.ones
+  bias_init: layers.Initializer = initializers.zeros
+  dtype: layers.Dtype | None = None
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    """Normalises ``x``; see the class docstring for ``train``."""
+    x = jnp.asarray(x)
+    features = x.shape[-1]
+    axes = tuple(range(x.ndim - 1))  # batch and spatial axes: per channel
+    running_mean = self.variable(
+      'batch_stats', 'mean', jnp.zeros, (features,), jnp.float32
+    )
+    running_var = self.variable(
+      'batch_stats', 'var', jnp.ones, (features,), jnp.float32
+    )
+    scale, bias = _scale_bias(self, features)
+    if train:
+      mean, var = normalization.batch_norm_stats(x, axes)
+      if self.is_mutable_collection('batch_stats') and (
+        not self.is_initializing()
+      ):
+        running_mean.value = normalization.update_running(
+          running_mean.value, mean, self.momentum
+        )
+        running_var.value = normalization.update_running(
+          running_var.value, var, self.momentum
+        )
+    else:
+      mean, var = running_mean.value, running_var.value
+    x = x.astype(layers.compute_dtype(x, self.dtype))
+    return normalization.batch_norm(
+      x, mean=mean, var=var, scale=scale, bias=bias, eps=self.epsilon
+    )
+
+
+class GroupNorm(nn.Module):
+  """Group normalization (Wu & He 2018); batch independent.
+
+  Attributes:
+    num_groups: number of channel groups; must divide the channels unless
+      ``fit_groups``.
+    fit_groups: use ``gcd(num_groups, C)`` groups, the most up to
+      ``num_groups`` that divide C, so that one constructor fits every layer
+      of a net (narrow layers of 16 or 24 channels included).
+    epsilon: added to the variance.
+    use_scale: learn gamma.
+    use_bias: learn beta.
+    scale_init: gamma initializer.
+    bias_init: beta initializer.
+    dtype: computation dtype.
+  """
+
+  num_groups: int = 32
+  fit_groups: bool = False
+  epsilon: float = 1e-5
+  use_scale: bool = True
+  use_bias: bool = True
+  scale_init: layers.Initializer = initializers.ones
+  bias_init: layers.Initializer = initializers.zeros
+  dtype: layers.Dtype | None = None
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+    """Normalises ``x: [B, ..., C]``; ``train`` is accepted and ignored."""
+    del train
+    x = jnp.asarray(x)
+    channels = x.shape[-1]
+    groups = self.num_groups
+    if self.fit_groups:
+      groups = math.gcd(groups, channels)
+    scale, bias = _scale_bias(self, channels)
+    x = x.astype(layers.compute_dtype(x, self.dtype))
+    return normalization.group_norm(
+      x, num_groups=groups, scale=scale, bias=bias, eps=self.epsilon
+    )
+
+
+class LayerNorm(nn.Module):
+  """Layer normalization (Ba et al. 2016) over the last axis.
+
+  Attributes:
+    epsilon: added to the variance.
+    use_scale: learn gamma.
+    use_bias: learn beta.
+    scale_init: gamma initializer.
+    bias_init: beta initializer.
+    dtype: computation dtype.
+  """
+
+  epsilon: float = 1e-6
+  use_scale: bool = True
+  use_bias: bool = True
+  scale_init: layers.Initializer = initializers.ones
+  bias_init: layers.Initializer = initializers.zeros
+  dtype: layers.Dtype | None = None
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+    """Normalises ``x: [..., C]``; ``train`` is accepted and ignored."""
+    del train
+    x = jnp.asarray(x)
+    scale, bias = _scale_bias(self, x.shape[-1])
+    x = x.astype(layers.compute_dtype(x, self.dtype))
+    return normalization.layer_norm(
+      x, scale=scale, bias=bias, eps=self.epsilon, axes=(-1,)
+    )
+
+
+# The norms a config can name (``--config.model_kw.norm=group``). GroupNorm
+# uses 32 groups where the channels allow, fewer in narrow layers.
+NORMS: dict[str, ModuleDef] = {
+  'batch': BatchNorm,
+  'group': functools.partial(GroupNorm, num_groups=32, fit_groups=True),
+}
+
+
+def by_name(name: str, dtype: layers.Dtype | None = None) -> ModuleDef:
+  """The norm constructor registered as ``name``, computing in ``dtype``.
+
+  Args:
+    name: a key of :data:`NORMS` ('batch' or 'group').
+    dtype: computation dtype passed to every norm it builds.
+
+  Returns:
+    A constructor: ``by_name('batch')(name='norm1')`` is a BatchNorm.
+  """
+  if name not in NORMS:
+    raise ValueError(f'norm must be one of {sorted(NORMS)}, got {name!r}')
+  return functools.partial(NORMS[name], dtype=dtype)

@@ -1,0 +1,103 @@
+"""Tests for nets/norms.py: BatchNorm, GroupNorm, LayerNorm, norms by name.
+
+References: the formulas of the papers written out in numpy (Ioffe & Szegedy
+2015, Wu & He 2018, Ba et al. 2016) and hand-computed running averages.
+"""
+
+import chex
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from nets import norms
+from tests.nets import nets_testing
+
+KEY = nets_testing.key(0)
+
+
+def _rand(shape, seed=1):
+  return nets_testing.normal(shape, seed)
+
+
+def test_batch_norm_train_uses_batch_stats_and_updates_running():
+  x = 3.0 * _rand((8, 4, 4, 2)) + 1.0
+  bn = norms.BatchNorm()
+  v = bn.init(KEY, x, train=True)
+  # Initialisation must not move the running statistics.
+  np.testing.assert_array_equal(v['batch_stats']['mean'], 0.0)
+  np.testing.assert_array_equal(v['batch_stats']['var'], 1.0)
+  y, upd = bn.apply(v, x, train=True, mutable=['batch_stats'])
+  y = np.asarray(y)
+  np.testing.assert_allclose(y.mean(axis=(0, 1, 2)), 0.0, atol=1e-5)
+  np.testing.assert_allclose(y.var(axis=(0, 1, 2)), 1.0, atol=1e-3)
+  xn = np.asarray(x)
+  mean, var = xn.mean(axis=(0, 1, 2)), xn.var(axis=(0, 1, 2))
+  stats = upd['batch_stats']
+  np.testing.assert_allclose(stats['mean'], 0.1 * mean, rtol=1e-5)
+  np.testing.assert_allclose(stats['var'], 0.9 + 0.1 * var, rtol=1e-5)
+
+
+def test_batch_norm_eval_uses_running_stats_and_changes_nothing():
+  x = _rand((4, 3, 3, 2))
+  bn = norms.BatchNorm(epsilon=1e-5)
+  v = bn.init(KEY, x, train=False)
+  stats = {'mean': jnp.array([1.0, -1.0]), 'var': jnp.array([4.0, 0.25])}
+  v = {'params': v['params'], 'batch_stats': stats}
+  y, upd = bn.apply(v, x, train=False, mutable=['batch_stats'])
+  want = (x - stats['mean']) / jnp.sqrt(stats['var'] + 1e-5)
+  np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-6)
+  chex.assert_trees_all_equal(upd['batch_stats'], stats)
+  # train=True with an immutable collection normalises but cannot update.
+  y_train = bn.apply(v, x, train=True)
+  np.testing.assert_allclose(np.asarray(y_train).mean(), 0.0, atol=1e-5)
+
+
+def test_batch_norm_bfloat16_keeps_float32_stats():
+  x = _rand((4, 2, 2, 3)).astype(jnp.bfloat16)
+  bn = norms.BatchNorm(dtype=jnp.bfloat16)
+  v = bn.init(KEY, x, train=False)
+  y, upd = bn.apply(v, x, train=True, mutable=['batch_stats'])
+  assert y.dtype == jnp.bfloat16
+  assert upd['batch_stats']['mean'].dtype == jnp.float32
+  assert v['params']['scale'].dtype == jnp.float32
+
+
+def test_group_and_layer_norm_match_numpy():
+  x = np.asarray(_rand((2, 3, 3, 4)))
+  gn = norms.GroupNorm(num_groups=2, epsilon=1e-5)
+  v = gn.init(KEY, x)
+  g = x.reshape(2, 3, 3, 2, 2)
+  mean = g.mean(axis=(1, 2, 4), keepdims=True)
+  var = g.var(axis=(1, 2, 4), keepdims=True)
+  want = ((g - mean) / np.sqrt(var + 1e-5)).reshape(x.shape)
+  np.testing.assert_allclose(gn.apply(v, x), want, rtol=1e-4, atol=1e-5)
+  ln = norms.LayerNorm(epsilon=1e-6)
+  v = ln.init(KEY, x)
+  mean, var = x.mean(-1, keepdims=True), x.var(-1, keepdims=True)
+  want = (x - mean) / np.sqrt(var + 1e-6)
+  np.testing.assert_allclose(ln.apply(v, x), want, rtol=1e-4, atol=1e-5)
+
+
+def test_norms_by_name_have_flat_paths_and_fit_groups():
+  # A named norm is a constructor whose variables sit directly in the
+  # module, as those of the BatchNorm / GroupNorm it builds.
+  x = _rand((2, 4, 4, 24))
+  v_batch = norms.by_name('batch')().init(KEY, x, train=False)
+  v_bn = norms.BatchNorm().init(KEY, x, train=False)
+  chex.assert_trees_all_equal_structs(v_batch, v_bn)
+  assert set(v_batch['batch_stats']) == {'mean', 'var'}
+  group = norms.by_name('group')()
+  v_group = group.init(KEY, x, train=True)
+  assert set(v_group) == {'params'}
+  assert set(v_group['params']) == {'scale', 'bias'}
+  # 24 channels do not split into 32 groups: gcd(32, 24) = 8 groups.
+  y = group.apply(v_group, x, train=True)
+  y_ref = norms.GroupNorm(num_groups=8).apply(v_group, x)
+  np.testing.assert_allclose(y, y_ref)
+  with pytest.raises(ValueError, match='num_groups'):
+    norms.GroupNorm(num_groups=32).init(KEY, x)
+  y16 = norms.by_name('group', jnp.bfloat16)().apply(v_group, x)
+  assert y16.dtype == jnp.bfloat16
+  with pytest.raises(ValueError, match='norm'):
+    norms.by_name('instance')
+  assert sorted(norms.NORMS) == ['batch', 'group']
