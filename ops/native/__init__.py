@@ -26,15 +26,25 @@ together never ask for more threads than cores; a single-device call uses
 all T. Measured on 2 cores: see MEASURED below.
 """
 
+import contextlib
+import contextvars
+
 import jax
 import jax.numpy as jnp
 
 from ops.native import loader
 from ops.native.conv import conv2d
 
-__all__ = ['available', 'backend_status', 'conv2d', 'unavailable_reason']
+__all__ = [
+  'auto_impl',
+  'available',
+  'backend_status',
+  'conv2d',
+  'unavailable_reason',
+]
 
 DTYPES = (jnp.float32, jnp.bfloat16)
+_AUTO = contextvars.ContextVar('auto_impl', default='auto')
 
 
 def unavailable_reason() -> str:
@@ -75,7 +85,37 @@ def check(dtype) -> None:
     raise ValueError(f"impl='onednn' cannot run: {why}")
 
 
+@contextlib.contextmanager
+def auto_impl(impl: str):
+  """Makes conv2d(impl='auto') mean `impl` ('xla' or 'onednn') in a block.
+
+  For comparing whole networks (nets/ always asks for 'auto'): the choice is
+  made when a function is traced, so jit functions inside the block (a
+  function jitted before it keeps its compiled choice).
+
+  Args:
+    impl: 'xla', 'onednn' (raises ValueError at trace time if unavailable)
+      or 'auto'.
+
+  Yields:
+    None.
+  """
+  if impl not in ('auto', 'xla', 'onednn'):
+    raise ValueError(f'unknown impl {impl!r}')
+  token = _AUTO.set(impl)
+  try:
+    yield
+  finally:
+    _AUTO.reset(token)
+
+
 def chosen(x_shape, w_shape, dtype, strides, groups) -> bool:
   """Whether impl='auto' takes oneDNN for this convolution."""
   del x_shape, w_shape, strides, groups
+  forced = _AUTO.get()
+  if forced == 'xla':
+    return False
+  if forced == 'onednn':
+    check(dtype)
+    return True
   return available() and supports(dtype)

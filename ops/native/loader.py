@@ -52,6 +52,10 @@ def load() -> tuple[ctypes.CDLL | None, str]:
   path = find_extension()
   if path is None:
     return None, 'the native library was not built at install time'
+  # Idle OpenMP threads sleep instead of spinning, leaving the cores to
+  # XLA's pool between convolutions (see the package docstring). Read by
+  # libgomp when it loads, which is here unless something loaded it first.
+  os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
   try:
     ctypes.CDLL(_find_onednn(), mode=ctypes.RTLD_GLOBAL)
     lib = ctypes.CDLL(str(path))
