@@ -62,7 +62,7 @@ COVERED = tuple(TORCHVISION)
 @pytest.mark.parametrize(
   'name',
   [
-    'densenet121',
+    pytest.param('densenet121', marks=pytest.mark.slow),
     pytest.param('densenet169', marks=pytest.mark.slow),
     pytest.param('densenet201', marks=pytest.mark.slow),
     pytest.param('densenet161', marks=pytest.mark.slow),
@@ -81,6 +81,7 @@ def test_imagenet_params_and_macs(name):
   assert summary.macs / 1e9 == pytest.approx(gmacs, rel=0.02)
 
 
+@pytest.mark.slow
 def test_channel_growth_densenet121():
   model = nets.create('densenet121')
   x = jax.ShapeDtypeStruct((1, 224, 224, 3), jnp.float32)

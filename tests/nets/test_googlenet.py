@@ -110,6 +110,7 @@ def test_googlenet_macs():
   assert summary.output_shape == (1000,)
 
 
+@pytest.mark.slow
 def test_variant_macs():
   # No published figure for either variant. BatchNorm costs no MACs, so
   # googlenet_bn has GoogLeNet's; SE adds two FCs per module, 2 c (c / 16)

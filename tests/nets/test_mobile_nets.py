@@ -33,7 +33,13 @@ def _params_and_output(name, shape=(224, 224, 3)):
   return nets_testing.trace(nets.create(name), (2, *shape), train=False)
 
 
-@pytest.mark.parametrize('name', sorted(MOBILENET))
+@pytest.mark.parametrize(
+  'name',
+  [
+    n if n == 'mobilenet_v1' else pytest.param(n, marks=pytest.mark.slow)
+    for n in sorted(MOBILENET)
+  ],
+)
 def test_mobilenet_table6(name):
   want_params, want_macs = MOBILENET[name]
   n, out = _params_and_output(name)
@@ -62,7 +68,13 @@ def _mobilenet_hand(alpha, classes=1000):
   return params + c * classes + classes, macs + c * classes
 
 
-@pytest.mark.parametrize('name', sorted(MOBILENET))
+@pytest.mark.parametrize(
+  'name',
+  [
+    n if n == 'mobilenet_v1_025' else pytest.param(n, marks=pytest.mark.slow)
+    for n in sorted(MOBILENET)
+  ],
+)
 def test_mobilenet_hand_count(name):
   alpha = {'': 1.0, '_075': 0.75, '_050': 0.5, '_025': 0.25}[name[12:]]
   s = nets.summarize(nets.create(name), (224, 224, 3))
@@ -87,7 +99,7 @@ def test_depthwise_separable_cost_ratio_on_a_mobilenet_layer():
 
 def test_mobilenet_tiny_forward():
   model = nets.create('mobilenet_v1_tiny', dropout_rate=0.5)
-  x = jax.random.normal(jax.random.key(0), (2, 32, 32, 3))
+  x = nets_testing.normal((2, 32, 32, 3), 0)
   nets_testing.check_train_eval(model, x, 10)
 
 
@@ -95,7 +107,7 @@ def test_ensemble_averages_member_probabilities():
   # The members' logits are captured from the same forward pass (one
   # compile); the fusion is checked against numpy's mean of softmaxes.
   model = nets.create('ensemble_tiny')
-  x = jax.random.normal(jax.random.key(0), (2, 32, 32, 3))
+  x = nets_testing.normal((2, 32, 32, 3), 0)
   variables = nets_testing.fake_variables(model, x, train=False)
   names = [f'members_{i}' for i in range(3)]
   log_p, logits = nets.capture_intermediates(model, variables, x, names)
@@ -109,7 +121,7 @@ def test_ensemble_averages_member_probabilities():
 @pytest.mark.slow
 def test_ensemble_train_and_eval():
   model = nets.create('ensemble_tiny')
-  x = jax.random.normal(jax.random.key(0), (2, 32, 32, 3))
+  x = nets_testing.normal((2, 32, 32, 3), 0)
   # vgg_tiny_bn has dropout, so train outputs depend on the key.
   _, log_p = nets_testing.check_train_eval(model, x, 10)
   np.testing.assert_allclose(np.exp(log_p).sum(-1), 1.0, rtol=1e-5)
@@ -119,7 +131,7 @@ def test_ensemble_weights():
   model = nets.create(
     'ensemble', members=('vgg_tiny', 'alexnet_tiny'), weights=(1.0, 0.0)
   )
-  x = jax.random.normal(jax.random.key(0), (2, 32, 32, 3))
+  x = nets_testing.normal((2, 32, 32, 3), 0)
   variables = nets_testing.fake_variables(model, x, train=False)
   log_p = jax.jit(model.apply)(variables, x)
   member = nets.create('vgg_tiny')
@@ -128,7 +140,7 @@ def test_ensemble_weights():
   np.testing.assert_allclose(log_p, want, rtol=1e-4, atol=1e-5)
   bad = nets.create('ensemble', members=('vgg_tiny',), weights=(1.0, 2.0))
   with pytest.raises(ValueError, match='weight'):
-    bad.init({'params': jax.random.key(0)}, x)
+    bad.init({'params': nets_testing.key(0)}, x)
 
 
 @pytest.mark.slow

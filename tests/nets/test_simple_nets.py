@@ -1,4 +1,4 @@
-"""Tests for mlp.py, lenet.py, alexnet.py and vgg.py.
+"""Tests for mlp.py, lenet.py, alexnet.py and vgg.py (CNNs: test_small_cnn.py).
 
 Parameter counts are exact (torchvision's published counts or hand sums with
 ops.cost); MACs are within 2% of the published figures. Big models are only
@@ -53,7 +53,17 @@ def _shapes(name, batch=2, shape=None, **kwargs):
   return n, out.shape
 
 
-@pytest.mark.parametrize('name', sorted(TORCHVISION))
+# The fast tier traces AlexNet and one VGG with and one without BatchNorm.
+FAST = ('alexnet', 'vgg11', 'vgg16_bn')
+
+
+@pytest.mark.parametrize(
+  'name',
+  [
+    n if n in FAST else pytest.param(n, marks=pytest.mark.slow)
+    for n in sorted(TORCHVISION)
+  ],
+)
 def test_torchvision_counts_and_macs(name):
   want_params, want_macs = TORCHVISION[name]
   n, out_shape = _shapes(name)
@@ -128,7 +138,7 @@ def test_lenet5_count_and_shapes():
 
 def test_lenet5_forward():
   model = nets.create('lenet5', pool='max', activation='relu', dropout_rate=0.5)
-  x = jax.random.normal(jax.random.key(0), (2, 28, 28, 1))
+  x = nets_testing.normal((2, 28, 28, 1), 0)
   nets_testing.check_train_eval(model, x, 10)
 
 
@@ -137,7 +147,7 @@ def test_mlp_flattens_and_counts():
   assert n == 784 * 32 + 32 + 32 * 16 + 16 + 16 * 3 + 3
   assert out_shape == (2, 3)
   model = nets.create('mlp', hidden_sizes=(8,), dropout_rate=0.5)
-  x = jax.random.normal(jax.random.key(0), (4, 6, 6, 1))
+  x = nets_testing.normal((4, 6, 6, 1), 0)
   variables = nets_testing.fake_variables(model, x, train=False)
   np.testing.assert_allclose(
     model.apply(variables, x), model.apply(variables, x.reshape(4, 36))
@@ -149,7 +159,7 @@ def test_mlp_constant_init_keeps_hidden_units_identical():
   # The notes' symmetry problem: equal weights give equal hidden units.
   model = nets.create('mlp', hidden_sizes=(4,), kernel_init='ones')
   x = jnp.array([[0.5, -1.0, 2.0], [1.0, 0.0, -0.5]])
-  v = model.init({'params': jax.random.key(0)}, x)
+  v = model.init({'params': nets_testing.key(0)}, x)
   _, acts = nets.capture_intermediates(model, v, x, ['fc0'])
   hidden = np.asarray(acts['fc0'])
   np.testing.assert_allclose(hidden, np.repeat(x.sum(1, keepdims=True), 4, 1))
@@ -159,29 +169,13 @@ def test_mlp_constant_init_keeps_hidden_units_identical():
     )
 
 
-def test_cnn1d_accepts_both_input_ranks():
-  model = nets.create('cnn1d', dropout_rate=0.5)
-  x = jax.random.normal(jax.random.key(0), (2, 40))
-  _, y = nets_testing.check_train_eval(model, x, 10)
-  variables = nets_testing.fake_variables(model, x, train=False)
-  np.testing.assert_allclose(
-    y, jax.jit(model.apply)(variables, x[..., None]), rtol=1e-5
-  )
-
-
-def test_cnn_small_on_digits():
-  model = nets.create('cnn_small', dropout_rate=0.5)
-  x = jax.random.normal(jax.random.key(0), (2, 8, 8, 1))
-  nets_testing.check_train_eval(model, x, 10)
-
-
 def test_alexnet_tiny_forward():
-  x = jax.random.normal(jax.random.key(0), (2, 32, 32, 3))
+  x = nets_testing.normal((2, 32, 32, 3), 0)
   nets_testing.check_train_eval(nets.create('alexnet_tiny'), x, 10)
 
 
 def test_vgg_tiny_bn_forward_and_bfloat16():
-  x = jax.random.normal(jax.random.key(0), (2, 32, 32, 3))
+  x = nets_testing.normal((2, 32, 32, 3), 0)
   nets_testing.check_train_eval(nets.create('vgg_tiny_bn'), x, 10)
   model = nets.create('vgg_tiny', dtype=jnp.bfloat16)
   variables = nets_testing.fake_variables(model, x, train=False)

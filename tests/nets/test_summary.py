@@ -11,6 +11,7 @@ import pytest
 
 import nets
 from ops import cost
+from tests.nets import nets_testing
 
 # The notes' VGG-16 table (seed 002): conv params without biases, then FCs.
 NOTES_VGG16_CONV = (
@@ -116,7 +117,7 @@ def test_summarize_handles_vectors_and_rejects_bad_shapes():
 
 def test_capture_intermediates_by_name_and_pattern():
   model = nets.create('lenet5')
-  x = jax.random.normal(jax.random.key(1), (2, 28, 28, 1))
+  x = nets_testing.normal((2, 28, 28, 1), 1)
   # Random params from numpy: a jitted init would compile threefry (slow).
   struct = jax.eval_shape(
     lambda x: model.init({'params': jax.random.key(0)}, x), x
