@@ -4,6 +4,7 @@ import chex
 import jax
 from jax import lax
 import jax.numpy as jnp
+import jax.test_util
 import numpy as np
 import pytest
 
@@ -302,6 +303,14 @@ def test_other_convolutions_under_jit():
 
   for name, (got, want) in pairs().items():
     chex.assert_trees_all_close(got, want, atol=1e-4, custom_message=name)
+
+
+@pytest.mark.parametrize('impl', convolution.IMPLS)
+def test_conv2d_check_grads(impl):
+  # Reverse mode only: a backend with a custom VJP has no JVP rule.
+  x, w = _rand(0, (1, 5, 6, 2)), _rand(1, (3, 3, 2, 3))
+  conv = lambda x, w: convolution.conv2d(x, w, strides=2, impl=impl)
+  jax.test_util.check_grads(conv, (x, w), order=1, modes=('rev',))
 
 
 def test_conv2d_under_jit():

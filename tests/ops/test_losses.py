@@ -5,6 +5,7 @@ import math
 import chex
 import jax
 import jax.numpy as jnp
+import jax.test_util
 import numpy as np
 import pytest
 
@@ -67,6 +68,16 @@ def test_logsumexp_stable():
   )
   assert losses.logsumexp(jnp.full((3,), -jnp.inf)) == -jnp.inf
   chex.assert_tree_all_finite(jax.grad(lambda v: losses.logsumexp(v[0]))(x))
+
+
+def test_logsumexp_check_grads():
+  # The max shift is wrapped in stop_gradient: the gradient (softmax) must
+  # still be exact, to second order.
+  with jax.enable_x64(True):
+    x = jnp.array([[30.0, 29.0, -3.0], [0.0, 0.5, 2.0]])
+    jax.test_util.check_grads(
+      lambda v: losses.logsumexp(v, axis=-1), (x,), order=2
+    )
 
 
 def test_softmax_cross_entropy_with_integer_labels_hand_and_extreme():
