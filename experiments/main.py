@@ -224,8 +224,8 @@ def main(argv: list[str]) -> None:
 
   try:
     trainer.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
-  except (ValueError, FloatingPointError) as e:
-    cli.fail(e)
+  except (trainer.ConfigError, trainer.DivergedError) as e:
+    cli.fail(e)  # Anything else is a bug and keeps its traceback.
 
 
 if __name__ == '__main__':

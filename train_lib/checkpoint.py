@@ -142,13 +142,13 @@ class Checkpointer:
         'the config that wrote it'
       )
 
-  def restore(self, abstract_state: Any, step: int | None = None) -> Any:
-    """Restores checkpoint `step` (default: the latest) into the target.
+  def restore(self, step: int | None, abstract_state: Any) -> Any:
+    """Restores checkpoint `step` into the target, as orbax's `restore`.
 
     Args:
+      step: which checkpoint; None for the latest.
       abstract_state: `jax.ShapeDtypeStruct` tree of the state, with
         shardings; the restored arrays get these shapes and shardings.
-      step: which checkpoint; None for the latest.
 
     Returns:
       The restored state, same tree structure as `abstract_state`.

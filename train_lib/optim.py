@@ -38,29 +38,18 @@ OPTIMIZERS = ('sgd', 'momentum', 'nesterov', 'adam', 'adamw')
 WEIGHT_DECAY_MODES = ('decoupled', 'l2')
 
 
-def _get(config: Any, key: str, default: Any) -> Any:
-  value = config.get(key, default)
-  return default if value is None else value
-
-
 def decay_mask(params: Any) -> Any:
   """Pytree of bools: True for weights with ndim > 1 (kernels, embeddings)."""
   return jax.tree.map(lambda p: p.ndim > 1, params)
 
 
-def _scaling(name: str, config: Any) -> optax.GradientTransformation:
+def _scaling(name: str, kw: Any) -> optax.GradientTransformation:
   """The optimizer's own preconditioning/momentum step (no learning rate)."""
   if name == 'sgd':
     return optax.identity()
   if name in ('momentum', 'nesterov'):
-    return optax.trace(
-      decay=float(_get(config, 'momentum', 0.9)), nesterov=name == 'nesterov'
-    )
-  return optax.scale_by_adam(
-    b1=float(_get(config, 'b1', 0.9)),
-    b2=float(_get(config, 'b2', 0.999)),
-    eps=float(_get(config, 'eps', 1e-8)),
-  )
+    return optax.trace(decay=kw.momentum, nesterov=name == 'nesterov')
+  return optax.scale_by_adam(b1=kw.b1, b2=kw.b2, eps=kw.eps)
 
 
 def build_optimizer(
@@ -68,11 +57,12 @@ def build_optimizer(
 ) -> optax.GradientTransformation:
   """Builds the optax chain for `config.optimizer` with a given schedule.
 
-  Config keys read: optimizer, momentum, b1, b2, eps, weight_decay,
-  weight_decay_mode, decay_all_params, grad_clip_norm.
+  Config keys read: optimizer, optimizer_kw (momentum, b1, b2, eps),
+  weight_decay, weight_decay_mode, decay_all_params, grad_clip_norm; their
+  meanings and defaults are in experiments/configs/common.py.
 
   Args:
-    config: a ConfigDict (or dict).
+    config: the run's ConfigDict.
     schedule: step -> learning rate.
 
   Returns:
@@ -81,13 +71,13 @@ def build_optimizer(
   Raises:
     ValueError: unknown optimizer / weight-decay mode, negative values.
   """
-  name = _get(config, 'optimizer', 'sgd')
+  name = config.optimizer
   if name not in OPTIMIZERS:
     raise ValueError(
       f'Unknown optimizer {name!r}; choose one of {", ".join(OPTIMIZERS)}'
     )
-  weight_decay = float(_get(config, 'weight_decay', 0.0))
-  mode = _get(config, 'weight_decay_mode', 'decoupled')
+  weight_decay = config.weight_decay
+  mode = config.weight_decay_mode
   if mode not in WEIGHT_DECAY_MODES:
     raise ValueError(
       f'Unknown weight_decay_mode {mode!r}; choose one of '
@@ -100,17 +90,17 @@ def build_optimizer(
     )
   if weight_decay < 0:
     raise ValueError(f'weight_decay must be >= 0, got {weight_decay}')
-  clip = float(_get(config, 'grad_clip_norm', 0.0))
+  clip = config.grad_clip_norm
   if clip < 0:
     raise ValueError(f'grad_clip_norm must be >= 0 (0 = off), got {clip}')
-  mask = None if _get(config, 'decay_all_params', False) else decay_mask
+  mask = None if config.decay_all_params else decay_mask
 
   chain = []
   if clip > 0:
     chain.append(optax.clip_by_global_norm(clip))
   if weight_decay > 0 and mode == 'l2':
     chain.append(optax.add_decayed_weights(weight_decay, mask=mask))
-  chain.append(_scaling(name, config))
+  chain.append(_scaling(name, config.optimizer_kw))
   if weight_decay > 0 and mode == 'decoupled':
     chain.append(optax.add_decayed_weights(weight_decay, mask=mask))
   chain.append(optax.scale_by_learning_rate(schedule))

@@ -35,11 +35,6 @@ import optax
 SCHEDULES = ('constant', 'step', 'exponential', 'cosine')
 
 
-def _get(config: Any, key: str, default: Any) -> Any:
-  value = config.get(key, default)
-  return default if value is None else value
-
-
 def constant(lr: float) -> optax.Schedule:
   """Returns t -> lr."""
   return lambda step: jnp.full(jnp.shape(step), lr, jnp.float32)
@@ -141,11 +136,12 @@ def with_warmup(
 def create_schedule(config: Any) -> optax.Schedule:
   """Builds the learning-rate schedule named by `config.schedule`.
 
-  Config keys read: schedule, lr, warmup_steps, total_steps, lr_end,
-  step_boundaries, step_every_steps, decay_factor, decay_steps.
+  Config keys read: schedule, lr, warmup_steps, total_steps and
+  schedule_kw (lr_end, boundaries, every_steps, decay_factor, decay_steps);
+  their meanings and defaults are in experiments/configs/common.py.
 
   Args:
-    config: a ConfigDict (or dict) with the keys above.
+    config: the run's ConfigDict.
 
   Returns:
     A function step -> float32 learning rate.
@@ -153,34 +149,34 @@ def create_schedule(config: Any) -> optax.Schedule:
   Raises:
     ValueError: unknown schedule name or inconsistent settings.
   """
-  name = _get(config, 'schedule', 'constant')
-  if config.get('lr') is None:
-    raise ValueError('config.lr (the peak learning rate) is required')
-  lr = float(config.get('lr'))
-  warmup = int(_get(config, 'warmup_steps', 0))
-  factor = float(_get(config, 'decay_factor', 0.1))
+  name, lr, warmup, kw = (
+    config.schedule,
+    config.lr,
+    config.warmup_steps,
+    config.schedule_kw,
+  )
   if name == 'constant':
     base = constant(lr)
   elif name == 'step':
     base = step_decay(
       lr,
-      decay_factor=factor,
-      boundaries=tuple(_get(config, 'step_boundaries', ())),
-      every_steps=int(_get(config, 'step_every_steps', 0)),
+      decay_factor=kw.decay_factor,
+      boundaries=tuple(kw.boundaries),
+      every_steps=kw.every_steps,
       offset=warmup,
     )
   elif name == 'exponential':
     base = exponential_decay(
       lr,
-      decay_factor=factor,
-      decay_steps=int(_get(config, 'decay_steps', 0)),
+      decay_factor=kw.decay_factor,
+      decay_steps=kw.decay_steps,
       offset=warmup,
     )
   elif name == 'cosine':
     base = cosine_decay(
       lr,
-      lr_end=float(_get(config, 'lr_end', 0.0)),
-      decay_steps=int(config.get('total_steps')) - warmup,
+      lr_end=kw.lr_end,
+      decay_steps=config.total_steps - warmup,
       offset=warmup,
     )
   else:

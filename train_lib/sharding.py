@@ -2,19 +2,21 @@
 
 The recipe of big_vision and the jax "Distributed arrays and automatic
 parallelization" guide: a Mesh with a single axis 'data' over all devices;
-the batch dimension of every input is sharded over it (P('data')) and the
-training state is replicated (P()). Under jax.jit the arrays are global, so
-means over the batch (the loss, and BatchNorm statistics) are computed over
-the global batch; XLA inserts the all-reduces.
+the batch dimension of every input is sharded over it
+(PartitionSpec('data')) and the training state is replicated
+(PartitionSpec()). Under jax.jit the arrays are global, so means over the
+batch (the loss, and BatchNorm statistics) are computed over the global
+batch; XLA inserts the all-reduces.
 """
 
 from collections.abc import Sequence
+import functools
 from typing import Any
 
 import jax
 from jax.sharding import Mesh
 from jax.sharding import NamedSharding
-from jax.sharding import PartitionSpec as P
+from jax.sharding import PartitionSpec
 import numpy as np
 
 DATA_AXIS = 'data'
@@ -30,12 +32,12 @@ def make_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
 
 def batch_sharding(mesh: Mesh) -> NamedSharding:
   """Leading (batch) dimension split over 'data', other dims whole."""
-  return NamedSharding(mesh, P(DATA_AXIS))
+  return NamedSharding(mesh, PartitionSpec(DATA_AXIS))
 
 
 def replicated_sharding(mesh: Mesh) -> NamedSharding:
   """A full copy on every device of the mesh."""
-  return NamedSharding(mesh, P())
+  return NamedSharding(mesh, PartitionSpec())
 
 
 def check_global_batch(batch_size: int, mesh: Mesh) -> None:
@@ -59,3 +61,29 @@ def shard_batch(batch: Any, mesh: Mesh) -> Any:
   if leaves:
     check_global_batch(int(np.shape(leaves[0])[0]), mesh)
   return jax.device_put(batch, batch_sharding(mesh))
+
+
+def jit_sharded(step, mesh: Mesh, *, num_args: int, donate_state: bool):
+  """Jits `step(state, batch, *rest) -> outputs` for data parallelism.
+
+  The batch is sharded on PartitionSpec('data'); the state, the other
+  `num_args - 2` arguments and the outputs are replicated; with
+  `donate_state` the state's buffers are reused for the new state. A global
+  batch that does not divide over the devices raises a ValueError naming
+  both numbers before jax sees it (jax's own error would name neither).
+  """
+  repl, data = replicated_sharding(mesh), batch_sharding(mesh)
+  jitted = jax.jit(
+    step,
+    in_shardings=(repl, data) + (repl,) * (num_args - 2),
+    out_shardings=repl,
+    donate_argnums=(0,) if donate_state else (),
+  )
+
+  @functools.wraps(step)
+  def checked(state, batch, *rest):
+    check_global_batch(len(jax.tree.leaves(batch)[0]), mesh)
+    return jitted(state, batch, *rest)
+
+  checked.lower = jitted.lower
+  return checked

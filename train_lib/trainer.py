@@ -4,20 +4,22 @@ The big_vision / flax-examples loop. The seed is split once into `init_key`,
 `data_key` and `loop_key`; the step keys are `fold_in(loop_key, step)` inside
 the jitted step and the batch of step `s` depends only on `(data_key, s)`,
 so a run resumed from a checkpoint of its state continues exactly as if it
-had never stopped (tests/train_lib/test_trainer.py checks the parameters).
+had never stopped (the resume contract; tests/train_lib/test_trainer.py
+checks the parameters bit for bit).
 
-Data parallelism: a `('data',)` mesh over all devices, batch sharded over it,
-state replicated (train_lib/sharding.py, train_lib/step.py). Outputs in the
-workdir: `config.json` (the resolved config), `metrics.jsonl`
+Outputs in the workdir: `config.json` (the resolved config), `metrics.jsonl`
 (train_lib/metrics.py) and `checkpoints/` (train_lib/checkpoint.py).
 
 Failure policy: nothing good is ever destroyed. A checkpoint of another
 model is refused before anything is written; a NaN/inf loss stops the run
-with `FloatingPointError` naming the first bad step, and a state is only
-saved after its parameters and all losses up to it were checked finite.
+naming the first bad step, and a state is only saved after its parameters
+and all losses up to it were checked finite. The failures a user can cause
+and mend (`ConfigError`, `DivergedError`) have their own types, so that the
+launcher prints them as one line and lets any other exception, a bug, keep
+its traceback.
 """
 
-from collections.abc import Iterator
+import functools
 import json
 import os
 import time
@@ -31,11 +33,21 @@ import numpy as np
 import nets
 from train_lib import checkpoint as checkpoint_lib
 from train_lib import data as data_lib
+from train_lib import evaluate as evaluate_lib
 from train_lib import metrics as metrics_lib
 from train_lib import optim
 from train_lib import sharding as sharding_lib
 from train_lib import state as state_lib
 from train_lib import step as step_lib
+
+
+class ConfigError(ValueError):
+  """A run that cannot start: a bad config value, an unknown model or data
+  set, missing data, or a checkpoint written by another model or config."""
+
+
+class DivergedError(FloatingPointError):
+  """A non-finite loss or parameters: training stopped, nothing bad saved."""
 
 
 def _every(step: int, period: int, total: int) -> bool:
@@ -48,22 +60,34 @@ def _print(text: str) -> None:
     print(text, flush=True)
 
 
-def _check_config(config: ml_collections.ConfigDict) -> None:
-  if config.total_steps < 1:
-    raise ValueError(f'total_steps must be >= 1, got {config.total_steps}')
-  if config.log_every_steps < 1:
-    raise ValueError(
-      f'log_every_steps must be >= 1, got {config.log_every_steps}'
-    )
+def check_config(config: ml_collections.ConfigDict, num_devices: int) -> None:
+  """Raises ValueError for a config value no run can use."""
+  for key in ('total_steps', 'log_every_steps', 'grad_accum_steps'):
+    if config[key] < 1:
+      raise ValueError(f'{key} must be >= 1, got {config[key]}')
   for key in ('eval_every_steps', 'checkpoint_every_steps'):
     if config[key] < 0:
       raise ValueError(f'{key} must be >= 0 (0 = only at the end)')
+  if not 0 <= config.ema_decay < 1:
+    raise ValueError(f'ema_decay must be in [0, 1), got {config.ema_decay}')
+  for key in ('batch_size', 'eval_batch_size'):
+    size = config[key] or config.batch_size
+    if size <= 0 or size % num_devices:
+      raise ValueError(
+        f'global {key} {size} must be a positive multiple of the number of '
+        f'devices {num_devices}'
+      )
+  if config.batch_size % (config.grad_accum_steps * num_devices):
+    raise ValueError(
+      f'batch_size {config.batch_size} must divide into grad_accum_steps '
+      f'{config.grad_accum_steps} micro-batches over {num_devices} devices'
+    )
 
 
 def create_model(config: ml_collections.ConfigDict, num_classes: int) -> Any:
   """`nets.create(config.model, num_classes=..., **config.model_kw)`."""
-  kwargs = dict(config.model_kw.to_dict()) if config.model_kw else {}
-  if config.get('compute_dtype', 'float32') != 'float32':
+  kwargs = config.model_kw.to_dict()
+  if config.compute_dtype != 'float32':
     kwargs['dtype'] = jnp.dtype(config.compute_dtype)
   try:
     return nets.create(config.model, num_classes=num_classes, **kwargs)
@@ -82,59 +106,25 @@ def write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
     f.write(config.to_json_best_effort(indent=2, sort_keys=True) + '\n')
 
 
+def read_config(workdir: str) -> dict[str, Any]:
+  """Reads the `config.json` a run wrote into `workdir`."""
+  with open(os.path.join(workdir, 'config.json')) as f:
+    return json.load(f)
+
+
 @jax.jit
 def _all_finite(tree: Any) -> jax.Array:
   leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]
   return jnp.all(jnp.stack(leaves)) if leaves else jnp.bool_(True)
 
 
-def evaluate(
-  state: state_lib.TrainState,
-  *,
-  eval_fns: dict[str, Any],
-  dataset: Any,
-  batch_size: int,
-  mesh: jax.sharding.Mesh,
-) -> dict[str, float]:
-  """Loss and accuracy over the whole test split (padding not counted).
-
-  Args:
-    state: the state to evaluate.
-    eval_fns: prefix -> jitted eval step ('' for the weights, 'ema_' for
-      their moving average).
-    dataset: the `Dataset`.
-    batch_size: global eval batch size.
-    mesh: the device mesh.
-
-  Returns:
-    `loss`, `accuracy` (+ `top5_accuracy` for more than 10 classes), the
-    same with an `ema_` prefix when EMA is on, and `eval_time_s`.
-  """
-  start = time.perf_counter()
-  totals = dict.fromkeys(eval_fns)
-  batches = dataset.eval_batches(
-    batch_size=batch_size, sharding=sharding_lib.batch_sharding(mesh)
-  )
-  for batch in batches:
-    for prefix, fn in eval_fns.items():
-      totals[prefix] = step_lib.add_eval_sums(totals[prefix], fn(state, batch))
-  results = {}
-  for prefix, sums in totals.items():
-    means = step_lib.finalize_eval(jax.device_get(sums))
-    if dataset.num_classes <= 10:
-      means.pop('top5_accuracy', None)
-    results.update({prefix + k: v for k, v in means.items()})
-  results['eval_time_s'] = time.perf_counter() - start
-  return results
-
-
 class _TrainLog:
-  """Collects per-step metrics, checks losses, times steps, logs lines."""
+  """Collects per-step metrics, checks losses, times steps, writes lines."""
 
-  def __init__(self, *, writer, total_steps, batch_size):
+  def __init__(self, writer, config):
     self.writer = writer
-    self.total_steps = total_steps
-    self.batch_size = batch_size
+    self.total_steps = config.total_steps
+    self.batch_size = config.batch_size
     self.pending = []  # (step, device metrics) not yet fetched.
     self.history = []  # Host metrics since the last train line.
     self.run_start = time.time()
@@ -147,20 +137,20 @@ class _TrainLog:
     self.interval_start = time.perf_counter()
     self.timed_steps = 0
 
-  def add(self, step: int, metrics: dict[str, jax.Array]) -> None:
+  def add(self, step: int, metrics: dict[str, jax.Array], first: bool) -> None:
     self.pending.append((step, metrics))
     self.timed_steps += 1
-
-  def first_step_done(self, seconds: float) -> None:
-    """Reports the first step (compilation) apart from the step times."""
-    self.compile_time_s = seconds
-    _print(f'first train step (compilation included) took {seconds:.1f}s')
-    self.restart_timer()
+    if first:  # Compilation: reported apart from the step times.
+      jax.block_until_ready(metrics)
+      self.compile_time_s = time.perf_counter() - self.interval_start
+      _print(
+        f'first train step (compilation included) took '
+        f'{self.compile_time_s:.1f}s'
+      )
+      self.restart_timer()
 
   def check(self) -> None:
     """Fetches pending metrics; FloatingPointError at the first bad loss."""
-    if not self.pending:
-      return
     pending, self.pending = self.pending, []
     fetched = jax.device_get([metrics for _, metrics in pending])
     for (step, _), metrics in zip(pending, fetched, strict=True):
@@ -169,7 +159,7 @@ class _TrainLog:
         raise FloatingPointError(f'loss is {loss} at step {step}')
       self.history.append(metrics)
 
-  def log(self, step: int) -> None:
+  def train_line(self, step: int) -> None:
     """Writes the train line averaged since the previous one."""
     self.check()
     record = metrics_lib.mean_metrics(self.history)
@@ -197,26 +187,14 @@ class _TrainLog:
     )
     self.restart_timer()
 
-
-def _written_by(workdir: str, config: ml_collections.ConfigDict) -> str:
-  """' (written by model X ...)' from the workdir's config.json, if any."""
-  try:
-    old = read_config(workdir)
-  except (OSError, ValueError):
-    return ''
-  return (
-    f' (the checkpoint was written by model {old.get("model")!r} on '
-    f'{old.get("data", {}).get("name")!r}; this run builds '
-    f'{config.model!r} on {config.data.name!r})'
-  )
+  def eval_line(self, step: int, results: dict[str, float]) -> None:
+    results['wall_time_s'] = time.time() - self.run_start
+    self.writer.write(step, 'eval', results)
+    _print(metrics_lib.eval_line(step, results))
+    self.restart_timer()
 
 
-def _restore_or_create(
-  ckpt: checkpoint_lib.Checkpointer,
-  create_fn: Any,
-  mesh: Any,
-  config: ml_collections.ConfigDict,
-) -> state_lib.TrainState:
+def _restore_or_create(ckpt, create_fn, mesh, config) -> state_lib.TrainState:
   """The latest checkpoint of the workdir if any, else a new state."""
   latest = ckpt.latest_step()
   if latest is None:
@@ -225,59 +203,28 @@ def _restore_or_create(
     jax.eval_shape(create_fn), sharding_lib.replicated_sharding(mesh)
   )
   try:
-    state = ckpt.restore(abstract, latest)
+    state = ckpt.restore(latest, abstract)
   except ValueError as e:
-    raise ValueError(f'{e}{_written_by(ckpt.workdir, config)}') from e
+    try:
+      old = read_config(ckpt.workdir)
+    except (OSError, ValueError):
+      raise ConfigError(str(e)) from e
+    raise ConfigError(
+      f'{e} (the checkpoint was written by model {old.get("model")!r} on '
+      f'{old.get("data", {}).get("name")!r}; this run builds '
+      f'{config.model!r} on {config.data.name!r})'
+    ) from e
   _print(f'resumed from {ckpt.directory}/{latest}')
   return state
 
 
-def _save(
-  ckpt: checkpoint_lib.Checkpointer,
-  log: _TrainLog,
-  step: int,
-  state: state_lib.TrainState,
-) -> None:
+def _save_checkpoint(ckpt, log: _TrainLog, step: int, state: Any) -> None:
   """Saves `state` after checking everything up to it is finite."""
   log.check()
   if not bool(_all_finite(state.params)):
     raise FloatingPointError(f'parameters are not finite at step {step}')
   ckpt.save(step, state)
-
-
-def _train_loop(
-  state: Any,
-  batches: Iterator[dict[str, jax.Array]],
-  *,
-  config: ml_collections.ConfigDict,
-  train_fn: Any,
-  loop_key: jax.Array,
-  log: _TrainLog,
-  ckpt: checkpoint_lib.Checkpointer,
-  run_eval: Any,
-) -> Any:
-  """Steps from `state.step` to `config.total_steps`, logging and saving."""
-  start_step = int(state.step)
-  total = config.total_steps
   log.restart_timer()
-  for step in range(start_step + 1, total + 1):
-    state, metrics = train_fn(state, next(batches), loop_key)
-    log.add(step, metrics)
-    if step == start_step + 1:
-      jax.block_until_ready(metrics)
-      log.first_step_done(time.perf_counter() - log.interval_start)
-    if _every(step, config.log_every_steps, total):
-      log.log(step)
-    # Evaluate before saving: a relaunch after a crash between the two
-    # redoes both, and a finished run always has its final eval line.
-    if _every(step, config.eval_every_steps, total):
-      log.check()
-      run_eval(state, step)
-      log.restart_timer()
-    if _every(step, config.checkpoint_every_steps, total):
-      _save(ckpt, log, step, state)
-      log.restart_timer()
-  return state
 
 
 def train_and_evaluate(
@@ -286,7 +233,7 @@ def train_and_evaluate(
   """Trains `config.model` on `config.data` and evaluates it; resumable.
 
   Args:
-    config: the flat training config (experiments/configs/common.py).
+    config: the training config (experiments/configs/common.py).
     workdir: output directory; if it holds checkpoints, the run resumes from
       the latest one.
 
@@ -294,88 +241,79 @@ def train_and_evaluate(
     The final training state (replicated over the devices).
 
   Raises:
-    ValueError: bad config, unknown model or data set, batch size that does
-      not divide over the devices, or a checkpoint of a different model.
-    FloatingPointError: a non-finite loss or parameters during training.
+    ConfigError: bad config, unknown model or data set, missing data, batch
+      size that does not divide over the devices, or a checkpoint of a
+      different model.
+    DivergedError: a non-finite loss or parameters during training.
   """
-  _check_config(config)
   mesh = sharding_lib.make_mesh()
-  sharding_lib.check_global_batch(config.batch_size, mesh)
-  eval_batch_size = config.get('eval_batch_size', 0) or config.batch_size
-  sharding_lib.check_global_batch(eval_batch_size, mesh)
-
-  dataset = data_lib.get_dataset(config.data)
-  model = create_model(config, dataset.num_classes)
-  tx, schedule = optim.create_optimizer(config)
+  try:
+    check_config(config, mesh.devices.size)
+    dataset = data_lib.get_dataset(config.data)
+    model = create_model(config, dataset.num_classes)
+    tx, schedule = optim.create_optimizer(config)
+  except ValueError as e:
+    raise ConfigError(str(e)) from e
   init_key, data_key, loop_key = jax.random.split(
     jax.random.key(config.seed), 3
   )
-  ema = config.get('ema_decay', 0.0) > 0
-  create_fn = lambda: state_lib.create_train_state(
+  create_fn = functools.partial(
+    state_lib.create_train_state,
     model=model,
     tx=tx,
     init_key=init_key,
     example_input=jnp.zeros((1, *dataset.image_shape), jnp.float32),
-    ema=ema,
+    ema=config.ema_decay > 0,
     sharding=sharding_lib.replicated_sharding(mesh),
   )
-
   ckpt = checkpoint_lib.Checkpointer(workdir, keep=config.keep_checkpoints)
   try:
     state = _restore_or_create(ckpt, create_fn, mesh, config)
-    start_step = int(state.step)
+    start, total = int(state.step), config.total_steps
     write_config(config, workdir)
     writer = metrics_lib.MetricsWriter(
       workdir, enabled=jax.process_index() == 0
     )
-    writer.truncate_after(start_step)
+    writer.truncate_after(start)
     _print(
       f'{config.model} on {dataset.num_train} {config.data.name} examples '
       f'{dataset.image_shape}, {jax.device_count()} device(s), batch '
-      f'{config.batch_size}, steps {start_step}->{config.total_steps}'
+      f'{config.batch_size}, steps {start}->{total}'
     )
-
-    eval_fns = {'': step_lib.make_eval_step(model, mesh)}
-    if ema:
-      eval_fns['ema_'] = step_lib.make_eval_step(model, mesh, use_ema=True)
-    log = _TrainLog(
-      writer=writer,
-      total_steps=config.total_steps,
-      batch_size=config.batch_size,
-    )
-
-    def run_eval(state: Any, step: int) -> None:
-      results = evaluate(
-        state,
-        eval_fns=eval_fns,
-        dataset=dataset,
-        batch_size=eval_batch_size,
-        mesh=mesh,
-      )
-      results['wall_time_s'] = time.time() - log.run_start
-      writer.write(step, 'eval', results)
-      _print(metrics_lib.eval_line(step, results))
-
-    if start_step >= config.total_steps:
-      _print(f'{workdir} is already trained to step {start_step}; done')
+    if start >= total:
+      _print(f'{workdir} is already trained to step {start}; done')
       return state
+
+    train_fn = step_lib.make_train_step(model, tx, schedule, config, mesh)
+    eval_fns = {'': evaluate_lib.make_eval_step(model, mesh)}
+    if config.ema_decay > 0:
+      eval_fns['ema_'] = evaluate_lib.make_eval_step(model, mesh, use_ema=True)
     batches = dataset.train_batches(
       batch_size=config.batch_size,
       data_key=data_key,
-      start_step=start_step,
+      start_step=start,
       sharding=sharding_lib.batch_sharding(mesh),
     )
-    train_fn = step_lib.make_train_step(model, tx, schedule, config, mesh)
-    state = _train_loop(
-      state,
-      batches,
-      config=config,
-      train_fn=train_fn,
-      loop_key=loop_key,
-      log=log,
-      ckpt=ckpt,
-      run_eval=run_eval,
-    )
+    log = _TrainLog(writer, config)
+    for step in range(start + 1, total + 1):
+      state, metrics = train_fn(state, next(batches), loop_key)
+      log.add(step, metrics, first=step == start + 1)
+      if _every(step, config.log_every_steps, total):
+        log.train_line(step)
+      # Evaluate before saving: a relaunch after a crash between the two
+      # redoes both, and a finished run always has its final eval line.
+      if _every(step, config.eval_every_steps, total):
+        log.check()
+        results = evaluate_lib.evaluate(
+          state,
+          eval_fns=eval_fns,
+          dataset=dataset,
+          batch_size=config.eval_batch_size or config.batch_size,
+          mesh=mesh,
+        )
+        log.eval_line(step, results)
+      if _every(step, config.checkpoint_every_steps, total):
+        _save_checkpoint(ckpt, log, step, state)
   except FloatingPointError as e:
     ckpt.wait()
     latest = ckpt.latest_step()
@@ -384,15 +322,9 @@ def train_and_evaluate(
       if latest is None
       else f'last good checkpoint: step {latest} in {ckpt.directory}'
     )
-    raise FloatingPointError(
+    raise DivergedError(
       f'{e}: training stopped without saving this state; {kept}'
     ) from e
   finally:
     ckpt.close()
   return state
-
-
-def read_config(workdir: str) -> dict[str, Any]:
-  """Reads the `config.json` a run wrote into `workdir`."""
-  with open(os.path.join(workdir, 'config.json')) as f:
-    return json.load(f)

@@ -1,9 +1,12 @@
 """CIFAR-10 / CIFAR-100 (Krizhevsky 2009) via tensorflow-datasets.
 
-Argument: `MODEL[,DATASET]`, e.g. `resnet20_cifar` or
-`wrn28_10_cifar,cifar100`. Each model follows its paper's recipe (50k train
-images, 32x32, batch-level crop with 4 pixels of padding and horizontal flip
-done on device), with classical (coupled) L2 weight decay as the papers use:
+Argument: `model=MODEL,dataset=DATASET,smoke=BOOL` (each optional; the
+first two also by position), e.g. `resnet20_cifar`, `wrn28_10_cifar,cifar100`
+or `model=resnet20_cifar,dataset=cifar100,smoke=True` (smoke: two steps with
+the tiny `resnet8_cifar_tiny`, same pipeline). Each model follows its
+paper's recipe (50k train images, 32x32, batch-level crop with 4 pixels of
+padding and horizontal flip done on device), with classical (coupled) L2
+weight decay as the papers use:
 
 - resnet20/32/44/56/110_cifar (He et al. 2016, Sec. 4.2): batch 128, lr 0.1,
   /10 at steps 32k and 48k, 64k steps, wd 1e-4 (resnet110: 400 warmup steps).
@@ -57,23 +60,22 @@ def _epochs_to_steps(epochs: float, batch_size: int) -> int:
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  """Returns the CIFAR config for `arg` = 'MODEL[,DATASET]'."""
-  parts = common.parse_arg(arg, 'resnet20_cifar')
-  if len(parts) > 2:
-    raise ValueError(f'cifar config takes MODEL[,DATASET], got {arg!r}')
-  model = common.check_choice('cifar variant', parts[0], VARIANTS)
-  dataset = parts[1] if len(parts) > 1 else 'cifar10'
-  common.check_choice('cifar dataset', dataset, DATASETS)
+  """Returns the CIFAR config for `arg` = 'MODEL[,DATASET][,smoke=BOOL]'."""
+  fields = common.parse_arg(
+    arg, model='resnet20_cifar', dataset='cifar10', smoke=False
+  )
+  model = common.check_choice('cifar model', fields.model, VARIANTS)
+  dataset = common.check_choice('cifar dataset', fields.dataset, DATASETS)
 
   config = common.get_config()
   config.data.name = dataset
   config.model = model
   config.optimizer = 'momentum'
-  config.momentum = 0.9
+  config.optimizer_kw.momentum = 0.9
   config.lr = 0.1
   config.weight_decay_mode = 'l2'
-  config.crop_padding = 4
-  config.random_flip = True
+  config.augment.crop_padding = 4
+  config.augment.random_flip = True
   config.batch_size = 128
   config.log_every_steps = 100
 
@@ -85,22 +87,24 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.optimizer = 'nesterov'
     config.total_steps = _epochs_to_steps(200, 128)
     config.schedule = 'step'
-    config.step_boundaries = tuple(
+    config.schedule_kw.boundaries = tuple(
       _epochs_to_steps(e, 128) for e in (60, 120, 160)
     )
-    config.decay_factor = 0.2
+    config.schedule_kw.decay_factor = 0.2
     config.weight_decay = 5e-4
   elif model == 'densenet_bc100_k12_cifar':
     config.optimizer = 'nesterov'
     config.batch_size = 64
     config.total_steps = _epochs_to_steps(300, 64)
     config.schedule = 'step'
-    config.step_boundaries = tuple(_epochs_to_steps(e, 64) for e in (150, 225))
+    config.schedule_kw.boundaries = tuple(
+      _epochs_to_steps(e, 64) for e in (150, 225)
+    )
     config.weight_decay = 1e-4
   else:  # He et al. 2016 CIFAR ResNets.
     config.total_steps = 64_000
     config.schedule = 'step'
-    config.step_boundaries = (32_000, 48_000)
+    config.schedule_kw.boundaries = (32_000, 48_000)
     config.weight_decay = 1e-4
     if model == 'resnet110_cifar':
       # The paper warms up at lr 0.01 for ~400 steps; linear warmup is close.
@@ -108,4 +112,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
   config.eval_every_steps = max(config.total_steps // 20, 1)
   config.checkpoint_every_steps = config.eval_every_steps
+  if fields.smoke:
+    common.apply_smoke(config)
+    config.model = 'resnet8_cifar_tiny'  # Compiles in seconds.
   return config

@@ -1,9 +1,11 @@
 """scikit-learn digits (UCI optdigits test set), 1797 8x8 images, offline.
 
 The smallest real data set here: a full run takes about 20 s, which makes it the
-data set of the learning tests. Variants: `mlp` (one hidden layer of 128,
-dropout 0.2) and `cnn` (`cnn_small`). The data helper splits it into the
-first 899 images for training and the other 898 for testing.
+data set of the learning tests. Argument (after ':'): `model=mlp` (the
+default; one hidden layer of 128, dropout 0.2) or `model=cnn` (`cnn_small`),
+the name alone also works (`digits.py:cnn`), and `smoke=True`. The data
+helper splits it into the first 899 images for training and the other 898
+for testing.
 
 Commands and results measured on this repository's 2-core CPU machine
 (idle while measuring):
@@ -27,10 +29,9 @@ VARIANTS = ('mlp', 'cnn')
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  """Returns the digits config; `arg` is one of VARIANTS (default 'mlp')."""
-  variant = common.single_variant(
-    arg, kind='digits', default='mlp', choices=VARIANTS
-  )
+  """Returns the digits config for `arg` = '[model=]MODEL[,smoke=BOOL]'."""
+  fields = common.parse_arg(arg, model='mlp', smoke=False)
+  variant = common.check_choice('digits model', fields.model, VARIANTS)
   config = common.get_config()
   config.data.name = 'digits'
   config.batch_size = 64
@@ -47,4 +48,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.model_kw.dropout_rate = 0.2
   else:
     config.model = 'cnn_small'
+  if fields.smoke:
+    common.apply_smoke(config)
   return config

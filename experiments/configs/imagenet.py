@@ -1,8 +1,9 @@
 """ImageNet ILSVRC-2012 (Russakovsky et al. 2015) via tensorflow-datasets.
 
-Argument: the model name, default `resnet50`; any model of the `nets`
-registry with an ImageNet-sized (224x224) input works, e.g.
-`imagenet.py:vgg16`. The recipe is Goyal et al. 2017 ("ImageNet in 1 hour"):
+Argument: `model=NAME` (or the name alone), default `resnet50`; any model of
+the `nets` registry with an ImageNet-sized (224x224) input works, e.g.
+`imagenet.py:vgg16`; `smoke=True` runs two steps on 32x32 crops in float32.
+The recipe is Goyal et al. 2017 ("ImageNet in 1 hour"):
 global batch 1024, lr 0.1 x batch/256 = 0.4, 5 warmup epochs, lr /10 at
 epochs 30, 60 and 80 of 90, momentum 0.9, L2 weight decay 1e-4, random-resized
 crop (in the input pipeline) and horizontal flip, bfloat16 computation.
@@ -34,28 +35,32 @@ def _epochs_to_steps(epochs: float) -> int:
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  """Returns the ImageNet config; `arg` is a registered model name."""
-  parts = common.parse_arg(arg, 'resnet50')
-  if len(parts) != 1:
-    raise ValueError(f'imagenet config takes one model name, got {arg!r}')
+  """Returns the ImageNet config for `arg` = '[model=]NAME[,smoke=BOOL]'."""
+  fields = common.parse_arg(arg, model='resnet50', smoke=False)
   config = common.get_config()
-  config.model = parts[0]
+  config.model = fields.model
   config.data.name = 'imagenet2012'
   config.data.image_size = 224
   config.batch_size = BATCH_SIZE
   config.total_steps = _epochs_to_steps(90)
   config.optimizer = 'momentum'
-  config.momentum = 0.9
+  config.optimizer_kw.momentum = 0.9
   config.lr = 0.1 * BATCH_SIZE / 256
   config.weight_decay = 1e-4
   config.weight_decay_mode = 'l2'
   config.schedule = 'step'
   config.warmup_steps = _epochs_to_steps(5)
-  config.step_boundaries = tuple(_epochs_to_steps(e) for e in (30, 60, 80))
-  config.decay_factor = 0.1
-  config.random_flip = True
+  config.schedule_kw.boundaries = tuple(
+    _epochs_to_steps(e) for e in (30, 60, 80)
+  )
+  config.schedule_kw.decay_factor = 0.1
+  config.augment.random_flip = True
   config.compute_dtype = 'bfloat16'
   config.log_every_steps = 100
   config.eval_every_steps = _epochs_to_steps(5)
   config.checkpoint_every_steps = _epochs_to_steps(1)
+  if fields.smoke:
+    common.apply_smoke(config)
+    config.data.image_size = 32
+    config.compute_dtype = 'float32'  # bfloat16 convolutions are slow on CPU.
   return config

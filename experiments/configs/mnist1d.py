@@ -2,7 +2,8 @@
 
 A tiny benchmark on which architectures differ clearly: the paper reports
 about 68% test accuracy for an MLP and 94% for a CNN. The data ship with the
-`mnist1d` package, so it runs offline. Variants: `mlp` and `cnn` (`cnn1d`).
+`mnist1d` package, so it runs offline. Argument (after ':'): `model=cnn`
+(the default, `cnn1d`) or `model=mlp` (or the name alone), and `smoke=True`.
 Training follows the paper: Adam, lr 1e-2, batch 100, 6000 steps.
 
 Commands and results measured on this repository's 2-core CPU machine
@@ -27,10 +28,9 @@ VARIANTS = ('mlp', 'cnn')
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  """Returns the MNIST-1D config; `arg` is one of VARIANTS (default 'cnn')."""
-  variant = common.single_variant(
-    arg, kind='mnist1d', default='cnn', choices=VARIANTS
-  )
+  """Returns the MNIST-1D config for `arg` = '[model=]MODEL[,smoke=BOOL]'."""
+  fields = common.parse_arg(arg, model='cnn', smoke=False)
+  variant = common.check_choice('mnist1d model', fields.model, VARIANTS)
   config = common.get_config()
   config.data.name = 'mnist1d'
   config.batch_size = 100
@@ -46,4 +46,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.model_kw.hidden_sizes = (100, 100)
   else:
     config.model = 'cnn1d'
+  if fields.smoke:
+    common.apply_smoke(config)
   return config

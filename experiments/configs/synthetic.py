@@ -1,7 +1,8 @@
 """Random images of any shape: throughput benchmarks and smoke runs.
 
-Argument: `MODEL[,HxWxC[,CLASSES]]`, e.g. `synthetic.py:cnn_small,8x8x1` or
-`synthetic.py:resnet50,224x224x3,1000`. Images are Gaussian noise around a
+Argument: `model=MODEL,shape=HxWxC,num_classes=K,smoke=BOOL` (each
+optional, the first three also by position), e.g. `synthetic.py:cnn_small,8x8x1`
+or `synthetic.py:resnet50,224x224x3,1000`. Images are Gaussian noise around a
 random per-pixel mean per class: a linear classifier on the pixels separates
 the classes (tests/train_lib/test_data.py), but a CNN that pools globally,
 like `cnn_small`, barely learns them in a short run, so the accuracy means
@@ -34,22 +35,20 @@ def _parse_shape(text: str) -> tuple[int, ...]:
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  """Returns the synthetic config for `arg` = 'MODEL[,HxWxC[,CLASSES]]'."""
-  parts = common.parse_arg(arg, 'cnn_small,32x32x3,10')
-  if len(parts) > 3:
-    raise ValueError(
-      f'synthetic config takes MODEL[,HxWxC[,CLASSES]], got {arg!r}'
-    )
+  """Returns the synthetic config for `arg` = 'MODEL[,HxWxC[,K]][,smoke=B]'."""
+  fields = common.parse_arg(
+    arg, model='cnn_small', shape='32x32x3', num_classes=10, smoke=False
+  )
   config = common.get_config()
-  config.model = parts[0]
+  config.model = fields.model
   if config.model == 'mlp':
     # Defined here so that --config.model_kw.hidden_sizes=... can override.
     config.model_kw.hidden_sizes = (256, 256)
   config.data.name = 'synthetic'
-  if len(parts) > 1:
-    config.data.synthetic_shape = _parse_shape(parts[1])
-  if len(parts) > 2:
-    config.data.synthetic_num_classes = int(parts[2])
+  config.data.synthetic_shape = _parse_shape(fields.shape)
+  if fields.num_classes < 2:
+    raise ValueError(f'num_classes must be >= 2, got {fields.num_classes}')
+  config.data.synthetic_num_classes = fields.num_classes
   config.batch_size = 64
   config.total_steps = 200
   config.eval_every_steps = 200
@@ -58,4 +57,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.optimizer = 'momentum'
   config.lr = 0.01
   config.schedule = 'constant'
+  if fields.smoke:
+    common.apply_smoke(config)
   return config

@@ -64,7 +64,7 @@ def test_save_restore_roundtrip_keeps_optax_types(tmp_path):
   assert ckpt.latest_step() is None
   assert ckpt.save(7, state)
   ckpt.wait()
-  restored = ckpt.restore(_abstract(state))
+  restored = ckpt.restore(None, _abstract(state))
   ckpt.close()
   chex.assert_trees_all_equal(restored, state)
   # Without an abstract target orbax would return lists here.
@@ -107,7 +107,7 @@ def test_incompatible_checkpoint_is_refused_and_untouched(tmp_path):
 
   other = checkpoint.Checkpointer(str(tmp_path), keep=3)
   with pytest.raises(ValueError, match='incompatible checkpoint') as info:
-    other.restore(_abstract(_state(width=6)))
+    other.restore(None, _abstract(_state(width=6)))
   other.close()
   message = str(info.value)
   assert str(tmp_path) in message
@@ -121,7 +121,7 @@ def test_incompatible_checkpoint_is_refused_and_untouched(tmp_path):
 def test_restore_without_checkpoint_and_bad_keep(tmp_path):
   ckpt = checkpoint.Checkpointer(str(tmp_path), keep=1)
   with pytest.raises(ValueError, match='no checkpoint'):
-    ckpt.restore(_abstract(_state()))
+    ckpt.restore(None, _abstract(_state()))
   ckpt.close()
   with pytest.raises(ValueError, match='keep_checkpoints'):
     checkpoint.Checkpointer(str(tmp_path), keep=0)

@@ -7,10 +7,10 @@ recomputed with jax.random directly, and the raw package arrays.
 
 import chex
 import jax
-import ml_collections
 import numpy as np
 import pytest
 
+from experiments.configs import common
 from train_lib import data
 from train_lib.data import small
 from train_lib.data.in_memory import InMemoryDataset
@@ -42,7 +42,10 @@ def _ids(batch):
 
 
 def _config(**kw):
-  return ml_collections.ConfigDict(kw)
+  """The shared `config.data` defaults with `kw` set."""
+  config_data = common.get_config().data
+  config_data.update(kw)
+  return config_data
 
 
 def test_unknown_name_lists_choices():

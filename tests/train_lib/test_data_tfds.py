@@ -7,11 +7,11 @@ sharding.
 """
 
 import jax
-import ml_collections
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
+from experiments.configs import common
 from train_lib import data
 from train_lib.data import preprocessing
 
@@ -30,7 +30,8 @@ def _sharding():
 
 
 def _dataset(name, image_size=16):
-  config = ml_collections.ConfigDict({'name': name, 'image_size': image_size})
+  config = common.get_config().data
+  config.update(name=name, image_size=image_size)
   return data.get_dataset(config)
 
 
@@ -155,9 +156,8 @@ def test_process_shards_union_to_the_global_batch():
 
 
 def test_missing_data_raises_with_instructions(tmp_path):
-  config = ml_collections.ConfigDict(
-    {'name': 'cifar10', 'data_dir': str(tmp_path)}
-  )
+  config = common.get_config().data
+  config.update(name='cifar10', data_dir=str(tmp_path))
   with pytest.raises(data.DatasetNotFoundError, match='tfds build cifar10'):
     data.get_dataset(config)
   assert issubclass(data.DatasetNotFoundError, ValueError)

@@ -133,7 +133,7 @@ def _restore(workdir, step: int) -> state_lib.TrainState:
   ckpt = checkpoint_lib.Checkpointer(str(workdir), keep=3)
   try:
     assert step in ckpt.all_steps(), ckpt.all_steps()
-    return ckpt.restore(target, step)
+    return ckpt.restore(step, target)
   finally:
     ckpt.close()
 

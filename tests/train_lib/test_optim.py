@@ -2,10 +2,10 @@
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import pytest
 
+from experiments.configs import common
 from train_lib import optim
 
 LR = 0.1
@@ -21,23 +21,10 @@ GRADS = [
 
 
 def _config(**kw):
-  base = dict(
-    optimizer='sgd',
-    lr=LR,
-    schedule='constant',
-    warmup_steps=0,
-    total_steps=100,
-    momentum=0.9,
-    b1=0.9,
-    b2=0.999,
-    eps=1e-8,
-    weight_decay=0.0,
-    weight_decay_mode='decoupled',
-    decay_all_params=False,
-    grad_clip_norm=0.0,
-  )
-  base.update(kw)
-  return ml_collections.ConfigDict(base)
+  config = common.get_config()
+  config.update(optimizer='sgd', lr=LR, schedule='constant', total_steps=100)
+  common.set_keys(config, **kw)
+  return config
 
 
 def _run_optax(config):
@@ -74,14 +61,18 @@ def _run_numpy(c, lrs=None):
       if c.optimizer == 'sgd':
         u[k] = g[k]
       elif c.optimizer in ('momentum', 'nesterov'):
-        v[k] = c.momentum * v[k] + g[k]
-        u[k] = v[k] if c.optimizer == 'momentum' else g[k] + c.momentum * v[k]
+        v[k] = c.optimizer_kw.momentum * v[k] + g[k]
+        u[k] = (
+          v[k]
+          if c.optimizer == 'momentum'
+          else g[k] + c.optimizer_kw.momentum * v[k]
+        )
       else:
-        m[k] = c.b1 * m[k] + (1 - c.b1) * g[k]
-        s[k] = c.b2 * s[k] + (1 - c.b2) * g[k] ** 2
-        m_hat = m[k] / (1 - c.b1**t)
-        s_hat = s[k] / (1 - c.b2**t)
-        u[k] = m_hat / (np.sqrt(s_hat) + c.eps)
+        m[k] = c.optimizer_kw.b1 * m[k] + (1 - c.optimizer_kw.b1) * g[k]
+        s[k] = c.optimizer_kw.b2 * s[k] + (1 - c.optimizer_kw.b2) * g[k] ** 2
+        m_hat = m[k] / (1 - c.optimizer_kw.b1**t)
+        s_hat = s[k] / (1 - c.optimizer_kw.b2**t)
+        u[k] = m_hat / (np.sqrt(s_hat) + c.optimizer_kw.eps)
       if c.weight_decay_mode == 'decoupled':
         u[k] = u[k] + c.weight_decay * mask[k] * p[k]
       p[k] = p[k] - lr * u[k]

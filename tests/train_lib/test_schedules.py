@@ -4,27 +4,19 @@ import math
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import pytest
 
+from experiments.configs import common
 from train_lib import schedules
 
 
 def _config(**kw):
-  base = dict(
-    schedule='constant',
-    lr=0.1,
-    warmup_steps=0,
-    total_steps=110,
-    lr_end=0.0,
-    step_boundaries=(),
-    step_every_steps=0,
-    decay_factor=0.1,
-    decay_steps=10,
-  )
-  base.update(kw)
-  return ml_collections.ConfigDict(base)
+  config = common.get_config()
+  config.update(schedule='constant', lr=0.1, total_steps=110)
+  config.schedule_kw.decay_steps = 10
+  common.set_keys(config, **kw)
+  return config
 
 
 def _at(schedule, steps):
@@ -45,7 +37,7 @@ def test_linear_warmup_from_zero():
 
 def test_step_decay_at_absolute_boundaries():
   sched = schedules.create_schedule(
-    _config(schedule='step', warmup_steps=5, step_boundaries=(30, 60))
+    _config(schedule='step', warmup_steps=5, boundaries=(30, 60))
   )
   steps = [0, 2, 5, 29, 30, 31, 59, 60, 1000]
   want = [0.0, 0.04, 0.1, 0.1, 0.01, 0.01, 0.01, 0.001, 0.001]
@@ -54,9 +46,7 @@ def test_step_decay_at_absolute_boundaries():
 
 def test_step_decay_every_k_steps_after_warmup():
   sched = schedules.create_schedule(
-    _config(
-      schedule='step', warmup_steps=5, step_every_steps=10, decay_factor=0.5
-    )
+    _config(schedule='step', warmup_steps=5, every_steps=10, decay_factor=0.5)
   )
   steps = [0, 5, 14, 15, 24, 25, 45]
   want = [0.0, 0.1, 0.1, 0.05, 0.05, 0.025, 0.1 * 0.5**4]
@@ -121,7 +111,7 @@ def test_unknown_schedule_lists_choices():
   'kw',
   [
     dict(schedule='step'),  # neither boundaries nor period
-    dict(schedule='step', step_boundaries=(50, 20)),
+    dict(schedule='step', boundaries=(50, 20)),
     dict(schedule='cosine', warmup_steps=110),
     dict(schedule='exponential', decay_steps=0),
     dict(warmup_steps=-1),

@@ -8,11 +8,12 @@ not depend on nets/.
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-from jax.sharding import PartitionSpec as P
-import ml_collections
+from jax.sharding import PartitionSpec
 import numpy as np
 import pytest
 
+from experiments.configs import common
+from train_lib import evaluate
 from train_lib import optim
 from train_lib import sharding as sharding_lib
 from train_lib import step
@@ -32,17 +33,9 @@ class TinyBN(nn.Module):
     return nn.Dense(self.num_classes)(x)
 
 
-CONFIG = ml_collections.ConfigDict(
-  dict(
-    optimizer='momentum',
-    lr=0.1,
-    momentum=0.9,
-    schedule='constant',
-    weight_decay=1e-3,
-    grad_accum_steps=1,
-    ema_decay=0.0,
-  )
-)
+CONFIG = common.get_config()
+CONFIG.update(optimizer='momentum', lr=0.1, schedule='constant')
+CONFIG.weight_decay = 1e-3
 
 
 def _batch(n=16, d=4, seed=0):
@@ -82,8 +75,8 @@ def _train(mesh, batch, steps):
 def test_mesh_and_shardings():
   mesh = sharding_lib.make_mesh()
   assert mesh.axis_names == ('data',) and mesh.devices.size == 8
-  assert sharding_lib.batch_sharding(mesh).spec == P('data')
-  assert sharding_lib.replicated_sharding(mesh).spec == P()
+  assert sharding_lib.batch_sharding(mesh).spec == PartitionSpec('data')
+  assert sharding_lib.replicated_sharding(mesh).spec == PartitionSpec()
   assert sharding_lib.make_mesh(jax.devices()[:1]).devices.size == 1
   with pytest.raises(ValueError):
     sharding_lib.make_mesh([])
@@ -124,9 +117,9 @@ def test_one_and_eight_devices_agree_and_batchnorm_is_global():
   mask = np.ones(16, np.float32)
   mask[-3:] = 0
   eval_batch = batch | {'mask': mask}
-  eval_fn = step.make_eval_step(model, mesh8)
+  eval_fn = evaluate.make_eval_step(model, mesh8)
   got = eval_fn(s8, sharding_lib.shard_batch(eval_batch, mesh8))
-  want = step.eval_step(
+  want = evaluate.eval_step(
     jax.device_get(s8), jax.tree.map(jnp.asarray, eval_batch), model=model
   )
   assert float(got['count']) == 13.0
@@ -146,6 +139,6 @@ def test_uneven_batch_is_rejected_by_the_steps():
   train_fn = step.make_train_step(model, tx, schedule, CONFIG, mesh)
   with pytest.raises(ValueError, match='batch size 12 .* devices 8'):
     train_fn(None, bad, jax.random.key(0))
-  eval_fn = step.make_eval_step(model, mesh)
+  eval_fn = evaluate.make_eval_step(model, mesh)
   with pytest.raises(ValueError, match='batch size 12 .* devices 8'):
     eval_fn(None, bad)

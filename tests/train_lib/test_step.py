@@ -1,4 +1,4 @@
-"""Tests for train_lib/step.py and train_lib/state.py on tiny Flax models.
+"""Tests for train_lib/step.py, train_lib/augment.py and train_lib/state.py.
 
 The models are defined here (flax.linen Dense/BatchNorm/Dropout) so the
 tests do not depend on nets/; references are computed independently with
@@ -10,12 +10,13 @@ import functools
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import optax
 import pytest
 
+from experiments.configs import common
 from ops import augmentation
+from train_lib import augment
 from train_lib import optim
 from train_lib import step
 from train_lib.state import create_train_state
@@ -40,38 +41,12 @@ class Tiny(nn.Module):
     return nn.Dense(self.num_classes, dtype=self.dtype, name='head')(x)
 
 
-class Identity(nn.Module):
-  """Returns its input as logits (plus a zero-initialised bias)."""
-
-  num_classes: int = 7
-
-  @nn.compact
-  def __call__(self, x, train: bool):
-    del train
-    return x + self.param('bias', nn.initializers.zeros, (x.shape[-1],))
-
-
 def _config(**kw):
-  base = dict(
-    optimizer='sgd',
-    lr=0.5,
-    schedule='constant',
-    warmup_steps=0,
-    total_steps=100,
-    momentum=0.9,
-    weight_decay=0.0,
-    grad_clip_norm=0.0,
-    grad_accum_steps=1,
-    ema_decay=0.0,
-    label_smoothing=0.0,
-    mixup_alpha=0.0,
-    cutmix_alpha=0.0,
-    cutout_size=0,
-    crop_padding=0,
-    random_flip=False,
-  )
-  base.update(kw)
-  return ml_collections.ConfigDict(base)
+  """The shared defaults with plain SGD, and `kw` wherever the key lives."""
+  config = common.get_config()
+  config.update(optimizer='sgd', lr=0.5, schedule='constant', total_steps=100)
+  common.set_keys(config, **kw)
+  return config
 
 
 def _batch(shape=(8, 4, 4, 1), num_classes=3, seed=0):
@@ -92,8 +67,12 @@ def _setup(model, config, batch):
     ema=config.ema_decay > 0,
   )
   fn = jax.jit(
-    lambda s, b, k: step.train_step(
-      s, b, k, model=model, tx=tx, schedule=schedule, config=config
+    functools.partial(
+      step.train_step,
+      model=model,
+      tx=tx,
+      schedule=schedule,
+      **step.step_options(config, model.num_classes),
     )
   )
   return state, fn
@@ -166,8 +145,51 @@ def test_grad_accumulation_with_batchnorm_and_bad_split():
       model=model,
       tx=tx,
       schedule=schedule,
-      config=_config(grad_accum_steps=3),
+      **step.step_options(_config(grad_accum_steps=3), 3),
     )
+
+
+def test_grad_accumulation_with_batchnorm_equals_hand_run_micro_batches():
+  # k = 2 micro-batches (rows 0::2 and 1::2), each normalised with its own
+  # BatchNorm statistics and with its own dropout key, computed here with
+  # model.apply and optax directly, then one SGD update with the mean.
+  model, batch, lr = Tiny(use_bn=True, dropout_rate=0.5), _batch(), 0.5
+  state, fn = _setup(model, _config(grad_accum_steps=2), batch)
+  loop_key = jax.random.key(7)
+  dropout_key = step.step_keys(loop_key, 0)['dropout']
+
+  def micro_loss(params, batch_stats, x, y, key):
+    logits, updates = model.apply(
+      {'params': params, 'batch_stats': batch_stats},
+      x,
+      train=True,
+      rngs={'dropout': key},
+      mutable=['batch_stats'],
+    )
+    loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+    return loss, updates['batch_stats']
+
+  grad_fn = jax.value_and_grad(micro_loss, has_aux=True)
+  batch_stats, grads, losses = state.batch_stats, [], []
+  for j in range(2):
+    x, y = batch['image'][j::2], batch['label'][j::2]
+    key = jax.random.fold_in(dropout_key, j)
+    (loss, batch_stats), g = grad_fn(state.params, batch_stats, x, y, key)
+    grads.append(g)
+    losses.append(loss)
+  mean_grad = jax.tree.map(lambda a, b: (a + b) / 2, *grads)
+  want_params = jax.tree.map(lambda p, g: p - lr * g, state.params, mean_grad)
+
+  new, metrics = fn(state, batch, loop_key)
+  close = functools.partial(np.testing.assert_allclose, rtol=1e-5, atol=1e-6)
+  jax.tree.map(close, new.params, want_params)
+  jax.tree.map(close, new.batch_stats, batch_stats)
+  close(metrics['loss'], np.mean(losses))
+  # Not the big-batch update: BatchNorm saw two different micro-batches.
+  big_state, big_fn = _setup(model, _config(), batch)
+  big, _ = big_fn(big_state, batch, loop_key)
+  diff = jax.tree.map(lambda a, b: np.abs(a - b).max(), big.params, new.params)
+  assert max(jax.tree.leaves(diff)) > 1e-4
 
 
 AUG = dict(
@@ -216,21 +238,19 @@ def test_step_keys_are_distinct_and_depend_on_step():
 
 
 def _augment(keys, batch, **kw):
-  """`step.augment` under jit (eager beta sampling is slow) for a config."""
-  augment = lambda k, x, y: step.augment(
-    k, x, y, num_classes=3, config=_config(**kw)
-  )
-  return jax.jit(augment)(keys, batch['image'], batch['label'])
+  """The config's augmentation under jit (eager beta sampling is slow)."""
+  fn = augment.make_augment(_config(**kw), num_classes=3)
+  return jax.jit(fn)(keys, batch['image'], batch['label'])
 
 
 @pytest.mark.slow
 def test_augment_follows_config_and_draws_each_stream_key():
   keys = step.step_keys(jax.random.key(5), 3)
   batch = _batch(shape=(8, 6, 6, 2))
-  # All switches off: the batch is untouched and the hard labels are used.
+  # All switches off: the batch is untouched and the targets are one-hot.
   plain, targets = _augment(keys, batch)
   np.testing.assert_array_equal(plain, batch['image'])
-  assert targets is None
+  np.testing.assert_array_equal(targets, np.eye(3)[np.asarray(batch['label'])])
 
   got, targets = _augment(
     keys,
@@ -332,48 +352,3 @@ def test_ema_of_params_and_batch_stats():
   no_ema_state, _ = _setup(model, _config(), batch)
   with pytest.raises(ValueError, match='ema'):
     fn(no_ema_state, batch, jax.random.key(0))
-
-
-def test_eval_masking_hand_example():
-  # K = 7; logits are the inputs. The last row is padding with a huge loss.
-  logits = np.zeros((4, 7), np.float32)
-  logits[0, 0] = 2.0  # label 0: correct, loss log(e^2 + 6) - 2
-  logits[1] = [0.0, 5, 4, 3, 2, 1, -1]  # label 0: wrong, outside top 5
-  logits[2] = [0.0, 0, 0.5, 1, -1, -1, -1]  # label 2: wrong, in top 5
-  logits[3] = [-1.0, 0, 0, 0, 0, 0, 100]  # padding, label 0: outside top 5
-  batch = {
-    'image': jnp.asarray(logits),
-    'label': jnp.asarray([0, 0, 2, 0], jnp.int32),
-    'mask': jnp.asarray([1.0, 1.0, 1.0, 0.0]),
-  }
-  model = Identity()
-  state = create_train_state(
-    model=model,
-    tx=optax.sgd(0.1),
-    init_key=jax.random.key(0),
-    example_input=batch['image'],
-    ema=False,
-  )
-  sums = jax.jit(lambda s, b: step.eval_step(s, b, model=model))(state, batch)
-  loss0 = np.log(np.exp(2.0) + 6) - 2.0
-  loss1 = np.log(np.sum(np.exp(logits[1])))
-  loss2 = np.log(np.sum(np.exp(logits[2]))) - 0.5
-  assert float(sums['count']) == 3.0
-  assert float(sums['correct']) == 1.0
-  assert float(sums['correct_top5']) == 2.0
-  np.testing.assert_allclose(sums['loss_sum'], loss0 + loss1 + loss2, rtol=1e-6)
-  # A second batch with no padding; totals count every example once.
-  total = step.add_eval_sums(None, sums)
-  total = step.add_eval_sums(
-    total, step.eval_step(state, batch | {'mask': jnp.ones(4)}, model=model)
-  )
-  means = step.finalize_eval(total)
-  np.testing.assert_allclose(means['accuracy'], 2.0 / 7.0, rtol=1e-6)
-  np.testing.assert_allclose(means['top5_accuracy'], 4.0 / 7.0, rtol=1e-6)
-  loss3 = 100.0 + np.log1p(np.sum(np.exp(logits[3, :6] - 100.0))) + 1.0
-  want = (2 * (loss0 + loss1 + loss2) + loss3) / 7
-  np.testing.assert_allclose(means['loss'], want, rtol=1e-5)
-  with pytest.raises(ValueError, match='count'):
-    step.finalize_eval({k: 0.0 for k in sums})
-  with pytest.raises(ValueError, match='EMA'):
-    step.eval_step(state, batch, model=model, use_ema=True)

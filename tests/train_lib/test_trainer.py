@@ -40,8 +40,8 @@ def _config(**overrides):
   config.eval_every_steps = 4
   config.checkpoint_every_steps = 4
   config.schedule = 'cosine'
-  config.random_flip = True
-  config.crop_padding = 1
+  config.augment.random_flip = True
+  config.augment.crop_padding = 1
   config.update(overrides)
   return config
 
@@ -83,17 +83,17 @@ class _PreemptedError(Exception):
 
 def _run_killed_after_checkpoint(config, workdir, kill_step, monkeypatch):
   """Runs `config` in `workdir` until the checkpoint of `kill_step`, dies."""
-  save = trainer._save
+  save = trainer._save_checkpoint
 
   def save_then_die(ckpt, log, step, state):
     save(ckpt, log, step, state)
     if step == kill_step:
       raise _PreemptedError
 
-  monkeypatch.setattr(trainer, '_save', save_then_die)
+  monkeypatch.setattr(trainer, '_save_checkpoint', save_then_die)
   with pytest.raises(_PreemptedError):
     trainer.train_and_evaluate(config, str(workdir))
-  monkeypatch.setattr(trainer, '_save', save)
+  monkeypatch.setattr(trainer, '_save_checkpoint', save)
 
 
 def test_resume_equals_uninterrupted_and_same_seed_is_bit_identical(
@@ -202,7 +202,7 @@ def test_nan_loss_stops_run_and_keeps_good_checkpoints(tmp_path):
     jax.eval_shape(lambda: template), template.step.sharding
   )
   for step in steps:
-    restored = ckpt.restore(abstract, step)
+    restored = ckpt.restore(step, abstract)
     chex.assert_tree_all_finite(restored.params)
   ckpt.close()
   assert all(math.isfinite(r['loss']) for r in _records(tmp_path, 'train'))

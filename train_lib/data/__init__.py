@@ -44,21 +44,14 @@ _LOADERS = {
 }
 
 
-def _get(config_data: ml_collections.ConfigDict, key: str, default):
-  """`config_data[key]`, or `default` when the key is absent or None."""
-  value = config_data.get(key, None)
-  return default if value is None else value
-
-
 def get_dataset(config_data: ml_collections.ConfigDict) -> Dataset:
   """Builds the dataset named by `config_data.name`.
 
   Args:
-    config_data: the `config.data` ConfigDict. Keys: `name`; for TFDS
-      datasets `data_dir` (None: the TFDS default) and, for imagenet2012,
-      `image_size` (default 224); for 'synthetic' `synthetic_shape` (default
-      (32, 32, 3)), `synthetic_num_classes` (10), `synthetic_num_train`
-      (1024), `synthetic_num_test` (256).
+    config_data: the `config.data` ConfigDict (experiments/configs/
+      common.py): `name`; for TFDS datasets `data_dir` and, for
+      imagenet2012, `image_size`; for 'synthetic' `synthetic_shape`,
+      `synthetic_num_classes`, `synthetic_num_train`, `synthetic_num_test`.
 
   Returns:
     A `Dataset`.
@@ -67,7 +60,7 @@ def get_dataset(config_data: ml_collections.ConfigDict) -> Dataset:
     ValueError: unknown name or bad synthetic settings.
     DatasetNotFoundError: a TFDS dataset is not prepared in `data_dir`.
   """
-  name = config_data.get('name', None)
+  name = config_data.name
   if name not in NAMES:
     raise ValueError(
       f'Unknown dataset {name!r}; choose one of {", ".join(NAMES)}.'
@@ -78,12 +71,12 @@ def get_dataset(config_data: ml_collections.ConfigDict) -> Dataset:
       name=name, train=train, test=test, num_classes=_NUM_CLASSES[name]
     )
   if name == 'synthetic':
-    num_classes = int(_get(config_data, 'synthetic_num_classes', 10))
+    num_classes = config_data.synthetic_num_classes
     train, test = small.make_synthetic(
-      shape=tuple(_get(config_data, 'synthetic_shape', (32, 32, 3))),
+      shape=tuple(config_data.synthetic_shape),
       num_classes=num_classes,
-      num_train=int(_get(config_data, 'synthetic_num_train', 1024)),
-      num_test=int(_get(config_data, 'synthetic_num_test', 256)),
+      num_train=config_data.synthetic_num_train,
+      num_test=config_data.synthetic_num_test,
     )
     return InMemoryDataset(
       name=name, train=train, test=test, num_classes=num_classes
@@ -93,6 +86,6 @@ def get_dataset(config_data: ml_collections.ConfigDict) -> Dataset:
 
   return tfds_source.TfdsDataset(
     name,
-    data_dir=_get(config_data, 'data_dir', None),
-    image_size=int(_get(config_data, 'image_size', 224)),
+    data_dir=config_data.data_dir,
+    image_size=config_data.image_size,
   )
