@@ -208,24 +208,29 @@ def train_two_layer_net(
     The loss before each step, ``steps`` Python floats.
   """
   shapes = ((n, d_in), (n, d_out), (d_in, hidden), (hidden, d_out))
+  history = _train(key, lr, shapes, steps)
+  return [float(v) for v in history]
+
+
+@functools.partial(jax.jit, static_argnums=(2, 3))
+def _train(key, lr, shapes, steps):
+  """Draws the data and weights, then runs ``steps`` descent steps.
+
+  One compiled program: the draw and the loop compile together, and the
+  data is computed from the key rather than closed over as a constant,
+  which XLA would fold at compile time (slow for the notes' 64 x 1000).
+
+  Returns:
+    The loss before each step, ``[steps]``.
+  """
   sizes = [a * b for a, b in shapes]
-  # One draw split four ways: each distinct shape would cost a compilation.
   flat = jax.random.normal(key, (sum(sizes),))
   parts = jnp.split(flat, list(itertools.accumulate(sizes))[:-1])
   x, y, w1, w2 = (p.reshape(s) for p, s in zip(parts, shapes, strict=True))
-
-  return [float(v) for v in _gradient_descent(w1, w2, x, y, lr, steps)]
-
-
-@functools.partial(jax.jit, static_argnums=5)
-def _gradient_descent(w1, w2, x, y, lr, steps):
-  """``steps`` hand-gradient descent steps; the loss before each step."""
 
   def step(carry, _):
     w1, w2 = carry
     loss, g1, g2 = two_layer_net_grads(w1, w2, x, y)
     return (w1 - lr * g1, w2 - lr * g2), loss
 
-  # x and y are arguments, not closed-over constants, which XLA would fold
-  # at compile time (slow for the notes' 64 x 1000 inputs).
   return jax.lax.scan(step, (w1, w2), None, length=steps)[1]
