@@ -115,8 +115,9 @@ def test_every_imagenet_model_has_count_and_macs_tests():
   # exact parameter count and MACs it checks (published figure or a hand
   # count); a newly registered model without such a test fails here.
   from tests.nets import test_densenet
+  from tests.nets import test_ensemble
   from tests.nets import test_googlenet
-  from tests.nets import test_mobile_nets
+  from tests.nets import test_mobilenet
   from tests.nets import test_resnet
   from tests.nets import test_shufflenet
   from tests.nets import test_simple_nets
@@ -124,8 +125,9 @@ def test_every_imagenet_model_has_count_and_macs_tests():
   covered = set()
   for module in (
     test_densenet,
+    test_ensemble,
     test_googlenet,
-    test_mobile_nets,
+    test_mobilenet,
     test_resnet,
     test_shufflenet,
     test_simple_nets,
