@@ -153,7 +153,9 @@ def softmax_cross_entropy_with_integer_labels_grad(
   return softmax(logits) - one_hot(labels, logits.shape[-1], logits.dtype)
 
 
-def linear_softmax_ce_grad_w(W: ArrayLike, x: ArrayLike, y: ArrayLike) -> Array:
+def linear_softmax_cross_entropy_grad_w(
+  W: ArrayLike, x: ArrayLike, y: ArrayLike
+) -> Array:
   """Gradient of softmax CE of a linear classifier ``s = W x`` w.r.t. ``W``.
 
   The notes' ``dL_i/dw_jk = (p_j - 1[j = y_i]) x_ik``, averaged over the batch.

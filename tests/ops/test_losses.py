@@ -101,7 +101,7 @@ def test_softmax_cross_entropy_with_integer_labels_hand_and_extreme():
     )
 
 
-def test_softmax_ce_hand_gradients_match_autodiff():
+def test_softmax_cross_entropy_hand_gradients_match_autodiff():
   W = jnp.asarray(RNG.normal(size=(4, 6)), jnp.float32)
   x = jnp.asarray(RNG.normal(size=(5, 6)), jnp.float32)
 
@@ -115,8 +115,8 @@ def test_softmax_ce_hand_gradients_match_autodiff():
       losses.softmax_cross_entropy_with_integer_labels_grad(
         logits=logits, labels=LABELS
       ),
-      losses.linear_softmax_ce_grad_w(w, x, LABELS),
-      losses.linear_softmax_ce_grad_w(w, x[0], 3),
+      losses.linear_softmax_cross_entropy_grad_w(w, x, LABELS),
+      losses.linear_softmax_cross_entropy_grad_w(w, x[0], 3),
     )
     auto = (jax.grad(lambda s: loss(s).sum())(logits), jax.grad(mean_loss)(w))
     return hand, auto
