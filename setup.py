@@ -25,13 +25,13 @@ NAME = 'ops.native._onednn_conv'
 
 
 def _dist_file(dist: str, name: str) -> pathlib.Path | None:
-  """Where package `dist` installed a file called `name` (None if not)."""
+  """Where package `dist` installed the file whose path ends with `name`."""
   try:
     files = importlib.metadata.distribution(dist).files or []
   except importlib.metadata.PackageNotFoundError:
     return None
   for f in files:
-    if f.name == name:
+    if f.as_posix().endswith('/' + name):
       return pathlib.Path(f.locate()).resolve()
   return None
 
@@ -44,7 +44,7 @@ def _onednn_dirs() -> tuple[str, str]:
     if not os.path.isdir(lib):
       lib = os.path.join(root, 'lib')
     return os.path.join(root, 'include'), lib
-  header = _dist_file('onednn-devel-cpu-gomp', 'dnnl.hpp')
+  header = _dist_file('onednn-devel-cpu-gomp', 'oneapi/dnnl/dnnl.hpp')
   library = _dist_file('onednn-cpu-gomp', 'libdnnl.so.3')
   if header and library:
     return str(header.parent.parent.parent), str(library.parent)
@@ -69,6 +69,11 @@ class OptionalBuildExt(build_ext):
     super().initialize_options()
     self.force = True  # never reuse a stale object from an old build/
 
+  def build_extensions(self):
+    self.check_extensions_list(self.extensions)
+    for ext in list(self.extensions):  # build_extension may drop one
+      self.build_extension(ext)
+
   def build_extension(self, ext):
     try:
       include, libdir = _onednn_dirs()
@@ -76,6 +81,7 @@ class OptionalBuildExt(build_ext):
       ext.library_dirs += [libdir]
       super().build_extension(ext)
     except Exception as e:  # noqa: BLE001 (any failure means: no native op)
+      self.extensions.remove(ext)  # nothing to copy into the source tree
       print(
         f'WARNING: native convolution not built ({e}); '
         'ops.convolution.conv2d will use XLA.',
