@@ -24,8 +24,9 @@ convolutions", CVPR 2015) and the lecture notes' Inception modules.
 * `batch_norm=True` (`googlenet_bn`): conv without bias + BatchNorm (eps
   1e-3), torchvision's choice. This is *not* torchvision's googlenet, which
   also replaces the 5x5 branch by a 3x3 conv; we keep the paper's 5x5.
-* `se=True` (`se_googlenet`): SE-Inception of Hu et al. 2018 (the notes'
-  figure), an SE block (reduction 16) on each Inception module's output.
+* `se_reduction=16` (`se_googlenet`): SE-Inception of Hu et al. 2018 (the
+  notes' figure), an SE block (reduction 16) on each Inception module's
+  output; the option has the ResNets' name and meaning (0 = off).
 """
 
 from collections.abc import Sequence
@@ -166,7 +167,8 @@ class GoogLeNet(nn.Module):
     width_divisor: divide every filter number (tiny test variants).
     aux_heads: build the two auxiliary classifiers (training only).
     batch_norm: BatchNorm after every conv, no biases (torchvision style).
-    se: SE-Inception (reduction 16) after every module.
+    se_reduction: 0 (off) or the reduction ratio of an SE block after every
+      module (SE-Inception; 16 in Hu et al.), as in the ResNets.
     dropout_rate: dropout before the classifier (0.4 in the paper).
     dtype: computation dtype.
   """
@@ -177,7 +179,7 @@ class GoogLeNet(nn.Module):
   width_divisor: int = 1
   aux_heads: bool = False
   batch_norm: bool = False
-  se: bool = False
+  se_reduction: int = 0
   dropout_rate: float = 0.4
   dtype: Any = None
 
@@ -205,7 +207,7 @@ class GoogLeNet(nn.Module):
         x = layers.MaxPool(3, 2, padding=1, name=f'pool{int(name[0]) - 1}')(x)
       x = Inception(
         tuple(max(1, f // d) for f in filters),
-        se_reduction=16 if self.se else 0,
+        se_reduction=self.se_reduction,
         name=f'inception{name}',
         **kw,
       )(x, train)
@@ -222,7 +224,7 @@ class GoogLeNet(nn.Module):
 
 googlenet = functools.partial(GoogLeNet)
 googlenet_bn = functools.partial(GoogLeNet, batch_norm=True)
-se_googlenet = functools.partial(GoogLeNet, se=True)
+se_googlenet = functools.partial(GoogLeNet, se_reduction=16)
 googlenet_tiny = functools.partial(GoogLeNet, width_divisor=16, num_classes=10)
 
 MODELS: dict = {

@@ -161,7 +161,7 @@ def test_tiny_train_and_eval_with_aux():
   # inputs leave 5x5 maps at 4a for the heads' 5x5 pooling.
   subset = tuple((n, googlenet.INCEPTION_CONFIG[n]) for n in ('3a', '4a', '4d'))
   model = nets.create(
-    'googlenet_tiny', aux_heads=True, se=True, inception=subset
+    'googlenet_tiny', aux_heads=True, se_reduction=16, inception=subset
   )
   x = nets_testing.normal((3, 80, 80, 3), 0)
   v = nets_testing.fake_variables(model, x)
