@@ -124,7 +124,9 @@ def test_plain_nets_are_resnets_without_projections(name):
     assert plain.macs / 1e9 == pytest.approx(_TABLE1_GMACS[name], rel=0.02)
 
 
-@pytest.mark.parametrize('depth', [18, 34])
+@pytest.mark.parametrize(
+  'depth', [18, pytest.param(34, marks=pytest.mark.slow)]
+)
 def test_option_a_shortcuts_add_no_parameters(depth):
   # The notes (He et al. Fig. 4): "the residual networks have no extra
   # parameter compared to their plain counterparts" (option A shortcuts).

@@ -36,12 +36,17 @@ def test_wrn28_10_params_and_depth_check():
   )
   assert out.shape == (2, 100)
   assert n == _wrn_params(16, 4, classes=100)
-  n, _ = nets_testing.trace(nets.create('wrn16_8_cifar'), (2, 32, 32, 3))
-  assert n == _wrn_params(16, 8)
   with pytest.raises(ValueError, match='depth'):
     wide_resnet.wrn_cifar(27, 10)
   with pytest.raises(ValueError, match='widen_factor'):
     wide_resnet.wrn_cifar(16, 0)
+
+
+@pytest.mark.slow
+def test_wrn16_8_params():
+  n, out = nets_testing.trace(nets.create('wrn16_8_cifar'), (2, 32, 32, 3))
+  assert out.shape == (2, 10)
+  assert n == _wrn_params(16, 8)
 
 
 def test_tiny_train_and_eval_with_dropout_and_drop_path():
