@@ -309,7 +309,7 @@ def test_other_convolutions_under_jit():
 def test_conv2d_check_grads(impl):
   # Reverse mode only: a backend with a custom VJP has no JVP rule.
   x, w = _rand(0, (1, 5, 6, 2)), _rand(1, (3, 3, 2, 3))
-  conv = lambda x, w: convolution.conv2d(x, w, strides=2, impl=impl)
+  conv = jax.jit(lambda x, w: convolution.conv2d(x, w, strides=2, impl=impl))
   jax.test_util.check_grads(conv, (x, w), order=1, modes=('rev',))
 
 

@@ -60,14 +60,23 @@ def test_softmax_values_and_shift_invariance():
 def test_logsumexp_stable():
   x = jnp.array([[1e4, 1e4 - 1.0, -1e4], [0.0, 0.0, 0.0]])
   expected = [1e4 + math.log(1 + math.exp(-1)), math.log(3)]
-  np.testing.assert_allclose(losses.logsumexp(x), expected, rtol=1e-6)
-  np.testing.assert_allclose(
-    losses.logsumexp(LOGITS, axis=0, keepdims=True),
-    jax.scipy.special.logsumexp(LOGITS, axis=0, keepdims=True),
-    rtol=1e-6,
-  )
-  assert losses.logsumexp(jnp.full((3,), -jnp.inf)) == -jnp.inf
-  chex.assert_tree_all_finite(jax.grad(lambda v: losses.logsumexp(v[0]))(x))
+
+  @jax.jit  # One compilation for the whole test.
+  def run(x, logits):
+    return (
+      losses.logsumexp(x),
+      losses.logsumexp(logits, axis=0, keepdims=True),
+      jax.scipy.special.logsumexp(logits, axis=0, keepdims=True),
+      losses.logsumexp(jnp.full((3,), -jnp.inf)),
+      jax.grad(lambda v: losses.logsumexp(v[0]))(x),
+    )
+
+  got, by_axis, want_by_axis, all_minus_inf, grad = run(x, LOGITS)
+  np.testing.assert_allclose(got, expected, rtol=1e-6)
+  chex.assert_shape(by_axis, (1, 4))
+  np.testing.assert_allclose(by_axis, want_by_axis, rtol=1e-6)
+  assert all_minus_inf == -jnp.inf
+  chex.assert_tree_all_finite(grad)
 
 
 def test_logsumexp_check_grads():
@@ -75,9 +84,8 @@ def test_logsumexp_check_grads():
   # still be exact, to second order.
   with jax.enable_x64(True):
     x = jnp.array([[30.0, 29.0, -3.0], [0.0, 0.5, 2.0]])
-    jax.test_util.check_grads(
-      lambda v: losses.logsumexp(v, axis=-1), (x,), order=2
-    )
+    lse = jax.jit(lambda v: losses.logsumexp(v, axis=-1))  # Compiled once.
+    jax.test_util.check_grads(lse, (x,), order=2)
 
 
 def test_softmax_cross_entropy_with_integer_labels_hand_and_extreme():
@@ -85,16 +93,13 @@ def test_softmax_cross_entropy_with_integer_labels_hand_and_extreme():
   labels = jnp.array([0, 0, 1])
   e = np.exp([2.0, 1.0, 0.1])
   expected = [-math.log(e[0] / e.sum()), 0.0, 1e4]
-  loss = losses.softmax_cross_entropy_with_integer_labels(
-    logits=logits, labels=labels
+  loss_fn = lambda s: losses.softmax_cross_entropy_with_integer_labels(
+    logits=s, labels=labels
   )
+  # Value and gradient in one compilation.
+  loss, vjp = jax.jit(lambda s: jax.vjp(loss_fn, s))(logits)
   np.testing.assert_allclose(loss, expected, rtol=1e-6, atol=1e-6)
-  grad = jax.grad(
-    lambda s: losses.softmax_cross_entropy_with_integer_labels(
-      logits=s, labels=labels
-    ).sum()
-  )(logits)
-  chex.assert_tree_all_finite(grad)
+  chex.assert_tree_all_finite(vjp(jnp.ones(3))[0])
   with pytest.raises(ValueError, match='labels shape'):
     losses.softmax_cross_entropy_with_integer_labels(
       logits=logits, labels=labels[:2]

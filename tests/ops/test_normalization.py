@@ -92,15 +92,20 @@ def test_batch_norm_large_mean_is_stable():
 
 def test_bfloat16_computed_in_float32_and_cast_back():
   x = _nhwc(4).astype(jnp.bfloat16)
-  mean, var = normalization.batch_norm_stats(x, (0, 1, 2))
+
+  @jax.jit  # One compilation for the whole test.
+  def run(x):
+    mean, var = normalization.batch_norm_stats(x, (0, 1, 2))
+    y = normalization.batch_norm(x, mean=mean, var=var)
+    return mean, var, y, normalization.group_norm(x, num_groups=2)
+
+  mean, var, y, g = run(x)
   assert mean.dtype == jnp.float32 and var.dtype == jnp.float32
-  y = normalization.batch_norm(x, mean=mean, var=var)
   assert y.dtype == jnp.bfloat16
   expected = _np_normalize(np.asarray(x, np.float32), (0, 1, 2), 1e-5)
   np.testing.assert_allclose(
     np.asarray(y, np.float32), expected, rtol=2e-2, atol=2e-2
   )
-  g = normalization.group_norm(x, num_groups=2)
   assert g.dtype == jnp.bfloat16
 
 
@@ -148,16 +153,16 @@ def test_group_norm_matches_numpy_reference():
 
 def test_group_norm_limits_are_instance_and_layer_norm():
   x = _nhwc(8)
-  chex.assert_trees_all_close(
-    normalization.group_norm(x, num_groups=8),
-    normalization.instance_norm(x),
-    atol=1e-5,
-  )
-  chex.assert_trees_all_close(
-    normalization.group_norm(x, num_groups=1),
-    normalization.layer_norm(x, axes=(1, 2, 3)),
-    atol=1e-5,
-  )
+  groups_8, instance, groups_1, layer = jax.jit(
+    lambda x: (
+      normalization.group_norm(x, num_groups=8),
+      normalization.instance_norm(x),
+      normalization.group_norm(x, num_groups=1),
+      normalization.layer_norm(x, axes=(1, 2, 3)),
+    )
+  )(x)
+  chex.assert_trees_all_close(groups_8, instance, atol=1e-5)
+  chex.assert_trees_all_close(groups_1, layer, atol=1e-5)
 
 
 def test_group_norm_on_features_and_bad_groups():
@@ -188,8 +193,14 @@ def test_standardize_and_standardize_with():
 
 def test_constant_input_is_finite_and_errors():
   x = jnp.full((2, 3, 3, 4), 7.0)
-  chex.assert_tree_all_finite(normalization.group_norm(x, num_groups=2))
-  chex.assert_tree_all_finite(normalization.standardize(x))
+  chex.assert_tree_all_finite(
+    jax.jit(
+      lambda x: (
+        normalization.group_norm(x, num_groups=2),
+        normalization.standardize(x),
+      )
+    )(x)
+  )
   with pytest.raises(ValueError, match='axis 4'):
     normalization.batch_norm_stats(x, (0, 4))
   with pytest.raises(ValueError, match='eps'):
