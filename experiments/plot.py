@@ -182,7 +182,7 @@ def plot_schedule(config, out_dir: str) -> str:
   os.makedirs(out_dir, exist_ok=True)
   fig, ax = plt.subplots(figsize=(7, 4))
   ax.plot(steps, lr, label=f'{config.schedule}')
-  warmup = int(config.get('warmup_steps', 0) or 0)
+  warmup = config.warmup_steps
   if warmup:
     ax.axvline(warmup, color='gray', linestyle='--', label='end of warmup')
   ax.set_title(

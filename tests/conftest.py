@@ -11,3 +11,20 @@ if _FLAG not in os.environ.get('XLA_FLAGS', ''):
     os.environ.get('XLA_FLAGS', '') + ' ' + _FLAG
   ).strip()
 os.environ.setdefault('JAX_PLATFORMS', 'cpu')
+
+import jax  # noqa: E402 - after XLA_FLAGS, which jax reads when first imported.
+import pytest  # noqa: E402
+
+# No test measures speed, and every numeric check has a tolerance against an
+# independent reference (bit-exactness tests compare two runs built the same
+# way), so XLA compiles with most optimisations off: the suite spends most of
+# its CPU time compiling many small programs once each.
+jax.config.update('jax_disable_most_optimizations', True)
+
+
+@pytest.fixture(autouse=True)
+def _check_optimizations_stay_off():
+  yield
+  assert jax.config.read('jax_disable_most_optimizations'), (
+    'a test turned XLA on'
+  )

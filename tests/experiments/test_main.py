@@ -194,6 +194,7 @@ def test_batch_size_not_dividing_devices(tmp_path):
   assert '12' in line and '8' in line
 
 
+@pytest.mark.slow
 def test_incompatible_checkpoint_is_refused_and_kept(tmp_path):
   _train_tiny(tmp_path)
   before = _digest(tmp_path)
@@ -215,6 +216,7 @@ def test_incompatible_checkpoint_is_refused_and_kept(tmp_path):
   assert _digest(tmp_path) == before
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_with_one_line_and_keeps_checkpoint(tmp_path):
   _train_tiny(tmp_path)
   before = _digest(tmp_path / 'checkpoints')

@@ -5,12 +5,12 @@ import os
 import subprocess
 import sys
 
-import ml_collections
 import numpy as np
 from PIL import Image
 import pytest
 
 from experiments import plot
+from experiments.configs import common
 
 _PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
 _ROOT = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
@@ -90,20 +90,8 @@ def test_plot_metrics_without_optional_keys(tmp_path):
 
 
 def test_plot_schedule(tmp_path):
-  config = ml_collections.ConfigDict(
-    {
-      'schedule': 'cosine',
-      'optimizer': 'momentum',
-      'lr': 0.1,
-      'lr_end': 0.0,
-      'warmup_steps': 50,
-      'total_steps': 500,
-      'step_boundaries': (),
-      'step_every_steps': 0,
-      'decay_factor': 0.1,
-      'decay_steps': 0,
-    }
-  )
+  config = common.get_config()
+  config.update(schedule='cosine', lr=0.1, warmup_steps=50, total_steps=500)
   _assert_png(plot.plot_schedule(config, str(tmp_path)))
 
 
@@ -126,6 +114,7 @@ def _run_cli(*args):
   )
 
 
+@pytest.mark.slow
 def test_cli(tmp_path):
   _write_metrics(tmp_path / 'run')
   result = _run_cli('--workdir', str(tmp_path / 'run'))

@@ -169,7 +169,7 @@ def test_grad_accumulation_with_batchnorm_equals_hand_run_micro_batches():
     loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
     return loss, updates['batch_stats']
 
-  grad_fn = jax.value_and_grad(micro_loss, has_aux=True)
+  grad_fn = jax.jit(jax.value_and_grad(micro_loss, has_aux=True))
   batch_stats, grads, losses = state.batch_stats, [], []
   for j in range(2):
     x, y = batch['image'][j::2], batch['label'][j::2]

@@ -55,6 +55,7 @@ def _without_timing(records):
   return [{k: v for k, v in r.items() if k not in _TIMING} for r in records]
 
 
+@pytest.mark.slow
 def test_smoke_run_writes_outputs(tmp_path):
   state = trainer.train_and_evaluate(_config(), str(tmp_path))
   assert int(state.step) == 8
@@ -96,6 +97,7 @@ def _run_killed_after_checkpoint(config, workdir, kill_step, monkeypatch):
   monkeypatch.setattr(trainer, '_save_checkpoint', save)
 
 
+@pytest.mark.slow
 def test_resume_equals_uninterrupted_and_same_seed_is_bit_identical(
   tmp_path, monkeypatch
 ):
@@ -152,6 +154,7 @@ def _numpy_eval(logits, labels):
   }
 
 
+@pytest.mark.slow
 def test_eval_counts_the_last_partial_batch_once(tmp_path):
   # 21 test examples: neither a multiple of the batch (16) nor of the 8
   # devices, so the second eval batch holds 5 real rows and 11 padded ones.
