@@ -18,9 +18,9 @@ exit status 1, never with a stack trace. This is the only module that defines
 absl flags (big_vision / flax-examples style).
 """
 
+import difflib
 import importlib.util
 import os
-import re
 import sys
 
 from absl import app
@@ -64,8 +64,9 @@ _PROCESS_ID = flags.DEFINE_integer(
 
 
 # What a config file or a --config.KEY=VALUE override can raise: ConfigDict
-# reports an unknown key as KeyError/AttributeError, a config file a bad
-# argument as ValueError, absl a malformed value as flags.Error.
+# reports an unknown key as KeyError/AttributeError and a key inside a value
+# as TypeError, a config file a bad argument as ValueError, absl a malformed
+# value as flags.Error.
 _CONFIG_ERRORS = (flags.Error, AttributeError, KeyError, TypeError, ValueError)
 
 
@@ -75,77 +76,72 @@ def _last_line(text: str) -> str:
   return lines[-1] if lines else text
 
 
-def _config_error(e: Exception) -> str:
-  """One readable sentence for a failure while reading the config flags."""
-  text = str(e)
-  through = isinstance(e, KeyError | AttributeError | TypeError)
-  if through and (message := _override_through_a_value()):
-    return message
-  if isinstance(e, KeyError | AttributeError):
-    match = re.search(r'(\w+)', text)
-    key = match.group(1) if match else text
-    paths = [
-      arg.split('=', 1)[0].lstrip('-')
-      for arg in sys.argv
-      if re.match(rf'-{{1,2}}config\.(\w+\.)*{key}(=|$)', arg)
-    ]
-    flag = f'--{paths[0]}' if paths else f'--config.{key}'
-    hint = re.search(r'Did you mean "(\w+)"', text)
-    hint = f"; did you mean '{hint.group(1)}'?" if hint else ''
-    return (
-      f'unknown config key in {flag}: the config has no key {key!r}{hint} '
-      '(the keys are in experiments/configs/common.py)'
-    )
-  if 'Traceback' in text:  # A config file raised: keep its own message.
-    flag = re.match(r'(flag --\S+?): ', text)
-    return f'{flag.group(1) if flag else "config"}: {_last_line(text)}'
-  return text
-
-
-def _config_file_argument() -> str:
+def _argv_config_spec() -> str:
   """The --config argument on the command line, or the default one."""
   spec = _DEFAULT_CONFIG
-  for i, arg in enumerate(sys.argv):
-    if re.match(r'-{1,2}config=', arg):
-      spec = arg.split('=', 1)[1]
-    elif arg in ('-config', '--config') and i + 1 < len(sys.argv):
-      spec = sys.argv[i + 1]
+  for arg, following in zip(sys.argv, [*sys.argv[1:], None], strict=True):
+    name, eq, value = arg.lstrip('-').partition('=')
+    if name == 'config' and arg.startswith('-'):
+      spec = value if eq else (following or spec)
   return spec
 
 
-def _override_through_a_value() -> str | None:
-  """Names an override like --config.model.name where `model` is a value.
+def _argv_override_keys() -> list[str]:
+  """The KEY of every --config.KEY=VALUE on the command line, in order."""
+  keys = []
+  for arg in sys.argv[1:]:
+    name = arg.lstrip('-').partition('=')[0]
+    if arg.startswith('-') and name.startswith('config.'):
+      keys.append(name.removeprefix('config.'))
+  return keys
 
-  ml_collections reports it as a bare TypeError ("string indices must be
-  integers") or AttributeError; this loads the config file again, without
-  overrides, to find which part of which --config.A.B flag is not a group
-  of keys.
-  """
-  path, _, arg = _config_file_argument().partition(':')
-  try:
-    spec = importlib.util.spec_from_file_location('_config_probe', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = module.get_config(arg) if arg else module.get_config()
-  except Exception:  # noqa: BLE001 - only a better message is at stake.
-    return None
-  for argument in sys.argv:
-    match = re.match(r'-{1,2}config\.((?:\w+\.)+\w+)(=|$)', argument)
-    if not match:
-      continue
-    node, parts = config, match.group(1).split('.')
-    for depth, part in enumerate(parts[:-1]):
-      node = (
-        node.get(part) if isinstance(node, ml_collections.ConfigDict) else None
+
+def _load_config(spec: str) -> ml_collections.ConfigDict:
+  """Loads `path.py[:ARG]` as config_flags does, without any override."""
+  path, _, arg = spec.partition(':')
+  module_spec = importlib.util.spec_from_file_location('_config_probe', path)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  return module.get_config(arg) if arg else module.get_config()
+
+
+def _explain_override(config: ml_collections.ConfigDict, key: str) -> str:
+  """Why `--config.KEY=...` cannot apply to `config` ('' if it can)."""
+  node, parts = config, key.split('.')
+  for depth, part in enumerate(parts):
+    prefix = '.'.join(parts[:depth])
+    if not isinstance(node, ml_collections.ConfigDict):
+      return (
+        f'bad config key in --config.{key}: {prefix!r} holds the value '
+        f'{node!r}, not a group of keys (set --config.{prefix}=... instead; '
+        'the keys are in experiments/configs/common.py)'
       )
-      if node is not None and not isinstance(node, ml_collections.ConfigDict):
-        key = '.'.join(parts[: depth + 1])
-        return (
-          f'bad config key in --config.{match.group(1)}: {key!r} holds the '
-          f'value {node!r}, not a group of keys (set --config.{key}=... '
-          'instead; the keys are in experiments/configs/common.py)'
-        )
-  return None
+    if part not in node:
+      close = difflib.get_close_matches(part, list(node.keys()), n=1)
+      hint = f"; did you mean '{close[0]}'?" if close else ''
+      return (
+        f'unknown config key in --config.{key}: the config has no key '
+        f'{part!r}{hint} (the keys are in experiments/configs/common.py)'
+      )
+    node = node[part]
+  return ''
+
+
+def _config_error(e: Exception) -> str:
+  """One readable sentence for a failure while reading the config flags."""
+  if isinstance(e, KeyError | AttributeError | TypeError):
+    try:
+      config = _load_config(_argv_config_spec())
+    except Exception:  # noqa: BLE001 - the file's own error is reported below.
+      config = None
+    for key in _argv_override_keys() if config is not None else ():
+      if message := _explain_override(config, key):
+        return message
+  text = str(e)
+  if 'Traceback' in text:  # A config file raised: keep its own message.
+    flag = text.partition(': ')[0] if text.startswith('flag --') else 'config'
+    return f'{flag}: {_last_line(text)}'
+  return text
 
 
 try:

@@ -256,3 +256,32 @@ def test_default_config_runs_without_config_flag(tmp_path):
   assert final['step'] == 4 and 0 <= final['accuracy'] <= 1
   assert trainer.read_config(str(tmp_path))['model'] == 'lenet5'
   assert os.listdir(tmp_path / 'checkpoints') == ['4']
+
+
+def test_unexpected_exception_keeps_its_traceback(tmp_path):
+  # A ValueError that is not one of the launcher's expected failures (here
+  # planted in place of the trainer) is a bug: it must not be tidied into
+  # one line, and the exit status is non-zero.
+  script = (
+    'import sys\n'
+    'from absl import app\n'
+    'from train_lib import trainer\n'
+    'def planted_bug(config, workdir):\n'
+    "  raise ValueError('planted bug')\n"
+    'trainer.train_and_evaluate = planted_bug\n'
+    'from experiments import main\n'
+    'app.run(main.main, flags_parser=main._parse_flags)\n'
+  )
+  env = dict(os.environ, JAX_PLATFORMS='cpu')
+  result = subprocess.run(
+    [sys.executable, '-c', script, '--workdir', str(tmp_path / 'run')],
+    cwd=_REPO,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=120,
+    check=False,
+  )
+  assert result.returncode != 0
+  assert 'Traceback' in result.stderr and 'planted bug' in result.stderr
+  assert 'error: planted bug' not in result.stderr
