@@ -14,8 +14,8 @@ is detected (README, 'Several devices and several hosts').
 Every expected failure (a config key that does not exist, an unknown model or
 data set, a batch size that does not divide over the devices, a checkpoint of
 a different model, a NaN loss) ends with one line `error: ...` on stderr and
-exit status 1, never with a stack trace. This is the only module that defines
-absl flags (big_vision / flax-examples style).
+exit status 1; any other exception is a bug and keeps its traceback. This is
+the only module that defines absl flags (big_vision / flax-examples style).
 """
 
 import difflib
