@@ -1,9 +1,8 @@
 """Checkpoints of the training state with orbax (the only orbax user here).
 
 A checkpoint is the whole `TrainState` (step, params, batch statistics,
-optimizer state, EMA), so restoring it resumes the run exactly: the step keys
-are `fold_in(loop_key, step)` and the data batches depend only on
-`(data_key, step)`. Checkpoints live in `<workdir>/checkpoints/<step>/`, the
+optimizer state, EMA), so restoring it resumes the run exactly (the resume
+contract is in train_lib/trainer.py). Checkpoints live in `<workdir>/checkpoints/<step>/`, the
 newest `keep` are kept, and saving is asynchronous (orbax copies the arrays to
 host memory before `save` returns, then writes them in a background thread).
 
