@@ -100,10 +100,10 @@ def _hand_cost(g, stem, channels, units=(4, 8, 4), classes=1000):
 
 
 NAMES = sorted(n for n in shufflenet.MODELS if 'tiny' not in n)
-# Traced in the fast suite: Table 1's default (g = 3, 1x) and the one scale
-# whose stem is raised to split into groups (g = 8, 0.5x); every other
-# variant, published figures included, in the slow tier.
-FAST = {'shufflenet_v1_g3_x1_0', 'shufflenet_v1_g8_x0_5'}
+# Traced in the fast suite: Table 1's default (g = 3, 1x); every other
+# variant, published figures included, in the slow tier (the raised stem of
+# g = 8, 0.5x is also checked fast, in test_scales_and_bad_arguments).
+FAST = {'shufflenet_v1_g3_x1_0'}
 COVERED = tuple(NAMES)  # every registered ImageNet ShuffleNet
 
 
