@@ -40,6 +40,12 @@ _WORKDIR = flags.DEFINE_string(
   'Directory for checkpoints, metrics.jsonl and the resolved config; an '
   'existing one is resumed from its latest checkpoint.',
 )
+_ALLOW_CONFIG_CHANGE = flags.DEFINE_bool(
+  'allow_config_change',
+  False,
+  'Resume a run whose config changed in a way that alters what it computes '
+  '(refused by default); the change is recorded in config_history.jsonl.',
+)
 _DISTRIBUTED = flags.DEFINE_bool(
   'jax_distributed',
   False,
@@ -219,9 +225,16 @@ def main(argv: list[str]) -> None:
   from train_lib import trainer  # noqa: PLC0415
 
   try:
-    trainer.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
-  except (trainer.ConfigError, trainer.DivergedError) as e:
+    trainer.train_and_evaluate(
+      _CONFIG.value,
+      _WORKDIR.value,
+      allow_config_change=_ALLOW_CONFIG_CHANGE.value,
+    )
+  except trainer.EXPECTED_ERRORS as e:
     cli.fail(e)  # Anything else is a bug and keeps its traceback.
+  except trainer.Interrupted as e:
+    print(str(e), file=sys.stderr, flush=True)
+    sys.exit(e.exit_code)
 
 
 if __name__ == '__main__':

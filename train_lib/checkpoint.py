@@ -2,9 +2,17 @@
 
 A checkpoint is the whole `TrainState` (step, params, batch statistics,
 optimizer state, EMA), so restoring it resumes the run exactly (the resume
-contract is in train_lib/trainer.py). Checkpoints live in `<workdir>/checkpoints/<step>/`, the
-newest `keep` are kept, and saving is asynchronous (orbax copies the arrays to
-host memory before `save` returns, then writes them in a background thread).
+contract is in train_lib/trainer.py). Checkpoints live in
+`<workdir>/checkpoints/<step>/` and saving is asynchronous (orbax copies the
+arrays to host memory before `save` returns, then writes them in a
+background thread).
+
+The newest `keep` checkpoints are kept, and besides them the best-evaluated
+one (`prune`), so that a run that diverges slowly cannot rotate out its last
+healthy state. `restore_latest` resumes from the newest intact checkpoint:
+one that cannot be read (a truncated file, a missing folder or metadata) is
+reported in one line and moved aside to `<workdir>/corrupt_checkpoints/`
+(never deleted), and the next older one is tried.
 
 Restoring always uses an abstract target (shapes, dtypes and shardings of the
 state the trainer built), which is what orbax needs to give back the optax
@@ -15,12 +23,18 @@ and the first differences, and nothing on disk is touched.
 """
 
 import os
+import shutil
+import time
 from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
 
 _MAX_REPORTED = 3
+
+
+class CorruptCheckpointError(Exception):
+  """A checkpoint whose files cannot be read."""
 
 
 def _leaf_name(path: Any) -> str:
@@ -92,9 +106,11 @@ class Checkpointer:
     if keep < 1:
       raise ValueError(f'keep_checkpoints must be >= 1, got {keep}')
     self.workdir = workdir
+    self.keep = keep
     self.directory = os.path.join(os.path.abspath(workdir), 'checkpoints')
+    # Rotation is `prune`'s job (it also keeps the best checkpoint).
     options = ocp.CheckpointManagerOptions(
-      max_to_keep=keep, create=True, enable_async_checkpointing=async_save
+      create=True, enable_async_checkpointing=async_save
     )
     self._manager = ocp.CheckpointManager(
       self.directory,
@@ -110,25 +126,42 @@ class Checkpointer:
     """All saved steps, oldest first."""
     return sorted(self._manager.all_steps())
 
-  def save(self, step: int, state: Any) -> bool:
+  def save(self, step: int, state: Any, *, protect: int | None = None) -> bool:
     """Saves `state` as checkpoint `step` unless that step already exists.
+
+    Then keeps only the newest `keep` checkpoints and step `protect` (the
+    best-evaluated one).
 
     Returns:
       Whether a checkpoint was written.
     """
     if step in self._manager.all_steps():
       return False
-    return self._manager.save(step, args=ocp.args.StandardSave(state))
+    saved = self._manager.save(step, args=ocp.args.StandardSave(state))
+    self.prune(protect)
+    return saved
+
+  def prune(self, protect: int | None = None) -> None:
+    """Deletes all but the newest `keep` checkpoints and step `protect`."""
+    steps = self.all_steps()
+    for step in steps[: -self.keep]:
+      if step != protect:
+        self._manager.delete(step)
 
   def check_compatible(self, step: int, abstract_state: Any) -> None:
-    """Raises ValueError when checkpoint `step` does not fit the state."""
-    metadata = self._manager.item_metadata(step)
+    """Raises ValueError when checkpoint `step` does not fit the state.
+
+    Raises:
+      CorruptCheckpointError: its metadata cannot be read.
+      ValueError: it was written for a different state (model or config).
+    """
+    try:
+      metadata = self._manager.item_metadata(step)
+    except Exception as e:  # noqa: BLE001 - any read failure is corruption.
+      raise CorruptCheckpointError(f'unreadable metadata: {e}') from e
     stored = getattr(metadata, 'tree', metadata)
     if stored is None:
-      raise ValueError(
-        f'incompatible checkpoint in {self.workdir}: cannot read the '
-        f'metadata of {self.directory}/{step}'
-      )
+      raise CorruptCheckpointError('its metadata is missing')
     problems = describe_mismatch(stored, abstract_state)
     if problems:
       more = len(problems) - _MAX_REPORTED
@@ -159,6 +192,57 @@ class Checkpointer:
     return self._manager.restore(
       step, args=ocp.args.StandardRestore(abstract_state)
     )
+
+  def restore_latest(self, abstract_state: Any) -> tuple[int, Any] | None:
+    """Restores the newest intact checkpoint; None when there is none at all.
+
+    A checkpoint that cannot be read is reported in one line and moved to
+    `<workdir>/corrupt_checkpoints/`; the next older one is tried.
+
+    Raises:
+      ValueError: a readable checkpoint written for a different state, or
+        checkpoints exist but none of them is intact.
+    """
+    steps = self.all_steps()
+    for step in reversed(steps):
+      try:
+        self.check_compatible(step, abstract_state)
+        state = self._manager.restore(
+          step, args=ocp.args.StandardRestore(abstract_state)
+        )
+        return step, state
+      except CorruptCheckpointError as e:
+        reason = str(e)
+      except ValueError:
+        raise  # Readable, but written for another model or config.
+      except Exception as e:  # noqa: BLE001 - tensorstore, file errors...
+        reason = ' '.join(f'{type(e).__name__}: {e}'.split())[:200]
+      moved = self._move_aside(step)
+      print(
+        f'warning: checkpoint {self.directory}/{step} is unreadable '
+        f'({reason}); kept as {moved}; trying an older one',
+        flush=True,
+      )
+    if steps:
+      raise ValueError(
+        f'none of the checkpoints {steps} in {self.directory} is intact '
+        f'(they were moved to {self._corrupt_dir()}); use a new --workdir '
+        'to start afresh'
+      )
+    return None
+
+  def _corrupt_dir(self) -> str:
+    return os.path.join(os.path.abspath(self.workdir), 'corrupt_checkpoints')
+
+  def _move_aside(self, step: int) -> str:
+    target = os.path.join(
+      self._corrupt_dir(), f'{step}-{time.strftime("%Y%m%d-%H%M%S")}'
+    )
+    if jax.process_index() == 0:
+      os.makedirs(self._corrupt_dir(), exist_ok=True)
+      shutil.move(os.path.join(self.directory, str(step)), target)
+    self._manager.reload()
+    return target
 
   def wait(self) -> None:
     """Blocks until pending asynchronous saves are on disk."""

@@ -18,8 +18,10 @@ from collections.abc import Mapping
 import json
 import math
 import os
+import time
 from typing import Any
 
+import jax
 import numpy as np
 
 FILENAME = 'metrics.jsonl'
@@ -137,3 +139,132 @@ def eval_line(step: int, metrics: Mapping[str, float]) -> str:
   """The terminal line of an evaluation."""
   items = [f'{k} {v:.4f}' for k, v in metrics.items() if k != 'wall_time_s']
   return f'eval @ step {step}: ' + ' | '.join(items)
+
+
+def _print(text: str) -> None:
+  if jax.process_index() == 0:
+    print(text, flush=True)
+
+
+class TrainLog:
+  """Collects per-step metrics, checks losses, times steps, writes lines."""
+
+  def __init__(self, writer, config, start_step: int):
+    self.writer = writer
+    self.total_steps = config.total_steps
+    self.batch_size = config.batch_size
+    self.pending = []  # (step, device metrics) not yet fetched.
+    self.history = []  # Host metrics since the last train line.
+    # Test accuracy by step, this run's and (after a resume) the earlier ones.
+    earlier = (
+      read_metrics(os.path.dirname(writer.path))
+      if os.path.exists(writer.path)
+      else []
+    )
+    self.evals = {
+      r['step']: r['accuracy']
+      for r in earlier
+      if r['split'] == 'eval' and r['step'] <= start_step
+    }
+    self.run_start = time.time()
+    self.loop_start, self.start_step = None, start_step
+    self.compile_time_s = None
+    self.restart_timer()
+
+  def restart_timer(self) -> None:
+    """Starts a timing interval (after compiling, evaluating or saving)."""
+    self.interval_start = time.perf_counter()
+    self.timed_steps = 0
+
+  def add(self, step: int, metrics: dict[str, jax.Array], first: bool) -> None:
+    self.pending.append((step, metrics))
+    self.timed_steps += 1
+    if first:  # Compilation: reported apart from the step times.
+      jax.block_until_ready(metrics)
+      self.compile_time_s = time.perf_counter() - self.interval_start
+      self.loop_start = time.perf_counter()
+      _print(
+        f'first train step (compilation included) took '
+        f'{self.compile_time_s:.1f}s'
+      )
+      self.restart_timer()
+
+  def check(self) -> None:
+    """Fetches pending metrics; FloatingPointError at the first bad loss."""
+    pending, self.pending = self.pending, []
+    fetched = jax.device_get([metrics for _, metrics in pending])
+    for (step, _), metrics in zip(pending, fetched, strict=True):
+      loss = float(metrics['loss'])
+      if not np.isfinite(loss):
+        raise FloatingPointError(f'loss is {loss} at step {step}')
+      self.history.append(metrics)
+
+  def train_line(self, step: int) -> None:
+    """Writes the train line averaged since the previous one."""
+    self.check()
+    record = mean_metrics(self.history)
+    # The rate of the logged step itself (a mean would lag behind warmup).
+    record['lr_mean'], record['lr'] = (
+      record['lr'],
+      float(self.history[-1]['lr']),
+    )
+    # Usually log_every_steps; fewer on the first line after resuming from a
+    # checkpoint that fell between two train lines.
+    record['steps_averaged'] = len(self.history)
+    self.history = []
+    if self.timed_steps > 0:
+      elapsed = time.perf_counter() - self.interval_start
+      record['images_per_sec'] = self.batch_size * self.timed_steps / elapsed
+    # ETA from the wall time per step since compilation, evaluation and
+    # checkpoint time included.
+    steps_timed = step - self.start_step - 1
+    sec_per_step = (
+      (time.perf_counter() - self.loop_start) / steps_timed
+      if steps_timed > 0
+      else float('nan')
+    )
+    if self.compile_time_s is not None:
+      record['compile_time_s'] = self.compile_time_s
+      self.compile_time_s = None
+    record['wall_time_s'] = time.time() - self.run_start
+    self.writer.write(step, 'train', record)
+    _print(
+      progress_line(
+        step=step,
+        total_steps=self.total_steps,
+        metrics=record,
+        images_per_sec=record.get('images_per_sec', float('nan')),
+        eta_s=(self.total_steps - step) * sec_per_step,
+      )
+    )
+    self.restart_timer()
+
+  def eval_line(self, step: int, results: dict[str, float]) -> None:
+    results['wall_time_s'] = time.time() - self.run_start
+    self.writer.write(step, 'eval', results)
+    self.evals[step] = results['accuracy']
+    _print(eval_line(step, results))
+    self.restart_timer()
+
+  def best_step(self, steps: list[int]) -> int | None:
+    """The step of `steps` with the best test accuracy (None: none has one)."""
+    scored = [(self.evals[s], s) for s in steps if s in self.evals]
+    return max(scored)[1] if scored else None
+
+  def final_line(self, workdir: str) -> None:
+    """Where the run ended: final and best accuracy, wall time, next steps."""
+    final_step = max(self.evals, default=None)
+    if final_step is None:
+      scores = 'no evaluation'
+    else:
+      best = self.best_step(list(self.evals))
+      scores = (
+        f'final test accuracy {self.evals[final_step]:.4f}, best '
+        f'{self.evals[best]:.4f} at step {best}'
+      )
+    wall = format_duration(time.time() - self.run_start)
+    _print(
+      f'done: step {self.total_steps}, {scores}, {wall} this launch; '
+      f'results in {workdir}; plot them with python -m experiments.plot '
+      f'--workdir {workdir}'
+    )

@@ -7,28 +7,32 @@ so a run resumed from a checkpoint of its state continues exactly as if it
 had never stopped (the resume contract; tests/train_lib/test_trainer.py
 checks the parameters bit for bit).
 
-Outputs in the workdir: `config.json` (the resolved config), `metrics.jsonl`
-(train_lib/metrics.py) and `checkpoints/` (train_lib/checkpoint.py).
+Outputs in the workdir: `config.json` (the resolved config) and
+`config_history.jsonl` (accepted changes on relaunch; train_lib/workdir.py),
+`metrics.jsonl` (train_lib/metrics.py), `checkpoints/`
+(train_lib/checkpoint.py), and `lock` while a launch runs.
 
 Failure policy: nothing good is ever destroyed. A checkpoint of another
 model is refused before anything is written; a NaN/inf loss stops the run
 naming the first bad step, and a state is only saved after its parameters
-and all losses up to it were checked finite. The failures a user can cause
-and mend (`ConfigError`, `DivergedError`) have their own types, so that the
-launcher prints them as one line and lets any other exception, a bug, keep
-its traceback.
+and all losses up to it were checked finite. SIGINT (Ctrl-C) and SIGTERM (a
+preempted machine, a scheduler) finish the current step, save a checkpoint
+and stop with `Interrupted`; relaunching continues bit for bit. The failures
+a user can cause and mend (`ConfigError`, `DivergedError`, a busy workdir)
+have their own types, so that the launcher prints them as one line and lets
+any other exception, a bug, keep its traceback.
 """
 
+import contextlib
 import functools
 import json
 import os
-import time
+import signal
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 
 import nets
 from train_lib import checkpoint as checkpoint_lib
@@ -39,6 +43,8 @@ from train_lib import optim
 from train_lib import sharding as sharding_lib
 from train_lib import state as state_lib
 from train_lib import step as step_lib
+from train_lib import validate
+from train_lib import workdir as workdir_lib
 
 
 class ConfigError(ValueError):
@@ -50,6 +56,18 @@ class DivergedError(FloatingPointError):
   """A non-finite loss or parameters: training stopped, nothing bad saved."""
 
 
+class Interrupted(Exception):  # noqa: N818 - a stop, not an error.
+  """SIGINT or SIGTERM stopped the run after saving a checkpoint."""
+
+  def __init__(self, message: str, signum: int):
+    super().__init__(message)
+    self.exit_code = 128 + signum  # The shell's convention: 130, 143.
+
+
+# The failures the launcher reports in one line (anything else is a bug).
+EXPECTED_ERRORS = (ConfigError, DivergedError, workdir_lib.WorkdirBusyError)
+
+
 def _every(step: int, period: int, total: int) -> bool:
   """True at multiples of `period` (0 = never) and at the last step."""
   return step == total or (period > 0 and step % period == 0)
@@ -58,30 +76,6 @@ def _every(step: int, period: int, total: int) -> bool:
 def _print(text: str) -> None:
   if jax.process_index() == 0:
     print(text, flush=True)
-
-
-def check_config(config: ml_collections.ConfigDict, num_devices: int) -> None:
-  """Raises ValueError for a config value no run can use."""
-  for key in ('total_steps', 'log_every_steps', 'grad_accum_steps'):
-    if config[key] < 1:
-      raise ValueError(f'{key} must be >= 1, got {config[key]}')
-  for key in ('eval_every_steps', 'checkpoint_every_steps'):
-    if config[key] < 0:
-      raise ValueError(f'{key} must be >= 0 (0 = only at the end)')
-  if not 0 <= config.ema_decay < 1:
-    raise ValueError(f'ema_decay must be in [0, 1), got {config.ema_decay}')
-  for key in ('batch_size', 'eval_batch_size'):
-    size = config[key] or config.batch_size
-    if size <= 0 or size % num_devices:
-      raise ValueError(
-        f'global {key} {size} must be a positive multiple of the number of '
-        f'devices {num_devices}'
-      )
-  if config.batch_size % (config.grad_accum_steps * num_devices):
-    raise ValueError(
-      f'batch_size {config.batch_size} must divide into grad_accum_steps '
-      f'{config.grad_accum_steps} micro-batches over {num_devices} devices'
-    )
 
 
 def create_model(config: ml_collections.ConfigDict, num_classes: int) -> Any:
@@ -97,15 +91,6 @@ def create_model(config: ml_collections.ConfigDict, num_classes: int) -> Any:
     ) from e
 
 
-def write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
-  """Writes the resolved config to `<workdir>/config.json`."""
-  if jax.process_index() != 0:
-    return
-  os.makedirs(workdir, exist_ok=True)
-  with open(os.path.join(workdir, 'config.json'), 'w') as f:
-    f.write(config.to_json_best_effort(indent=2, sort_keys=True) + '\n')
-
-
 def read_config(workdir: str) -> dict[str, Any]:
   """Reads the `config.json` a run wrote into `workdir`."""
   with open(os.path.join(workdir, 'config.json')) as f:
@@ -118,92 +103,15 @@ def _all_finite(tree: Any) -> jax.Array:
   return jnp.all(jnp.stack(leaves)) if leaves else jnp.bool_(True)
 
 
-class _TrainLog:
-  """Collects per-step metrics, checks losses, times steps, writes lines."""
-
-  def __init__(self, writer, config):
-    self.writer = writer
-    self.total_steps = config.total_steps
-    self.batch_size = config.batch_size
-    self.pending = []  # (step, device metrics) not yet fetched.
-    self.history = []  # Host metrics since the last train line.
-    self.run_start = time.time()
-    self.compile_time_s = None
-    self.sec_per_step = float('nan')
-    self.restart_timer()
-
-  def restart_timer(self) -> None:
-    """Starts a timing interval (after compiling, evaluating or saving)."""
-    self.interval_start = time.perf_counter()
-    self.timed_steps = 0
-
-  def add(self, step: int, metrics: dict[str, jax.Array], first: bool) -> None:
-    self.pending.append((step, metrics))
-    self.timed_steps += 1
-    if first:  # Compilation: reported apart from the step times.
-      jax.block_until_ready(metrics)
-      self.compile_time_s = time.perf_counter() - self.interval_start
-      _print(
-        f'first train step (compilation included) took '
-        f'{self.compile_time_s:.1f}s'
-      )
-      self.restart_timer()
-
-  def check(self) -> None:
-    """Fetches pending metrics; FloatingPointError at the first bad loss."""
-    pending, self.pending = self.pending, []
-    fetched = jax.device_get([metrics for _, metrics in pending])
-    for (step, _), metrics in zip(pending, fetched, strict=True):
-      loss = float(metrics['loss'])
-      if not np.isfinite(loss):
-        raise FloatingPointError(f'loss is {loss} at step {step}')
-      self.history.append(metrics)
-
-  def train_line(self, step: int) -> None:
-    """Writes the train line averaged since the previous one."""
-    self.check()
-    record = metrics_lib.mean_metrics(self.history)
-    # Usually log_every_steps; fewer on the first line after resuming from a
-    # checkpoint that fell between two train lines.
-    record['steps_averaged'] = len(self.history)
-    self.history = []
-    if self.timed_steps > 0:
-      elapsed = time.perf_counter() - self.interval_start
-      self.sec_per_step = elapsed / self.timed_steps
-      record['images_per_sec'] = self.batch_size / self.sec_per_step
-    if self.compile_time_s is not None:
-      record['compile_time_s'] = self.compile_time_s
-      self.compile_time_s = None
-    record['wall_time_s'] = time.time() - self.run_start
-    self.writer.write(step, 'train', record)
-    _print(
-      metrics_lib.progress_line(
-        step=step,
-        total_steps=self.total_steps,
-        metrics=record,
-        images_per_sec=record.get('images_per_sec', float('nan')),
-        eta_s=(self.total_steps - step) * self.sec_per_step,
-      )
-    )
-    self.restart_timer()
-
-  def eval_line(self, step: int, results: dict[str, float]) -> None:
-    results['wall_time_s'] = time.time() - self.run_start
-    self.writer.write(step, 'eval', results)
-    _print(metrics_lib.eval_line(step, results))
-    self.restart_timer()
-
-
 def _restore_or_create(ckpt, create_fn, mesh, config) -> state_lib.TrainState:
   """The latest checkpoint of the workdir if any, else a new state."""
-  latest = ckpt.latest_step()
-  if latest is None:
+  if not ckpt.all_steps():
     return create_fn()
   abstract = checkpoint_lib.abstract_like(
     jax.eval_shape(create_fn), sharding_lib.replicated_sharding(mesh)
   )
   try:
-    state = ckpt.restore(latest, abstract)
+    restored = ckpt.restore_latest(abstract)
   except ValueError as e:
     try:
       old = read_config(ckpt.workdir)
@@ -214,41 +122,54 @@ def _restore_or_create(ckpt, create_fn, mesh, config) -> state_lib.TrainState:
       f'{old.get("data", {}).get("name")!r}; this run builds '
       f'{config.model!r} on {config.data.name!r})'
     ) from e
-  _print(f'resumed from {ckpt.directory}/{latest}')
+  if restored is None:
+    return create_fn()
+  step, state = restored
+  _print(f'resumed from {ckpt.directory}/{step}')
   return state
 
 
-def _save_checkpoint(ckpt, log: _TrainLog, step: int, state: Any) -> None:
-  """Saves `state` after checking everything up to it is finite."""
+def _save_checkpoint(ckpt, log, step: int, state: Any) -> None:
+  """Saves `state` after checking everything up to it is finite.
+
+  Then drops old checkpoints, keeping the best-evaluated one.
+  """
   log.check()
   if not bool(_all_finite(state.params)):
     raise FloatingPointError(f'parameters are not finite at step {step}')
-  ckpt.save(step, state)
+  ckpt.save(step, state, protect=log.best_step(ckpt.all_steps()))
   log.restart_timer()
 
 
 def train_and_evaluate(
-  config: ml_collections.ConfigDict, workdir: str
+  config: ml_collections.ConfigDict,
+  workdir: str,
+  *,
+  allow_config_change: bool = False,
 ) -> state_lib.TrainState:
   """Trains `config.model` on `config.data` and evaluates it; resumable.
 
   Args:
     config: the training config (experiments/configs/common.py).
     workdir: output directory; if it holds checkpoints, the run resumes from
-      the latest one.
+      the newest intact one.
+    allow_config_change: resume even if the config changes what the run
+      computes (the change is recorded in config_history.jsonl).
 
   Returns:
     The final training state (replicated over the devices).
 
   Raises:
     ConfigError: bad config, unknown model or data set, missing data, batch
-      size that does not divide over the devices, or a checkpoint of a
-      different model.
+      size that does not divide over the devices, a changed config, or a
+      checkpoint of a different model.
     DivergedError: a non-finite loss or parameters during training.
+    WorkdirBusyError: another launch is running in `workdir`.
+    Interrupted: SIGINT or SIGTERM; a checkpoint of the last step was saved.
   """
   mesh = sharding_lib.make_mesh()
   try:
-    check_config(config, mesh.devices.size)
+    validate.check_config(config, mesh.devices.size)
     dataset = data_lib.get_dataset(config.data)
     model = create_model(config, dataset.num_classes)
     tx, schedule = optim.create_optimizer(config)
@@ -266,11 +187,11 @@ def train_and_evaluate(
     ema=config.ema_decay > 0,
     sharding=sharding_lib.replicated_sharding(mesh),
   )
-  ckpt = checkpoint_lib.Checkpointer(workdir, keep=config.keep_checkpoints)
-  try:
-    state = _restore_or_create(ckpt, create_fn, mesh, config)
+  with _open_workdir(config, workdir, create_fn, mesh, allow_config_change) as (
+    ckpt,
+    state,
+  ):
     start, total = int(state.step), config.total_steps
-    write_config(config, workdir)
     writer = metrics_lib.MetricsWriter(
       workdir, enabled=jax.process_index() == 0
     )
@@ -283,7 +204,6 @@ def train_and_evaluate(
     if start >= total:
       _print(f'{workdir} is already trained to step {start}; done')
       return state
-
     train_fn = step_lib.make_train_step(model, tx, schedule, config, mesh)
     eval_fns = {'': evaluate_lib.make_eval_step(model, mesh)}
     if config.ema_decay > 0:
@@ -294,37 +214,74 @@ def train_and_evaluate(
       start_step=start,
       sharding=sharding_lib.batch_sharding(mesh),
     )
-    log = _TrainLog(writer, config)
-    for step in range(start + 1, total + 1):
-      state, metrics = train_fn(state, next(batches), loop_key)
-      log.add(step, metrics, first=step == start + 1)
-      if _every(step, config.log_every_steps, total):
-        log.train_line(step)
-      # Evaluate before saving: a relaunch after a crash between the two
-      # redoes both, and a finished run always has its final eval line.
-      if _every(step, config.eval_every_steps, total):
-        log.check()
-        results = evaluate_lib.evaluate(
-          state,
-          eval_fns=eval_fns,
-          dataset=dataset,
-          batch_size=config.eval_batch_size or config.batch_size,
-          mesh=mesh,
-        )
-        log.eval_line(step, results)
-      if _every(step, config.checkpoint_every_steps, total):
-        _save_checkpoint(ckpt, log, step, state)
-  except FloatingPointError as e:
-    ckpt.wait()
-    latest = ckpt.latest_step()
-    kept = (
-      'no checkpoint was saved yet'
-      if latest is None
-      else f'last good checkpoint: step {latest} in {ckpt.directory}'
-    )
-    raise DivergedError(
-      f'{e}: training stopped without saving this state; {kept}'
-    ) from e
-  finally:
-    ckpt.close()
+    log = metrics_lib.TrainLog(writer, config, start)
+    with workdir_lib.StopSignals() as stop:
+      for step in range(start + 1, total + 1):
+        state, metrics = train_fn(state, next(batches), loop_key)
+        log.add(step, metrics, first=step == start + 1)
+        if _every(step, config.log_every_steps, total):
+          log.train_line(step)
+        # Evaluate before saving: a relaunch after a crash between the two
+        # redoes both, and a finished run always has its final eval line.
+        if _every(step, config.eval_every_steps, total):
+          log.check()
+          results = evaluate_lib.evaluate(
+            state,
+            eval_fns=eval_fns,
+            dataset=dataset,
+            batch_size=config.eval_batch_size or config.batch_size,
+            mesh=mesh,
+          )
+          log.eval_line(step, results)
+        if _every(step, config.checkpoint_every_steps, total) or stop.signum:
+          _save_checkpoint(ckpt, log, step, state)
+        if stop.signum and step < total:
+          raise _interrupted(stop.signum, step, ckpt)
+    log.final_line(workdir)
   return state
+
+
+@contextlib.contextmanager
+def _open_workdir(config, workdir, create_fn, mesh, allow_config_change):
+  """Locks the workdir, checks the config, yields (checkpointer, state).
+
+  The state is restored from the newest intact checkpoint, or created. A
+  non-finite loss or parameters inside the block become a DivergedError
+  naming the last good checkpoint; the checkpointer is closed on the way out.
+  """
+  with workdir_lib.WorkdirLock(workdir):
+    ckpt = checkpoint_lib.Checkpointer(workdir, keep=config.keep_checkpoints)
+    try:
+      try:
+        workdir_lib.check_config_change(
+          config,
+          workdir,
+          resuming=bool(ckpt.all_steps()),
+          allow_changes=allow_config_change,
+        )
+      except ValueError as e:
+        raise ConfigError(str(e)) from e
+      yield ckpt, _restore_or_create(ckpt, create_fn, mesh, config)
+    except FloatingPointError as e:
+      ckpt.wait()
+      latest = ckpt.latest_step()
+      kept = (
+        'no checkpoint was saved yet'
+        if latest is None
+        else f'last good checkpoint: step {latest} in {ckpt.directory}'
+      )
+      raise DivergedError(
+        f'{e}: training stopped without saving this state; {kept}'
+      ) from e
+    finally:
+      ckpt.close()
+
+
+def _interrupted(signum: int, step: int, ckpt) -> Interrupted:
+  ckpt.wait()
+  return Interrupted(
+    f'stopped by {signal.Signals(signum).name} after step {step}: '
+    f'checkpoint saved in {ckpt.directory}/{step}; relaunch the same command '
+    'to resume',
+    signum,
+  )

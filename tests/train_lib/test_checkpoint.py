@@ -125,3 +125,84 @@ def test_restore_without_checkpoint_and_bad_keep(tmp_path):
   ckpt.close()
   with pytest.raises(ValueError, match='keep_checkpoints'):
     checkpoint.Checkpointer(str(tmp_path), keep=0)
+
+
+def _truncate_data_files(step_dir):
+  for root, _, files in os.walk(os.path.join(step_dir, 'default')):
+    if os.path.basename(root) == 'd':
+      for name in files:
+        with open(os.path.join(root, name), 'r+b') as f:
+          f.truncate(8)
+
+
+def _delete_data_folder(step_dir):
+  import shutil  # noqa: PLC0415
+
+  shutil.rmtree(os.path.join(step_dir, 'default'))
+
+
+def _delete_metadata(step_dir):
+  for root, _, files in os.walk(step_dir):
+    for name in files:
+      if 'METADATA' in name or name == 'manifest.ocdbt':
+        os.remove(os.path.join(root, name))
+
+
+@pytest.mark.parametrize(
+  'corrupt', [_truncate_data_files, _delete_data_folder, _delete_metadata]
+)
+def test_restore_latest_skips_a_corrupt_checkpoint_and_keeps_it(
+  tmp_path, corrupt, capsys
+):
+  ckpt = checkpoint.Checkpointer(str(tmp_path), keep=3, async_save=False)
+  ckpt.save(1, _state(step=1))
+  ckpt.save(2, _state(width=4, step=2))
+  ckpt.wait()
+  step_dir = os.path.join(ckpt.directory, '2')
+  corrupt(step_dir)
+  left = _digest(step_dir)
+  step, state = ckpt.restore_latest(_abstract(_state()))
+  assert step == 1 and int(state.step) == 1
+  chex.assert_trees_all_equal(state.params, _state(step=1).params)
+  line = capsys.readouterr().out.strip()
+  assert line.startswith(f'warning: checkpoint {step_dir} is unreadable')
+  # Still on disk, byte for byte, out of the way of the resumed run.
+  (moved,) = os.listdir(tmp_path / 'corrupt_checkpoints')
+  assert moved.startswith('2-') and moved in line
+  assert _digest(str(tmp_path / 'corrupt_checkpoints' / moved)) == left
+  assert ckpt.all_steps() == [1]
+  ckpt.save(2, _state(step=2))  # The resumed run can write step 2 again.
+  ckpt.close()
+
+
+def test_restore_latest_refuses_when_nothing_is_intact(tmp_path):
+  ckpt = checkpoint.Checkpointer(str(tmp_path), keep=3, async_save=False)
+  assert ckpt.restore_latest(_abstract(_state())) is None  # Nothing saved.
+  ckpt.save(1, _state(step=1))
+  ckpt.wait()
+  _delete_metadata(os.path.join(ckpt.directory, '1'))
+  with pytest.raises(ValueError, match=r'none of the checkpoints \[1\]'):
+    ckpt.restore_latest(_abstract(_state()))
+  ckpt.close()
+
+
+def test_a_model_change_is_not_taken_for_corruption(tmp_path):
+  ckpt = checkpoint.Checkpointer(str(tmp_path), keep=3, async_save=False)
+  ckpt.save(1, _state(step=1))
+  ckpt.wait()
+  with pytest.raises(ValueError, match='incompatible checkpoint'):
+    ckpt.restore_latest(_abstract(_state(width=6)))
+  assert ckpt.all_steps() == [1]
+  assert not (tmp_path / 'corrupt_checkpoints').exists()
+  ckpt.close()
+
+
+def test_prune_keeps_the_newest_and_the_protected_step(tmp_path):
+  ckpt = checkpoint.Checkpointer(str(tmp_path), keep=2, async_save=False)
+  for step in range(1, 6):
+    ckpt.save(step, _state(step=step), protect=2)
+    ckpt.wait()
+  assert ckpt.all_steps() == [2, 4, 5]
+  ckpt.prune(protect=None)
+  assert ckpt.all_steps() == [4, 5]
+  ckpt.close()
