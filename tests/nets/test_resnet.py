@@ -348,7 +348,9 @@ def test_cifar_resnet_depth_check_and_option_a_everywhere():
 def test_cifar_tiny_train_and_eval():
   model = nets.create('resnet8_cifar_tiny', drop_path_rate=0.3)
   x = nets_testing.normal((4, 8, 8, 3), 3)
-  nets_testing.check_train_eval(model, x, 10)
+  v, y = nets_testing.check_train_eval(model, x, 10)
+  # Eval with an immutable 'batch_stats' gives the same logits.
+  chex.assert_trees_all_equal(jax.jit(model.apply)(v, x), y)
   g = nets.create('resnet8_cifar_tiny', norm='group')
   vg = nets_testing.fake_variables(g, x)
   assert 'batch_stats' not in vg

@@ -54,7 +54,9 @@ def test_tiny_train_and_eval_with_dropout_and_drop_path():
     'wrn10_1_cifar_tiny', drop_path_rate=0.3, dropout_rate=0.3
   )
   x = nets_testing.normal((4, 8, 8, 3), 3)
-  nets_testing.check_train_eval(model, x, 10)
+  v, y = nets_testing.check_train_eval(model, x, 10)
+  # Eval with an immutable 'batch_stats' gives the same logits.
+  chex.assert_trees_all_equal(jax.jit(model.apply)(v, x), y)
 
 
 def test_group_norm_has_no_running_stats_and_same_params():
