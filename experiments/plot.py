@@ -9,8 +9,9 @@
       # every activation of ops.activations with its derivative
 
 Figures are written as PNG with the Agg backend (no display needed). An
-expected failure (no workdir, no metrics file, a malformed line) prints one
-`error: ...` line and exits with status 1.
+expected failure (no workdir, no metrics file, a malformed line, an output
+folder that cannot be written, a bad flag or `--config.` key) prints one
+`error: ...` line naming the flag, key or file, and exits with status 1.
 
 The flags are defined in `_define_flags()`, called only when this file runs as
 a program: `experiments.main` defines `--config` and `--workdir` too, and absl
@@ -19,6 +20,7 @@ modules impossible to import together (e.g. in one pytest process).
 """
 
 from collections.abc import Sequence
+import functools
 import json
 import math
 import os
@@ -49,25 +51,37 @@ def read_metrics(path: str) -> list[dict]:
 
   Raises:
     FileNotFoundError: no such file.
-    ValueError: a line is not a JSON object with 'step' and 'split'.
+    ValueError: the file is not text, or a line is not a JSON object with an
+      integer 'step' and a string 'split'.
   """
   if not os.path.isfile(path):
     raise FileNotFoundError(f'no metrics file at {path}')
+  try:
+    with open(path) as f:
+      lines = f.readlines()
+  except UnicodeDecodeError as e:
+    raise ValueError(f'{path} is not a text file ({e.reason})') from e
   records = []
-  with open(path) as f:
-    for number, line in enumerate(f, start=1):
-      if not line.strip():
-        continue
-      try:
-        record = json.loads(line)
-      except json.JSONDecodeError as e:
-        raise ValueError(f'{path}:{number}: not JSON ({e.msg})') from e
-      if not isinstance(record, dict) or not {'step', 'split'} <= set(record):
-        raise ValueError(f'{path}:{number}: needs "step" and "split" keys')
-      for key, value in record.items():
-        if isinstance(value, str) and value.lower() in _NON_FINITE:
-          record[key] = float(value)
-      records.append(record)
+  for number, line in enumerate(lines, start=1):
+    if not line.strip():
+      continue
+    try:
+      record = json.loads(line)
+    except json.JSONDecodeError as e:
+      raise ValueError(f'{path}:{number}: not JSON ({e.msg})') from e
+    if not isinstance(record, dict) or not {'step', 'split'} <= set(record):
+      raise ValueError(f'{path}:{number}: needs "step" and "split" keys')
+    step, split = record['step'], record['split']
+    if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+      raise ValueError(
+        f'{path}:{number}: "step" must be an integer >= 0, got {step!r}'
+      )
+    if not isinstance(split, str):
+      raise ValueError(f'{path}:{number}: "split" must be text, got {split!r}')
+    for key, value in record.items():
+      if isinstance(value, str) and value.lower() in _NON_FINITE:
+        record[key] = float(value)
+    records.append(record)
   if not records:
     raise ValueError(f'{path} holds no records')
   return records
@@ -94,10 +108,22 @@ def _spans_decades(values: np.ndarray) -> bool:
   )
 
 
+def _make_dir(path: str) -> None:
+  """os.makedirs, with an error that names the folder that cannot be made."""
+  try:
+    os.makedirs(path, exist_ok=True)
+  except OSError as e:
+    raise OSError(f'cannot create the folder {path}: {e.strerror}') from e
+
+
 def _finish(fig, path: str) -> str:
   fig.tight_layout()
-  fig.savefig(path, dpi=_DPI)
-  plt.close(fig)
+  try:
+    fig.savefig(path, dpi=_DPI)
+  except OSError as e:
+    raise OSError(f'cannot write {path}: {e.strerror}') from e
+  finally:
+    plt.close(fig)
   return path
 
 
@@ -131,7 +157,7 @@ def plot_metrics(workdir: str, out_dir: str | None = None) -> list[str]:
     raise FileNotFoundError(f'no workdir at {workdir}')
   records = read_metrics(os.path.join(workdir, METRICS_FILE))
   out_dir = out_dir or os.path.join(workdir, 'plots')
-  os.makedirs(out_dir, exist_ok=True)
+  _make_dir(out_dir)
   run = os.path.basename(os.path.normpath(workdir))
   written = []
 
@@ -170,16 +196,23 @@ def plot_metrics(workdir: str, out_dir: str | None = None) -> list[str]:
 
 
 def plot_schedule(config, out_dir: str) -> str:
-  """Plots `create_schedule(config)` over steps 0..total_steps."""
+  """Plots `create_schedule(config)` over steps 0..total_steps.
+
+  Raises:
+    ValueError: a config value a launch would refuse (`train_lib.validate`).
+  """
   import jax  # noqa: PLC0415
 
   from train_lib import schedules  # noqa: PLC0415
+  from train_lib import validate  # noqa: PLC0415
 
+  # The values a launch would refuse (a negative lr) are refused here too.
+  validate.check_config(config, num_devices=1)
   schedule = schedules.create_schedule(config)
   total = int(config.total_steps)
   steps = np.unique(np.linspace(0, total, min(total + 1, 2001)).astype(int))
   lr = np.asarray(jax.vmap(schedule)(steps.astype(np.int32)))
-  os.makedirs(out_dir, exist_ok=True)
+  _make_dir(out_dir)
   fig, ax = plt.subplots(figsize=(7, 4))
   ax.plot(steps, lr, label=f'{config.schedule}')
   warmup = config.warmup_steps
@@ -227,12 +260,16 @@ def plot_activations(out_dir: str, names: Sequence[str] | None = None) -> str:
   for ax in axes.flat[len(names) :]:
     ax.axis('off')
   fig.suptitle('Activation functions and their derivatives')
-  os.makedirs(out_dir, exist_ok=True)
+  _make_dir(out_dir)
   return _finish(fig, os.path.join(out_dir, 'activations.png'))
 
 
-def _define_flags():
-  """Defines the CLI flags (see the module docstring for why here)."""
+def _define_flags() -> flags.FlagHolder:
+  """Defines the CLI flags (see the module docstring for why here).
+
+  Returns:
+    The holder of the --config flag.
+  """
   from ml_collections import config_flags  # noqa: PLC0415
 
   flags.DEFINE_string('workdir', None, 'Run directory with metrics.jsonl.')
@@ -240,15 +277,14 @@ def _define_flags():
   flags.DEFINE_string(
     'out_dir', None, 'Output directory (default: <workdir>/plots).'
   )
-  config_flags.DEFINE_config_file(
-    'config', None, 'Config file (for --what=schedule).'
+  return config_flags.DEFINE_config_file(
+    'config', None, 'Config file (for --what=schedule).', lock_config=True
   )
 
 
 def main(argv: Sequence[str]) -> None:
   """Dispatches on --what; expected failures end as one error line."""
-  if len(argv) > 1:
-    cli.fail(f'unexpected arguments: {" ".join(argv[1:])}')
+  del argv  # cli.parse_flags refused positional arguments.
   cli.quiet_library_logs()
   f = flags.FLAGS
   out_dir = f.out_dir or (f.workdir and os.path.join(f.workdir, 'plots'))
@@ -265,12 +301,12 @@ def main(argv: Sequence[str]) -> None:
       written = [plot_schedule(f.config, out_dir)]
     else:
       written = [plot_activations(out_dir)]
-  except (FileNotFoundError, ValueError) as e:
+  except (OSError, ValueError) as e:  # A missing or unwritable file too.
     cli.fail(e)
   for path in written:
     print(f'wrote {path}')
 
 
 if __name__ == '__main__':
-  _define_flags()
-  app.run(main)
+  config = _define_flags()
+  app.run(main, flags_parser=functools.partial(cli.parse_flags, config=config))

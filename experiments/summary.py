@@ -10,6 +10,10 @@ Usage:
   python -m experiments.summary --model=resnet20_cifar --input_shape=32,32,3
   python -m experiments.summary --model=mobilenet_v1_050 --num_classes=10
   python -m experiments.summary --all
+
+An expected failure (an unknown model, a malformed or too small
+--input_shape, a bad flag value) prints one `error: ...` line naming the flag
+and exits with status 1.
 """
 
 from collections.abc import Sequence
@@ -27,7 +31,10 @@ _INPUT_SHAPE = flags.DEFINE_string(
   "One input without batch axis, e.g. 224,224,3 (default: the model's).",
 )
 _NUM_CLASSES = flags.DEFINE_integer(
-  'num_classes', None, "Classes of the classifier (default: the model's)."
+  'num_classes',
+  None,
+  "Classes of the classifier (default: the model's).",
+  lower_bound=1,
 )
 _ALL = flags.DEFINE_bool('all', False, 'One row per registered model.')
 
@@ -91,8 +98,8 @@ def all_models_table(
 
 
 def main(argv: Sequence[str]) -> None:
-  if len(argv) > 1:
-    cli.fail(f'unexpected arguments: {" ".join(argv[1:])}')
+  """Prints the table asked for; expected failures end as one error line."""
+  del argv  # cli.parse_flags refused positional arguments.
   cli.quiet_library_logs()
   try:
     if _ALL.value:
@@ -108,10 +115,19 @@ def main(argv: Sequence[str]) -> None:
     shape = None
     if _INPUT_SHAPE.value:
       shape = parse_shape(_INPUT_SHAPE.value)
-    print(model_table(_MODEL.value, shape, _NUM_CLASSES.value))
   except ValueError as e:
     cli.fail(e)
+  try:
+    table = model_table(_MODEL.value, shape, _NUM_CLASSES.value)
+  except ValueError as e:  # An unknown model, a shape it cannot take.
+    given = ''.join(
+      f' --{flag.name}={flag.value}'
+      for flag in (_INPUT_SHAPE, _NUM_CLASSES)
+      if flag.present
+    )
+    cli.fail(f'--model={_MODEL.value}{given}: {e}')
+  print(table)
 
 
 if __name__ == '__main__':
-  app.run(main)
+  app.run(main, flags_parser=cli.parse_flags)

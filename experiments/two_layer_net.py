@@ -9,11 +9,17 @@ steps. The numpy loop lives, jitted, in ``ops.backprop.train_two_layer_net``
 this script runs it and prints the loss every 200 steps.
 
 Run: ``python -m experiments.two_layer_net`` (a few seconds on a CPU). The loss
-falls from about 3e4 to under 10.
+falls from about 3e4 to under 10. It takes no arguments: `--help` prints this
+text, and anything else on the command line is one `error: ...` line and
+exit status 1.
 """
 
+from collections.abc import Sequence
+
+from absl import app
 import jax
 
+from experiments import cli
 from ops import backprop
 
 SEED = 0
@@ -21,8 +27,10 @@ STEPS = 2000
 PRINT_EVERY = 200
 
 
-def main() -> None:
+def main(argv: Sequence[str]) -> None:
   """Trains the network and prints the loss as it falls."""
+  del argv  # cli.parse_flags refused positional arguments.
+  cli.quiet_library_logs()
   history = backprop.train_two_layer_net(
     jax.random.key(SEED),
     STEPS,
@@ -39,4 +47,4 @@ def main() -> None:
 
 
 if __name__ == '__main__':
-  main()
+  app.run(main, flags_parser=cli.parse_flags)
