@@ -1,0 +1,192 @@
+"""The fault campaign: runs killed, interrupted, corrupted and raced.
+
+Every test launches `experiments.main` as real processes on a tiny synthetic
+run and compares the final parameters, bit for bit, with those of a run that
+was never disturbed (the reference). Slow tier: each launch starts jax.
+"""
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import chex
+import jax
+import numpy as np
+import pytest
+
+from train_lib import checkpoint
+
+_REPO = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
+_STEPS = 24
+_ARGS = (
+  '--config',
+  'experiments/configs/synthetic.py:mlp,8x8x1,4',
+  "--config.model_kw={'hidden_sizes': (16,), 'dropout_rate': 0.1}",
+  '--config.data.synthetic_num_train=64',
+  '--config.data.synthetic_num_test=16',
+  '--config.batch_size=16',
+  '--config.log_every_steps=2',
+  '--config.eval_every_steps=8',
+  '--config.checkpoint_every_steps=2',
+  '--config.augment.random_flip=True',
+  f'--config.total_steps={_STEPS}',
+)
+
+pytestmark = pytest.mark.slow
+
+
+def _command(workdir) -> list[str]:
+  return [sys.executable, '-m', 'experiments.main', '--workdir', str(workdir)]
+
+
+def _env() -> dict[str, str]:
+  return dict(os.environ, JAX_PLATFORMS='cpu', XLA_FLAGS='')
+
+
+def _run(workdir, *extra, check=True) -> subprocess.CompletedProcess:
+  result = subprocess.run(
+    [*_command(workdir), *_ARGS, *extra],
+    cwd=_REPO,
+    env=_env(),
+    capture_output=True,
+    text=True,
+    timeout=300,
+    check=False,
+  )
+  if check:
+    assert result.returncode == 0, result.stderr
+  return result
+
+
+def _final_params(workdir):
+  """The parameters of the run's last checkpoint, read as saved."""
+  ckpt = checkpoint.Checkpointer(str(workdir), keep=10)
+  assert ckpt.latest_step() == _STEPS
+  sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  tree = ckpt._manager.restore(  # noqa: SLF001 - no target: as saved.
+    _STEPS,
+    args=checkpoint.ocp.args.StandardRestore(None, fallback_sharding=sharding),
+  )
+  ckpt.close()
+  return jax.device_get(tree['params'])
+
+
+@pytest.fixture(scope='module')
+def reference(tmp_path_factory):
+  workdir = tmp_path_factory.mktemp('reference')
+  _run(workdir)
+  return _final_params(workdir)
+
+
+def _start(workdir, *extra) -> subprocess.Popen:
+  return subprocess.Popen(
+    [*_command(workdir), *_ARGS, *extra],
+    cwd=_REPO,
+    env=_env(),
+    stdout=subprocess.PIPE,
+    stderr=subprocess.PIPE,
+    text=True,
+  )
+
+
+def _wait_for_step(process, workdir, step: int, limit_s: float = 120) -> None:
+  """Waits until the run's metrics.jsonl has a line at `step` or later."""
+  path = os.path.join(workdir, 'metrics.jsonl')
+  deadline = time.monotonic() + limit_s
+  while time.monotonic() < deadline and process.poll() is None:
+    if os.path.exists(path):
+      with open(path) as f:
+        steps = [int(line.split('"step": ')[1].split(',')[0]) for line in f]
+      if steps and max(steps) >= step:
+        return
+    time.sleep(0.05)
+
+
+def test_kill_9_at_random_moments_then_resume_is_bit_identical(
+  tmp_path, reference
+):
+  rng = random.Random(20261129)
+  for trial in range(10):
+    workdir = tmp_path / f'trial{trial}'
+    process = _start(workdir)
+    # Some kills land before training, some between steps, some during the
+    # (asynchronous) checkpoint writes that follow every second step.
+    _wait_for_step(process, workdir, rng.randrange(0, _STEPS - 2))
+    time.sleep(rng.uniform(0.0, 0.3))
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    result = _run(workdir)
+    finished = 'already trained to step 24' in result.stdout  # Killed late.
+    assert finished or 'done: step 24' in result.stdout, (trial, result)
+    chex.assert_trees_all_equal(_final_params(workdir), reference)
+
+
+@pytest.mark.parametrize('signum', [signal.SIGTERM, signal.SIGINT])
+def test_sigterm_and_ctrl_c_save_then_resume_bit_identical(
+  tmp_path, reference, signum
+):
+  process = _start(tmp_path)
+  _wait_for_step(process, tmp_path, 5)
+  process.send_signal(signum)
+  _, stderr = process.communicate(timeout=120)
+  assert process.returncode == 128 + signum, stderr
+  (line,) = stderr.strip().splitlines()
+  assert line.startswith(f'stopped by {signal.Signals(signum).name} after step')
+  step = int(line.split('after step ')[1].split(':')[0])
+  assert step < _STEPS and 'relaunch the same command' in line
+  steps = checkpoint.Checkpointer(str(tmp_path), keep=10).all_steps()
+  assert steps[-1] == step  # Saved at the step it stopped at.
+  _run(tmp_path)
+  chex.assert_trees_all_equal(_final_params(tmp_path), reference)
+
+
+def test_corrupt_newest_checkpoint_resumes_from_an_intact_one(
+  tmp_path, reference
+):
+  _run(tmp_path, f'--config.total_steps={_STEPS - 4}')
+  newest = tmp_path / 'checkpoints' / str(_STEPS - 4)
+  for root, _, files in os.walk(newest / 'default'):
+    for name in files:
+      if os.path.basename(root) == 'd':
+        with open(os.path.join(root, name), 'r+b') as f:
+          f.truncate(4)
+  result = _run(tmp_path)
+  assert f'checkpoint {newest} is unreadable' in result.stdout
+  assert f'resumed from {tmp_path / "checkpoints"}/{_STEPS - 6}' in (
+    result.stdout
+  )
+  chex.assert_trees_all_equal(_final_params(tmp_path), reference)
+  (kept,) = os.listdir(tmp_path / 'corrupt_checkpoints')
+  assert kept.startswith(f'{_STEPS - 4}-')
+
+
+def test_second_launch_on_a_busy_workdir_is_refused(tmp_path):
+  first = _start(tmp_path, '--config.total_steps=1000000')  # Still running.
+  _wait_for_step(first, tmp_path, 1)
+  second = _run(tmp_path, check=False)
+  first.send_signal(signal.SIGKILL)
+  first.wait()
+  assert second.returncode == 1
+  errors = [x for x in second.stderr.splitlines() if x.startswith('error:')]
+  assert len(errors) == 1 and f'process {first.pid}' in errors[0]
+  assert 'Traceback' not in second.stderr
+  # The killed first launch left a stale lock: the next launch takes over.
+  result = _run(tmp_path)
+  assert 'stale lock' in result.stdout
+
+
+def test_relaunch_with_another_learning_rate_is_refused(tmp_path):
+  _run(tmp_path, '--config.total_steps=2')
+  before = (tmp_path / 'config.json').read_bytes()
+  result = _run(tmp_path, '--config.lr=0.5', check=False)
+  assert result.returncode == 1 and 'Traceback' not in result.stderr
+  (line,) = result.stderr.strip().splitlines()
+  assert line.startswith('error:') and 'lr: 0.01 -> 0.5' in line
+  assert (tmp_path / 'config.json').read_bytes() == before
+  forced = _run(tmp_path, '--config.lr=0.5', '--allow_config_change')
+  assert forced.returncode == 0
+  history = (tmp_path / 'config_history.jsonl').read_text()
+  assert '"forced": true' in history and np.isfinite(len(history))
