@@ -209,10 +209,10 @@ def plot_schedule(config, out_dir: str) -> str:
   # The values a launch would refuse (a negative lr) are refused here too.
   validate.check_config(config, num_devices=1)
   schedule = schedules.create_schedule(config)
+  _make_dir(out_dir)  # After the checks, before the work.
   total = int(config.total_steps)
   steps = np.unique(np.linspace(0, total, min(total + 1, 2001)).astype(int))
   lr = np.asarray(jax.vmap(schedule)(steps.astype(np.int32)))
-  _make_dir(out_dir)
   fig, ax = plt.subplots(figsize=(7, 4))
   ax.plot(steps, lr, label=f'{config.schedule}')
   warmup = config.warmup_steps
@@ -235,15 +235,16 @@ def plot_activations(out_dir: str, names: Sequence[str] | None = None) -> str:
   from ops import activations  # noqa: PLC0415
 
   names = list(names or activations.NAMES)
+  # Unknown names fail here, before anything is computed or written.
+  functions = {n: (activations.get(n), activations.get_grad(n)) for n in names}
+  _make_dir(out_dir)
   x = np.linspace(-4.0, 4.0, 801, dtype=np.float32)
   cols = min(4, len(names))
   rows = math.ceil(len(names) / cols)
   # One jitted evaluation of every curve: one compile instead of hundreds of
   # eagerly dispatched small ops.
   curves = jax.jit(
-    lambda x: {
-      n: (activations.get(n)(x), activations.get_grad(n)(x)) for n in names
-    }
+    lambda x: {n: (f(x), grad(x)) for n, (f, grad) in functions.items()}
   )(x)
   fig, axes = plt.subplots(
     rows, cols, figsize=(3.6 * cols, 2.9 * rows), squeeze=False
@@ -260,7 +261,6 @@ def plot_activations(out_dir: str, names: Sequence[str] | None = None) -> str:
   for ax in axes.flat[len(names) :]:
     ax.axis('off')
   fig.suptitle('Activation functions and their derivatives')
-  _make_dir(out_dir)
   return _finish(fig, os.path.join(out_dir, 'activations.png'))
 
 
