@@ -266,7 +266,7 @@ MAIN_CASES = [
     'misspelt_key',
   ),
   _fast(_case(_SMOKE, names='--workdir'), 'no_workdir'),
-  _fast(
+  _slow(
     _case(_SMOKE, '--workdir={work}', '--process_id=1', names='--process_id'),
     'process_id_without_jax_distributed',
   ),
@@ -447,7 +447,7 @@ def test_the_campaign_is_large_enough():
   cases = PLOT_CASES + SUMMARY_CASES + TWO_LAYER_NET_CASES + MAIN_CASES
   assert len(cases) >= 40
   fast = [c for c in cases if not c.marks]
-  assert 1 <= len(fast) <= 5
+  assert 1 <= len(fast) <= 4  # With this test, at most 5 in the fast tier.
 
 
 @pytest.mark.slow
