@@ -65,7 +65,7 @@ class Interrupted(Exception):  # noqa: N818 - a stop, not an error.
 
 
 # The failures the launcher reports in one line (anything else is a bug).
-EXPECTED_ERRORS = (ConfigError, DivergedError, workdir_lib.WorkdirBusyError)
+EXPECTED_ERRORS = (ConfigError, DivergedError, workdir_lib.WorkdirError)
 
 
 def _every(step: int, period: int, total: int) -> bool:
@@ -187,6 +187,14 @@ def train_and_evaluate(
     ema=config.ema_decay > 0,
     sharding=sharding_lib.replicated_sharding(mesh),
   )
+  if config.model_kw:
+    try:  # Shapes only: a bad model_kw value fails here, before any write.
+      jax.eval_shape(create_fn)
+    except (TypeError, ValueError) as e:
+      raise ConfigError(
+        f'model {config.model!r} cannot be built with model_kw '
+        f'{config.model_kw.to_dict()}: {type(e).__name__}: {e}'
+      ) from e
   with _open_workdir(config, workdir, create_fn, mesh, allow_config_change) as (
     ckpt,
     state,

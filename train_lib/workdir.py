@@ -48,7 +48,11 @@ REPORTING_KEYS = frozenset(
 )
 
 
-class WorkdirBusyError(RuntimeError):
+class WorkdirError(RuntimeError):
+  """The workdir cannot be used: not a directory, not writable, or busy."""
+
+
+class WorkdirBusyError(WorkdirError):
   """Another live launch holds the workdir's lock."""
 
 
@@ -73,7 +77,19 @@ class WorkdirLock:
   def __enter__(self) -> 'WorkdirLock':
     if not self.enabled:
       return self
-    os.makedirs(os.path.dirname(self.path) or '.', exist_ok=True)
+    directory = os.path.dirname(self.path) or '.'
+    if os.path.exists(directory) and not os.path.isdir(directory):
+      raise WorkdirError(f'--workdir {directory} is a file, not a directory')
+    try:
+      os.makedirs(directory, exist_ok=True)
+      probe = os.path.join(directory, f'.write-test-{os.getpid()}')
+      with open(probe, 'w'):
+        pass
+      os.remove(probe)
+    except OSError as e:
+      raise WorkdirError(
+        f'cannot use --workdir {directory}: {e.strerror or e}'
+      ) from e
     owner = {'pid': os.getpid(), 'host': socket.gethostname(), 'since': None}
     for _ in range(2):
       owner['since'] = time.strftime('%Y-%m-%d %H:%M:%S')

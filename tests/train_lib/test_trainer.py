@@ -21,6 +21,7 @@ from experiments.configs import synthetic
 from train_lib import checkpoint
 from train_lib import data
 from train_lib import metrics
+from train_lib import optim
 from train_lib import trainer
 
 # Keys whose values depend on wall-clock time, not on the computation.
@@ -56,8 +57,11 @@ def _without_timing(records):
 
 
 @pytest.mark.slow
-def test_smoke_run_writes_outputs(tmp_path):
+def test_smoke_run_writes_outputs(tmp_path, capsys):
   state = trainer.train_and_evaluate(_config(), str(tmp_path))
+  final = capsys.readouterr().out.strip().splitlines()[-1]
+  assert final.startswith('done: step 8, final test accuracy')
+  assert f'--workdir {tmp_path}' in final
   assert int(state.step) == 8
   train = _records(tmp_path, 'train')
   evals = _records(tmp_path, 'eval')
@@ -74,6 +78,14 @@ def test_smoke_run_writes_outputs(tmp_path):
     4,
     8,
   ]
+  # The logged lr is the rate of the logged step (the update from step s-1
+  # to s used schedule(s - 1)); lr_mean averages the line's steps.
+  _, schedule = optim.create_optimizer(_config())
+  for record in train:
+    step = record['step']
+    np.testing.assert_allclose(record['lr'], schedule(step - 1), rtol=1e-6)
+    want = np.mean([schedule(s) for s in (step - 2, step - 1)])
+    np.testing.assert_allclose(record['lr_mean'], want, rtol=1e-6)
   saved = json.loads((tmp_path / 'config.json').read_text())
   assert saved['model'] == 'mlp' and saved['total_steps'] == 8
 
@@ -192,7 +204,7 @@ def test_nan_loss_stops_run_and_keeps_good_checkpoints(tmp_path):
     total_steps=40, lr=1e30, schedule='constant', checkpoint_every_steps=1
   )
   with pytest.raises(FloatingPointError, match=r'at step \d+') as info:
-    trainer.train_and_evaluate(bad, str(tmp_path))
+    trainer.train_and_evaluate(bad, str(tmp_path), allow_config_change=True)
   nan_step = int(re.search(r'at step (\d+)', str(info.value)).group(1))
   assert nan_step > 4
   ckpt = checkpoint.Checkpointer(str(tmp_path), keep=3)

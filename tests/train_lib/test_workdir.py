@@ -131,3 +131,23 @@ def test_check_config_names_the_bad_key(key, value, message):
 
 def test_check_config_accepts_every_shipped_default():
   validate.check_config(common.get_config(), num_devices=8)
+
+
+def test_lock_names_a_workdir_that_cannot_be_used(tmp_path):
+  a_file = tmp_path / 'file'
+  a_file.write_text('precious')
+  with (
+    pytest.raises(workdir.WorkdirError, match='is a file, not a directory'),
+    workdir.WorkdirLock(str(a_file)),
+  ):
+    pass
+  assert a_file.read_text() == 'precious'
+  read_only = tmp_path / 'ro'
+  read_only.mkdir(mode=0o555)
+  if os.access(read_only, os.W_OK):  # root ignores the mode bits
+    pytest.skip('running as root: every directory is writable')
+  with (
+    pytest.raises(workdir.WorkdirError, match='cannot use --workdir'),
+    workdir.WorkdirLock(str(read_only)),
+  ):
+    pass
