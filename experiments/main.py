@@ -222,7 +222,13 @@ def main(argv: list[str]) -> None:
   if _DISTRIBUTED.value:
     _initialize_distributed(settings)
   # Imported here so that `--help` and flag errors answer without jax.
+  import jax  # noqa: PLC0415
+
+  from ops import native  # noqa: PLC0415
   from train_lib import trainer  # noqa: PLC0415
+
+  if jax.process_index() == 0:  # Which convolution runs, and why.
+    print(native.backend_status(), flush=True)
 
   try:
     trainer.train_and_evaluate(
