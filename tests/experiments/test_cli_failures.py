@@ -367,6 +367,20 @@ MAIN_CASES = [
     'process_id_out_of_range',
   ),
   _slow(_case(_SMOKE, '--workdir={work}', 'extra', names='extra'), 'argument'),
+  _slow(_case(_SMOKE, '--workdir={file}', names='a_file'), 'workdir_is_a_file'),
+  _slow(
+    _case(_SMOKE, '--workdir={file}/run', names='a_file/run'),
+    'workdir_under_a_file',
+  ),
+  _slow(
+    _case(
+      _SMOKE,
+      '--workdir={work}',
+      '--config.model_kw.hidden_sizes=abc',
+      names='hidden_sizes',
+    ),
+    'model_kw_not_numbers',
+  ),
 ]
 
 
