@@ -18,14 +18,12 @@ exit status 1; any other exception is a bug and keeps its traceback. This is
 the only module that defines absl flags (big_vision / flax-examples style).
 """
 
-import difflib
-import importlib.util
+import functools
 import os
 import sys
 
 from absl import app
 from absl import flags
-import ml_collections
 from ml_collections import config_flags
 
 from experiments import cli
@@ -69,87 +67,6 @@ _PROCESS_ID = flags.DEFINE_integer(
 )
 
 
-# What a config file or a --config.KEY=VALUE override can raise: ConfigDict
-# reports an unknown key as KeyError/AttributeError and a key inside a value
-# as TypeError, a config file a bad argument as ValueError, absl a malformed
-# value as flags.Error.
-_CONFIG_ERRORS = (flags.Error, AttributeError, KeyError, TypeError, ValueError)
-
-
-def _last_line(text: str) -> str:
-  """The final line of a message that embeds a traceback."""
-  lines = [line.strip() for line in text.splitlines() if line.strip()]
-  return lines[-1] if lines else text
-
-
-def _argv_config_spec() -> str:
-  """The --config argument on the command line, or the default one."""
-  spec = _DEFAULT_CONFIG
-  for arg, following in zip(sys.argv, [*sys.argv[1:], None], strict=True):
-    name, eq, value = arg.lstrip('-').partition('=')
-    if name == 'config' and arg.startswith('-'):
-      spec = value if eq else (following or spec)
-  return spec
-
-
-def _argv_override_keys() -> list[str]:
-  """The KEY of every --config.KEY=VALUE on the command line, in order."""
-  keys = []
-  for arg in sys.argv[1:]:
-    name = arg.lstrip('-').partition('=')[0]
-    if arg.startswith('-') and name.startswith('config.'):
-      keys.append(name.removeprefix('config.'))
-  return keys
-
-
-def _load_config(spec: str) -> ml_collections.ConfigDict:
-  """Loads `path.py[:ARG]` as config_flags does, without any override."""
-  path, _, arg = spec.partition(':')
-  module_spec = importlib.util.spec_from_file_location('_config_probe', path)
-  module = importlib.util.module_from_spec(module_spec)
-  module_spec.loader.exec_module(module)
-  return module.get_config(arg) if arg else module.get_config()
-
-
-def _explain_override(config: ml_collections.ConfigDict, key: str) -> str:
-  """Why `--config.KEY=...` cannot apply to `config` ('' if it can)."""
-  node, parts = config, key.split('.')
-  for depth, part in enumerate(parts):
-    prefix = '.'.join(parts[:depth])
-    if not isinstance(node, ml_collections.ConfigDict):
-      return (
-        f'bad config key in --config.{key}: {prefix!r} holds the value '
-        f'{node!r}, not a group of keys (set --config.{prefix}=... instead; '
-        'the keys are in experiments/configs/common.py)'
-      )
-    if part not in node:
-      close = difflib.get_close_matches(part, list(node.keys()), n=1)
-      hint = f"; did you mean '{close[0]}'?" if close else ''
-      return (
-        f'unknown config key in --config.{key}: the config has no key '
-        f'{part!r}{hint} (the keys are in experiments/configs/common.py)'
-      )
-    node = node[part]
-  return ''
-
-
-def _config_error(e: Exception) -> str:
-  """One readable sentence for a failure while reading the config flags."""
-  if isinstance(e, KeyError | AttributeError | TypeError):
-    try:
-      config = _load_config(_argv_config_spec())
-    except Exception:  # noqa: BLE001 - the file's own error is reported below.
-      config = None
-    for key in _argv_override_keys() if config is not None else ():
-      if message := _explain_override(config, key):
-        return message
-  text = str(e)
-  if 'Traceback' in text:  # A config file raised: keep its own message.
-    flag = text.partition(': ')[0] if text.startswith('flag --') else 'config'
-    return f'{flag}: {_last_line(text)}'
-  return text
-
-
 try:
   # Overrides of the default config are applied while the flag is defined.
   _CONFIG = config_flags.DEFINE_config_file(
@@ -158,20 +75,8 @@ try:
     'Config file, optionally with an argument: path/to/config.py[:ARG].',
     lock_config=True,
   )
-except _CONFIG_ERRORS as e:
-  cli.fail(_config_error(e))
-
-
-def _parse_flags(argv: list[str]) -> list[str]:
-  """Parses flags like absl, but reports a bad flag as one error line."""
-  try:
-    argv = flags.FLAGS(argv)
-    _CONFIG.value.get('seed')  # A file that failed to load raises here.
-  except _CONFIG_ERRORS as e:
-    cli.fail(_config_error(e))
-  except OSError as e:
-    cli.fail(f'cannot load the --config file: {_last_line(str(e))}')
-  return argv
+except cli.CONFIG_ERRORS as e:
+  cli.fail(cli.config_error(e, sys.argv, _DEFAULT_CONFIG))
 
 
 def _distributed_settings() -> dict[str, object]:
@@ -206,13 +111,11 @@ def _initialize_distributed(settings: dict[str, object]) -> None:
   try:
     jax.distributed.initialize(**settings)
   except (RuntimeError, ValueError) as e:
-    cli.fail(f'jax.distributed.initialize failed: {_last_line(str(e))}')
+    cli.fail(f'jax.distributed.initialize failed: {cli.last_line(str(e))}')
 
 
 def main(argv: list[str]) -> None:
   """Runs `train_and_evaluate` and turns expected failures into one line."""
-  if len(argv) > 1:
-    cli.fail(f'unexpected arguments: {" ".join(argv[1:])}')
   # Library INFO logs (orbax writes a dozen lines per checkpoint) would
   # drown the progress lines; --verbosity=0 brings them back.
   cli.quiet_library_logs()
@@ -244,4 +147,9 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == '__main__':
-  app.run(main, flags_parser=_parse_flags)
+  app.run(
+    main,
+    flags_parser=functools.partial(
+      cli.parse_flags, config=_CONFIG, default_spec=_DEFAULT_CONFIG
+    ),
+  )

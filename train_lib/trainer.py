@@ -261,7 +261,7 @@ def _open_workdir(config, workdir, create_fn, mesh, allow_config_change):
     ckpt = checkpoint_lib.Checkpointer(workdir, keep=config.keep_checkpoints)
     try:
       try:
-        workdir_lib.check_config_change(
+        change = workdir_lib.check_config_change(
           config,
           workdir,
           resuming=bool(ckpt.all_steps()),
@@ -269,7 +269,9 @@ def _open_workdir(config, workdir, create_fn, mesh, allow_config_change):
         )
       except ValueError as e:
         raise ConfigError(str(e)) from e
-      yield ckpt, _restore_or_create(ckpt, create_fn, mesh, config)
+      state = _restore_or_create(ckpt, create_fn, mesh, config)
+      workdir_lib.record_config_change(workdir, change)
+      yield ckpt, state
     except FloatingPointError as e:
       ckpt.wait()
       latest = ckpt.latest_step()

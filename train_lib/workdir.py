@@ -11,7 +11,8 @@
   asks for it (`allow_changes`, the launcher's `--allow_config_change`);
   reporting keys (`total_steps`, cadences, `keep_checkpoints`, the eval batch,
   the data directory) may change freely. Every accepted change is appended to
-  `config_history.jsonl`, so what trained each stretch of steps stays known.
+  `config_history.jsonl` (`record_config_change`, once the run has resumed),
+  so what trained each stretch of steps stays known.
 
 * `StopSignals`: SIGINT and SIGTERM ask the training loop to stop after its
   current step (which then saves a checkpoint), instead of killing it.
@@ -164,8 +165,8 @@ def check_config_change(
   *,
   resuming: bool,
   allow_changes: bool,
-) -> None:
-  """Writes config.json at the start of a run; checks and logs relaunches.
+) -> dict[str, Any] | None:
+  """Writes config.json at the start of a run; checks relaunches.
 
   Args:
     config: this launch's config.
@@ -174,11 +175,15 @@ def check_config_change(
       one, nothing trained is kept and config.json is simply rewritten).
     allow_changes: accept changes of keys outside REPORTING_KEYS.
 
+  Returns:
+    The record of an accepted change, for `record_config_change` once the
+    run has resumed (None when nothing changed).
+
   Raises:
     ValueError: a computing key differs and `allow_changes` is False.
   """
   if jax.process_index() != 0:
-    return
+    return None
   path = os.path.join(workdir, CONFIG_FILE)
   new = _as_json(config)
   if not resuming or not os.path.exists(path):
@@ -186,7 +191,7 @@ def check_config_change(
     with open(path, 'w') as f:
       json.dump(new, f, indent=2, sort_keys=True)
       f.write('\n')
-    return
+    return None
   with open(path) as f:
     old = json.load(f)
   history = os.path.join(workdir, HISTORY_FILE)
@@ -206,15 +211,22 @@ def check_config_change(
       'relaunch with the config that started it, use a new --workdir, or '
       'pass --allow_config_change to resume with the change on purpose'
     )
-  if changes:
-    record = {
-      'time': time.strftime('%Y-%m-%d %H:%M:%S'),
-      'changes': {k: list(v) for k, v in changes.items()},
-      'forced': bool(computing),
-      'config': new,
-    }
-    with open(history, 'a') as f:
-      f.write(json.dumps(record, sort_keys=True) + '\n')
+  if not changes:
+    return None
+  return {
+    'time': time.strftime('%Y-%m-%d %H:%M:%S'),
+    'changes': {k: list(v) for k, v in changes.items()},
+    'forced': bool(computing),
+    'config': new,
+  }
+
+
+def record_config_change(workdir: str, record: dict[str, Any] | None) -> None:
+  """Appends an accepted change to `config_history.jsonl` (None: nothing)."""
+  if record is None or jax.process_index() != 0:
+    return
+  with open(os.path.join(workdir, HISTORY_FILE), 'a') as f:
+    f.write(json.dumps(record, sort_keys=True) + '\n')
 
 
 class StopSignals:

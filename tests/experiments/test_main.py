@@ -209,6 +209,21 @@ def test_incompatible_checkpoint_is_refused_and_kept(tmp_path):
     '--config.total_steps=8',
   )
   line = _single_error(result)
+  # The config check names the change first ...
+  assert 'model_kw.hidden_sizes: [16] -> [32]' in line
+  assert _digest(tmp_path) == before
+  # ... and with the change allowed, the checkpoint says what differs.
+  result = _launch(
+    '--config',
+    _SYNTHETIC,
+    '--workdir',
+    str(tmp_path),
+    *_TINY,
+    "--config.model_kw={'hidden_sizes': (32,)}",
+    '--config.total_steps=8',
+    '--allow_config_change',
+  )
+  line = _single_error(result)
   assert 'incompatible checkpoint' in line and str(tmp_path) in line
   assert 'params.' in line and '(16,)' in line and '(32,)' in line
   assert "written by model 'mlp'" in line
@@ -229,6 +244,7 @@ def test_nan_loss_stops_with_one_line_and_keeps_checkpoint(tmp_path):
     '--config.lr=1e30',
     '--config.total_steps=40',
     '--config.checkpoint_every_steps=100',
+    '--allow_config_change',  # The change of lr is the point here.
   )
   line = _single_error(result)
   assert 'loss is nan at step' in line or 'loss is inf at step' in line
@@ -266,11 +282,11 @@ def test_unexpected_exception_keeps_its_traceback(tmp_path):
     'import sys\n'
     'from absl import app\n'
     'from train_lib import trainer\n'
-    'def planted_bug(config, workdir):\n'
+    'def planted_bug(config, workdir, **kwargs):\n'
     "  raise ValueError('planted bug')\n"
     'trainer.train_and_evaluate = planted_bug\n'
     'from experiments import main\n'
-    'app.run(main.main, flags_parser=main._parse_flags)\n'
+    'app.run(main.main)\n'
   )
   env = dict(os.environ, JAX_PLATFORMS='cpu')
   result = subprocess.run(

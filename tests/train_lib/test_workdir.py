@@ -64,8 +64,15 @@ def test_config_change_refused_unless_reporting_or_allowed(tmp_path):
 
   longer = common.get_config()
   longer.update(total_steps=3000, log_every_steps=7)
-  workdir.check_config_change(longer, run, resuming=True, allow_changes=False)
-  workdir.check_config_change(changed, run, resuming=True, allow_changes=True)
+  record = workdir.check_config_change(
+    longer, run, resuming=True, allow_changes=False
+  )
+  assert not (tmp_path / workdir.HISTORY_FILE).exists()  # Not resumed yet.
+  workdir.record_config_change(run, record)
+  record = workdir.check_config_change(
+    changed, run, resuming=True, allow_changes=True
+  )
+  workdir.record_config_change(run, record)
   assert (tmp_path / 'config.json').read_text() == first  # Written once.
   lines = (tmp_path / workdir.HISTORY_FILE).read_text().splitlines()
   records = [json.loads(line) for line in lines]
@@ -76,7 +83,12 @@ def test_config_change_refused_unless_reporting_or_allowed(tmp_path):
   assert not records[0]['forced'] and records[1]['forced']
   assert records[1]['changes']['lr'] == [0.1, 0.5]
   # The next relaunch is compared with the latest accepted config.
-  workdir.check_config_change(changed, run, resuming=True, allow_changes=False)
+  assert (
+    workdir.check_config_change(
+      changed, run, resuming=True, allow_changes=False
+    )
+    is None
+  )
 
 
 def test_without_a_checkpoint_the_config_is_simply_rewritten(tmp_path):
