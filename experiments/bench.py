@@ -65,6 +65,7 @@ RESNET18_LAYERS = (
 
 
 def backends() -> list[str]:
+  """The conv2d impls to compare ('auto' mixes them per layer shape)."""
   return ['xla', 'onednn'] if native.available() else ['xla']
 
 
@@ -234,7 +235,7 @@ def report(title: str, medians: dict[str, float], reference: str) -> None:
 def bench_resnet18(batch: int, dtypes: list[str], rounds: int) -> None:
   runs = {}
   for dname in dtypes:
-    for impl in backends():
+    for impl in backends() + (['auto'] if native.available() else []):
       runs[f'{impl} {dname}'] = flax_step(
         'resnet18_cifar', batch, DTYPES[dname], impl
       )
