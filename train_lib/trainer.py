@@ -137,7 +137,7 @@ def _save_checkpoint(ckpt, log, step: int, state: Any) -> None:
   log.check()
   if not bool(_all_finite(state.params)):
     raise FloatingPointError(f'parameters are not finite at step {step}')
-  ckpt.save(step, state, protect=log.best_step(ckpt.all_steps()))
+  ckpt.save(step, state, protect=log.best_step([*ckpt.all_steps(), step]))
   log.restart_timer()
 
 

@@ -280,3 +280,16 @@ def test_unknown_dataset_fails_before_writing(tmp_path):
   with pytest.raises(ValueError, match="'svhn'"):
     trainer.train_and_evaluate(config, str(tmp_path / 'run'))
   assert not (tmp_path / 'run').exists()
+
+
+@pytest.mark.slow
+def test_best_evaluated_checkpoint_survives_rotation(tmp_path):
+  config = _config(
+    keep_checkpoints=1, eval_every_steps=2, checkpoint_every_steps=2
+  )
+  trainer.train_and_evaluate(config, str(tmp_path))
+  evals = {r['step']: r['accuracy'] for r in _records(tmp_path, 'eval')}
+  assert sorted(evals) == [2, 4, 6, 8]
+  best = max((acc, step) for step, acc in evals.items())[1]
+  kept = checkpoint.Checkpointer(str(tmp_path), keep=1).all_steps()
+  assert kept == sorted({best, 8})
