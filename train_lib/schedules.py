@@ -12,11 +12,11 @@ Goyal et al. 2017, "Accurate, Large Minibatch SGD").
 Conventions (all steps are optimizer updates, counted from 0):
 - Warmup: eta_t = eta_0 * t / W for t < W (so eta_0 = 0 at t = 0 and the
   ramp reaches eta_0 at t = W).
-- 'cosine' and 'exponential' and 'step' with `step_every_steps` measure time
-  after warmup, t' = t - W; cosine reaches eta_T at t' = T = total_steps - W
-  and stays there.
-- 'step' with `step_boundaries` uses absolute step numbers, as papers state
-  them ("divide by 10 at 32k and 48k iterations"): eta_t = eta_0 *
+- 'cosine' and 'exponential' and 'step' with `schedule_kw.every_steps`
+  measure time after warmup, t' = t - W; cosine reaches eta_T at
+  t' = T = total_steps - W and stays there.
+- 'step' with `schedule_kw.boundaries` uses absolute step numbers, as papers
+  state them ("divide by 10 at 32k and 48k iterations"): eta_t = eta_0 *
   decay_factor ** #{b : t >= b}.
 - 'exponential' is continuous: eta_t = eta_0 * decay_factor ** (t' /
   decay_steps).
@@ -65,12 +65,13 @@ def step_decay(
   if boundaries:
     if any(b < 0 for b in boundaries) or list(boundaries) != sorted(boundaries):
       raise ValueError(
-        f'step_boundaries must be non-negative and increasing, got {boundaries}'
+        'schedule_kw.boundaries must be non-negative and increasing, got '
+        f'{boundaries}'
       )
   elif every_steps <= 0:
     raise ValueError(
-      'schedule "step" needs step_boundaries or step_every_steps > 0, got '
-      f'step_every_steps={every_steps}'
+      'schedule "step" needs schedule_kw.boundaries or '
+      f'schedule_kw.every_steps > 0, got every_steps={every_steps}'
     )
 
   def schedule(step: jax.typing.ArrayLike) -> jax.Array:
