@@ -29,8 +29,12 @@ one ResNet-18 conv layer (fwd+bwd, batch 32) took about 600 ms with
 libgomp's default spinning and 124 ms passive (160 ms on 1 thread), for
 PyTorch in the same process alike. With 8 fake devices (ResNet-18 step,
 batch 64, loaded machine) T // D took 6.5 s against 5.5 s for a full team
-per device and 10.5 s for XLA: the policy is a guard against 8 x T
-threads, not a measured win; see the README for a re-measurement.
+per device and 10.5 s for XLA, and in a quieter sitting 4.9 s against
+4.4 s (XLA 6.2 s): on 2 cores a full team per device was about 10% faster,
+because with PASSIVE waiting oversubscription costs little while idle
+devices leave cores unused. T // D is kept as the guard that matters on
+big machines (8 devices x 64 threads would be 512 threads on 64 cores); the
+division is one line in onednn_conv.cc (`Run`).
 
 Measured (`python -m experiments.bench`, 2 cores of an AMX Xeon, shared
 with other jobs at load 4 to 10): ResNet-18-CIFAR train step, batch 128,
