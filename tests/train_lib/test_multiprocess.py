@@ -10,6 +10,7 @@ process 0 only) and the final checkpoint's state must agree to 1e-5.
 """
 
 import contextlib
+import json
 import os
 import socket
 import subprocess
@@ -163,8 +164,13 @@ def test_two_processes_match_one(tmp_path):
   _run_together('first', [*distributed(3), (_command(single, 6), 4)], logs)
   _run_together('resume', distributed(6), logs)
 
+  # config.json is the config that started the run; the extension to 6
+  # steps is recorded, once (by process 0), in config_history.jsonl.
   with open(multi / 'config.json') as f:
-    assert '"total_steps": 6' in f.read()
+    assert '"total_steps": 3' in f.read()
+  with open(multi / 'config_history.jsonl') as f:
+    (record,) = [json.loads(line) for line in f]
+  assert record['changes'] == {'total_steps': [3, 6]}
   # Train lines are written once (by process 0), resumed without repeats.
   records = metrics_lib.read_metrics(str(multi))
   train_steps = [r['step'] for r in records if r['split'] == 'train']
