@@ -170,7 +170,7 @@ def train_and_evaluate(
   mesh = sharding_lib.make_mesh()
   try:
     validate.check_config(config, mesh.devices.size)
-    dataset = data_lib.get_dataset(config.data)
+    dataset = data_lib.get_dataset(config.data, seed=config.seed)
     model = create_model(config, dataset.num_classes)
     tx, schedule = optim.create_optimizer(config)
   except ValueError as e:

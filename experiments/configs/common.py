@@ -38,6 +38,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.data.synthetic_num_classes = 10
   config.data.synthetic_num_train = 1024
   config.data.synthetic_num_test = 256
+  # > 0: hold out this share of each class of the training split (drawn from
+  # config.seed) and evaluate on it instead of the test split, for tuning.
+  config.data.validation_fraction = 0.0
 
   config.batch_size = 128  # Global batch, split over all devices.
   config.eval_batch_size = 0  # 0 = same as batch_size.

@@ -254,3 +254,67 @@ def test_labels_outside_the_classes_are_refused(bad_label):
       test=(np.zeros((4, 1, 1)), labels),
       num_classes=3,
     )
+
+
+def _raw_train(name):
+  """The loader's training split: what a validation split is carved from."""
+  return {'digits': small.load_digits, 'mnist1d': small.load_mnist1d}[name]()[0]
+
+
+@pytest.mark.parametrize('name', ['digits', 'mnist1d'])
+def test_validation_split_is_carved_from_train(name):
+  train_x, train_y = _raw_train(name)
+  ds = data.get_dataset(_config(name=name, validation_fraction=0.2), seed=3)
+  assert ds.eval_split == 'validation'
+  kept_x, kept_y = ds.host_arrays('train')
+  val_x, val_y = ds.host_arrays('test')
+  assert ds.num_train + ds.num_test == len(train_y)
+  # Every example comes from the training split, exactly once: matching
+  # each image back to its row there must give disjoint sets covering it.
+  rows = {x.tobytes(): i for i, x in enumerate(train_x)}
+  assert len(rows) == len(train_y)  # No duplicate images in the split.
+  kept_rows = [rows[x.tobytes()] for x in kept_x]
+  val_rows = [rows[x.tobytes()] for x in val_x]
+  assert not set(kept_rows) & set(val_rows)
+  assert len(set(kept_rows) | set(val_rows)) == len(train_y)
+  np.testing.assert_array_equal(train_y[kept_rows], kept_y)
+  np.testing.assert_array_equal(train_y[val_rows], val_y)
+  # Stratified: each class's count is 20% of its count, to one example.
+  expected = 0.2 * np.bincount(train_y, minlength=10)
+  assert np.abs(np.bincount(val_y, minlength=10) - expected).max() <= 1
+  # No fraction: the test split, untouched.
+  plain = data.get_dataset(_config(name=name), seed=3)
+  assert plain.eval_split == 'test' and plain.num_train == len(train_y)
+
+
+def test_validation_split_per_seed():
+  labels = np.repeat(np.arange(4), [30, 50, 7, 13])
+  np.random.default_rng(1).shuffle(labels)
+  keep, val = small.validation_split(labels, 0.25, seed=5)
+  # Hand count: round(0.25 * n) per class = 8 (7.5 rounds to even), 12, 2, 3.
+  np.testing.assert_array_equal(np.bincount(labels[val]), [8, 12, 2, 3])
+  assert not set(keep) & set(val) and len(keep) + len(val) == len(labels)
+  again_keep, again_val = small.validation_split(labels, 0.25, seed=5)
+  np.testing.assert_array_equal(again_val, val)
+  np.testing.assert_array_equal(again_keep, keep)
+  other = small.validation_split(labels, 0.25, seed=6)[1]
+  assert not np.array_equal(other, val)
+  # Through get_dataset: the seed picks the examples.
+  config = _config(name='digits', validation_fraction=0.1)
+  a, b = (data.get_dataset(config, seed=s).host_arrays('test') for s in (0, 1))
+  c = data.get_dataset(config, seed=0).host_arrays('test')
+  np.testing.assert_array_equal(a[0], c[0])
+  assert not np.array_equal(a[0], b[0])
+
+
+@pytest.mark.parametrize('fraction', [-0.1, 1.0, 0.001])
+def test_bad_validation_fraction(fraction):
+  with pytest.raises(ValueError, match='validation'):
+    data.get_dataset(
+      _config(name='synthetic', validation_fraction=fraction), seed=0
+    )
+
+
+def test_validation_fraction_refused_for_tfds():
+  with pytest.raises(ValueError, match='only implemented for the in-memory'):
+    data.get_dataset(_config(name='cifar10', validation_fraction=0.1))

@@ -11,6 +11,13 @@ Every dataset yields global `jax.Array` batches with the batch sharding given
 by the trainer; the training batch at step s depends only on (data_key, s),
 so a resumed run sees the same data. Normalisation is done here;
 augmentation is not (it runs on device in the train step).
+
+With `config.data.validation_fraction` > 0 (in-memory data sets only), a
+stratified validation set drawn from the run's seed is taken out of the
+training split and takes the place of the test split: the model never trains
+on it, the evaluations measure it, and the dataset's `eval_split` is
+'validation' instead of 'test'. That is the split to tune on; the test split
+is for the final recipe only.
 """
 
 import ml_collections
@@ -44,20 +51,25 @@ _LOADERS = {
 }
 
 
-def get_dataset(config_data: ml_collections.ConfigDict) -> Dataset:
+def get_dataset(
+  config_data: ml_collections.ConfigDict, *, seed: int = 0
+) -> Dataset:
   """Builds the dataset named by `config_data.name`.
 
   Args:
     config_data: the `config.data` ConfigDict (experiments/configs/
       common.py): `name`; for TFDS datasets `data_dir` and, for
       imagenet2012, `image_size`; for 'synthetic' `synthetic_shape`,
-      `synthetic_num_classes`, `synthetic_num_train`, `synthetic_num_test`.
+      `synthetic_num_classes`, `synthetic_num_train`, `synthetic_num_test`;
+      `validation_fraction` for all.
+    seed: the run's `config.seed`, which draws the validation split.
 
   Returns:
     A `Dataset`.
 
   Raises:
-    ValueError: unknown name or bad synthetic settings.
+    ValueError: unknown name, bad synthetic settings, or a validation
+      fraction out of range or asked of a TFDS data set.
     DatasetNotFoundError: a TFDS dataset is not prepared in `data_dir`.
   """
   name = config_data.name
@@ -65,21 +77,35 @@ def get_dataset(config_data: ml_collections.ConfigDict) -> Dataset:
     raise ValueError(
       f'Unknown dataset {name!r}; choose one of {", ".join(NAMES)}.'
     )
-  if name in _LOADERS:
-    train, test = _LOADERS[name]()
+  fraction = config_data.validation_fraction
+  if name in _LOADERS or name == 'synthetic':
+    if name == 'synthetic':
+      num_classes = config_data.synthetic_num_classes
+      train, test = small.make_synthetic(
+        shape=tuple(config_data.synthetic_shape),
+        num_classes=num_classes,
+        num_train=config_data.synthetic_num_train,
+        num_test=config_data.synthetic_num_test,
+      )
+    else:
+      num_classes = _NUM_CLASSES[name]
+      train, test = _LOADERS[name]()
+    eval_split = 'test'
+    if fraction:
+      (x, y), eval_split = train, 'validation'
+      keep_idx, val_idx = small.validation_split(y, fraction, seed)
+      train, test = (x[keep_idx], y[keep_idx]), (x[val_idx], y[val_idx])
     return InMemoryDataset(
-      name=name, train=train, test=test, num_classes=_NUM_CLASSES[name]
-    )
-  if name == 'synthetic':
-    num_classes = config_data.synthetic_num_classes
-    train, test = small.make_synthetic(
-      shape=tuple(config_data.synthetic_shape),
+      name=name,
+      train=train,
+      test=test,
       num_classes=num_classes,
-      num_train=config_data.synthetic_num_train,
-      num_test=config_data.synthetic_num_test,
+      eval_split=eval_split,
     )
-    return InMemoryDataset(
-      name=name, train=train, test=test, num_classes=num_classes
+  if fraction:
+    raise ValueError(
+      f'validation_fraction is only implemented for the in-memory data sets '
+      f'({", ".join(IN_MEMORY_NAMES)}), not {name!r}.'
     )
   # Imported here: tensorflow_datasets and grain take seconds to import.
   from train_lib.data import tfds_source  # noqa: PLC0415

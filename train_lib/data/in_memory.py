@@ -105,7 +105,9 @@ class InMemoryDataset:
     num_classes: number of classes.
     image_shape: shape of one example, e.g. (28, 28, 1) or (40, 1).
     num_train: training examples.
-    num_test: test examples.
+    num_test: examples of the evaluation split (host key 'test').
+    eval_split: what that split is: 'test', or 'validation' when it was
+      carved out of the training data (`get_dataset`).
   """
 
   def __init__(
@@ -115,9 +117,11 @@ class InMemoryDataset:
     train: tuple[np.ndarray, np.ndarray],
     test: tuple[np.ndarray, np.ndarray],
     num_classes: int,
+    eval_split: str = 'test',
   ):
     """Wraps host arrays: images float32 [N, ...], labels int [N]."""
     self.name = name
+    self.eval_split = eval_split
     self.num_classes = int(num_classes)
     self._host = {}
     for split, (images, labels) in (('train', train), ('test', test)):
@@ -146,7 +150,7 @@ class InMemoryDataset:
     return (
       f'InMemoryDataset({self.name!r}, image_shape={self.image_shape}, '
       f'num_classes={self.num_classes}, num_train={self.num_train}, '
-      f'num_test={self.num_test})'
+      f'num_test={self.num_test}, eval_split={self.eval_split!r})'
     )
 
   def host_arrays(self, split: str) -> tuple[np.ndarray, np.ndarray]:

@@ -18,6 +18,11 @@ downloaded:
 * 'synthetic': Gaussian images of any shape whose class sets the mean, from a
   fixed numpy seed; for benchmarks and smoke runs that must show learning.
 
+A validation split (`validation_split`, `config.data.validation_fraction`
+> 0) is carved out of a training split after loading: stratified and drawn
+from `config.seed`, so each seed tunes on its own held-out examples and the
+test split is never looked at while tuning.
+
 Pixel scales are first mapped to [0, 1] (MNIST /255, digits /16), then every
 dataset except 'synthetic' is standardised with the mean and standard
 deviation of its training split (one scalar each: all are single-channel).
@@ -31,6 +36,9 @@ MNIST_SPLIT_SEED = 0
 MNIST_TRAIN_PER_CLASS = 400
 DIGITS_NUM_TRAIN = 899
 SYNTHETIC_SEED = 0
+# Mixed with config.seed so the validation draw is not the same stream as any
+# other numpy draw made from a small integer seed (e.g. the MNIST split).
+VALIDATION_SALT = 0x5A11D
 
 Split = tuple[np.ndarray, np.ndarray]
 
@@ -63,6 +71,43 @@ def stratified_split(
     train_idx.append(members[:train_per_class])
     test_idx.append(members[train_per_class:])
   return np.sort(np.concatenate(train_idx)), np.sort(np.concatenate(test_idx))
+
+
+def validation_split(
+  labels: np.ndarray, fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+  """Sorted (keep, validation) indices of a training split, stratified.
+
+  Per class c with n_c examples, round(fraction * n_c) of them, chosen by a
+  permutation drawn from `seed`, go to validation and the rest are kept for
+  training, so each class's share of the validation set matches its share of
+  the training split to within one example.
+
+  Args:
+    labels: int [N] labels of the training split.
+    fraction: share of each class held out, in (0, 1).
+    seed: the run's `config.seed`; the same seed gives the same split.
+
+  Raises:
+    ValueError: a fraction outside (0, 1), or one that leaves a class with
+      no training or no validation example.
+  """
+  if not 0.0 < fraction < 1.0:
+    raise ValueError(f'validation_fraction must be in [0, 1), got {fraction}.')
+  rng = np.random.default_rng([VALIDATION_SALT, int(seed)])
+  keep_idx, val_idx = [], []
+  for c in np.unique(labels):
+    members = rng.permutation(np.flatnonzero(labels == c))
+    n_val = int(round(fraction * len(members)))
+    if not 0 < n_val < len(members):
+      raise ValueError(
+        f'validation_fraction {fraction} leaves class {c} ({len(members)} '
+        f'training examples) with {n_val} validation examples; need at '
+        f'least one in each part.'
+      )
+    val_idx.append(members[:n_val])
+    keep_idx.append(members[n_val:])
+  return np.sort(np.concatenate(keep_idx)), np.sort(np.concatenate(val_idx))
 
 
 @functools.cache
