@@ -1,24 +1,37 @@
 """scikit-learn digits (UCI optdigits test set), 1797 8x8 images, offline.
 
-The smallest real data set here: a full run takes about 20 s, which makes it the
-data set of the learning tests. Argument (after ':'): `model=mlp` (the
-default; one hidden layer of 128, dropout 0.2) or `model=cnn` (`cnn_small`),
-the name alone also works (`digits.py:cnn`), and `smoke=True`. The data
-helper splits it into the first 899 images for training and the other 898
-for testing.
+The smallest real data set here, which makes it the data set of the learning
+tests. Argument (after ':'): `model=mlp` (the default; one hidden layer of
+512, dropout 0.5) or `model=cnn` (`cnn_small`), the name alone also works
+(`digits.py:cnn`), and `smoke=True`. The data helper splits it into the
+first 899 images for training and the other 898 for testing.
 
-Commands and results measured on this repository's 2-core CPU machine
-(idle while measuring):
+Recipe (both models): AdamW (decoupled weight decay 0.05), peak lr 2e-3,
+100 warmup steps then cosine decay to 0, label smoothing 0.1, random shifts
+of up to one pixel (`augment.crop_padding=1`: zero padding, random 8x8
+crop), batch 64; the CNN trains 2000 steps, the MLP (one hidden layer of
+512, dropout 0.5) 4000. Chosen on a validation split (20% of the 899
+training images per class, `--config.data.validation_fraction=0.2`, seed 0,
+a handful of candidates): CNN 98.3% validation accuracy (the old recipe:
+97.2%), MLP 98.3% (a 256-wide layer without shifts: 97.8%, with shifts:
+93.9%). Only then was the test split measured, with the commands below.
+The reference to beat: scikit-learn's `SVC(gamma=0.001)` on this same split
+scores 96.9% (`tests/experiments/test_recipes.py` recomputes it).
+
+Commands and results (test accuracy, final eval, seeds 0, 1, 2), measured
+on a 2-core CPU with no accelerator shared with other jobs (load average
+9 to 17 on 2 cores, so the wall times are several times an idle machine's;
+the old recipes took 5.6 s and 11.9 s there when idle):
 
   python -m experiments.main --config experiments/configs/digits.py:mlp \
-    --workdir runs/digits_mlp
-    # test accuracy 94.2% (final eval); wall time 5.6 s for the whole
-    # command (start-up, data, compilation included; idle machine)
+    --workdir runs/digits_mlp [--config.seed=1]
+    # test accuracy 97.88%, 97.88%, 98.00% (mean 97.92%); wall time
+    # 157-168 s for the whole command under load 17
 
   python -m experiments.main --config experiments/configs/digits.py:cnn \
-    --workdir runs/digits_cnn
-    # test accuracy 95.3% (final eval); wall time 11.9 s for the whole
-    # command (start-up, data, compilation included; idle machine)
+    --workdir runs/digits_cnn [--config.seed=1]
+    # test accuracy 98.55%, 98.89%, 99.00% (mean 98.81%); wall time
+    # 280-284 s for the whole command under load 13 to 17
 """
 
 import ml_collections
@@ -35,17 +48,22 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config = common.get_config()
   config.data.name = 'digits'
   config.batch_size = 64
-  config.total_steps = 1000  # ~71 epochs of 899 training images.
+  config.total_steps = 2000  # ~142 epochs of 899 training images.
   config.eval_every_steps = 500
   config.log_every_steps = 100
   config.checkpoint_every_steps = 500
-  config.optimizer = 'adam'
-  config.lr = 1e-3
+  config.optimizer = 'adamw'
+  config.lr = 2e-3
+  config.weight_decay = 0.05  # Decoupled: 0.05 * lr per step.
   config.schedule = 'cosine'
+  config.warmup_steps = 100
+  config.label_smoothing = 0.1
+  config.augment.crop_padding = 1  # Random shifts of up to one pixel.
   if variant == 'mlp':
     config.model = 'mlp'
-    config.model_kw.hidden_sizes = (128,)
-    config.model_kw.dropout_rate = 0.2
+    config.total_steps = 4000
+    config.model_kw.hidden_sizes = (512,)
+    config.model_kw.dropout_rate = 0.5
   else:
     config.model = 'cnn_small'
   if fields.smoke:

