@@ -101,7 +101,8 @@ def evaluate(
 
   Returns:
     `loss`, `accuracy` (+ `top5_accuracy` for more than 10 classes), the
-    same with an `ema_` prefix when EMA is on, and `eval_time_s`.
+    same with an `ema_` prefix when EMA is on, `eval_time_s`, and
+    `eval_split`, the split measured ('test' or 'validation').
   """
   start = time.perf_counter()
   totals = dict.fromkeys(eval_fns)
@@ -118,4 +119,6 @@ def evaluate(
       means.pop('top5_accuracy')
     results.update({prefix + k: v for k, v in means.items()})
   results['eval_time_s'] = time.perf_counter() - start
+  # 'test', or 'validation' for a split carved out of the training data.
+  results['eval_split'] = getattr(dataset, 'eval_split', 'test')
   return results

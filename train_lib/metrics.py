@@ -135,10 +135,15 @@ def progress_line(
   return ' | '.join(parts)
 
 
-def eval_line(step: int, metrics: Mapping[str, float]) -> str:
-  """The terminal line of an evaluation."""
-  items = [f'{k} {v:.4f}' for k, v in metrics.items() if k != 'wall_time_s']
-  return f'eval @ step {step}: ' + ' | '.join(items)
+def eval_line(step: int, metrics: Mapping[str, Any]) -> str:
+  """The terminal line of an evaluation, naming the split it measured."""
+  items = [
+    f'{k} {v:.4f}'
+    for k, v in metrics.items()
+    if k not in ('wall_time_s', 'eval_split')
+  ]
+  split = metrics.get('eval_split', 'test')
+  return f'eval ({split}) @ step {step}: ' + ' | '.join(items)
 
 
 def _print(text: str) -> None:
@@ -169,6 +174,7 @@ class TrainLog:
     self.run_start = time.time()
     self.loop_start, self.start_step = None, start_step
     self.compile_time_s = None
+    self.eval_split = 'test'
     self.restart_timer()
 
   def restart_timer(self) -> None:
@@ -241,13 +247,14 @@ class TrainLog:
 
   def eval_line(self, step: int, results: dict[str, float]) -> None:
     results['wall_time_s'] = time.time() - self.run_start
+    self.eval_split = results.get('eval_split', 'test')
     self.writer.write(step, 'eval', results)
     self.evals[step] = results['accuracy']
     _print(eval_line(step, results))
     self.restart_timer()
 
   def best_step(self, steps: list[int]) -> int | None:
-    """The step of `steps` with the best test accuracy (None: none has one)."""
+    """The step of `steps` with the best eval accuracy (None: none has one)."""
     scored = [(self.evals[s], s) for s in steps if s in self.evals]
     return max(scored)[1] if scored else None
 
@@ -259,7 +266,7 @@ class TrainLog:
     else:
       best = self.best_step(list(self.evals))
       scores = (
-        f'final test accuracy {self.evals[final_step]:.4f}, best '
+        f'final {self.eval_split} accuracy {self.evals[final_step]:.4f}, best '
         f'{self.evals[best]:.4f} at step {best}'
       )
     wall = format_duration(time.time() - self.run_start)

