@@ -36,15 +36,17 @@ devices leave cores unused. T // D is kept as the guard that matters on
 big machines (8 devices x 64 threads would be 512 threads on 64 cores); the
 division is one line in onednn_conv.cc (`Run`).
 
-Measured (`python -m experiments.bench`, 2 cores of an AMX Xeon, shared
-with other jobs at load 4 to 10): ResNet-18-CIFAR train step, batch 128,
-float32: XLA 10.7 s, oneDNN 6.7 s, PyTorch 2.13 channels_last 5.4 s
-(1.24x; 1.12x in a busier sitting); bfloat16: XLA 10.3 s, auto 10.1 s,
-PyTorch autocast 7.8 s (0.80x PyTorch in the busier sitting, every conv
-on oneDNN). Per conv layer oneDNN is 0.12x to 0.97x XLA's time, except
-bfloat16 on 4x4 outputs and strided 1x1 convolutions (AMX
-backward-weights), which `chosen` leaves to XLA. MobileNet v1 step 0.45x
-XLA (float32), ResNeXt-50 32x4d 0.12x.
+Measured (`python -m experiments.bench --only=resnet18`, 2 cores of an
+AMX Xeon, idle, PyTorch 2.13 in the same sitting): ResNet-18-CIFAR train
+step, batch 128, float32: XLA 7149 ms, oneDNN 3539 ms, PyTorch
+channels_last 4017 ms (0.88x PyTorch); bfloat16: XLA 6758 ms, oneDNN
+2074 ms, PyTorch autocast 1721 ms (1.21x). In a loaded sitting, per conv
+layer oneDNN took 0.12x to 0.97x XLA's time in float32; in bfloat16 four
+small-map layers (4x4 outputs, strided 1x1: AMX backward-weights) looked
+slower than XLA, but leaving them to XLA made the whole bfloat16 step
+slower (2430 ms), so `chosen` takes oneDNN for every float32 and bfloat16
+convolution. MobileNet v1 step 0.45x XLA (float32), ResNeXt-50 32x4d 0.12x
+(loaded sitting).
 """
 
 import contextlib
@@ -139,20 +141,10 @@ def chosen(x_shape, w_shape, dtype, strides, groups) -> bool:
   if forced == 'onednn':
     check(dtype)
     return True
-  if not (available() and supports(dtype)):
-    return False
-  return not _slower_than_xla(x_shape, w_shape, dtype, strides)
-
-
-def _slower_than_xla(x_shape, w_shape, dtype, strides) -> bool:
-  """The shapes `experiments.bench` measured slower on oneDNN than XLA.
-
-  In bfloat16, oneDNN 3.2's AMX backward-weights kernel is slow on small
-  feature maps (ResNet-18-CIFAR's 4x4 outputs and its strided 1x1
-  projections: 1.5x to 4.8x XLA's fwd+bwd time); float32 was never slower.
-  """
-  if jnp.dtype(dtype) != jnp.dtype(jnp.bfloat16):
-    return False
-  out = -(-x_shape[1] // strides[0]) * -(-x_shape[2] // strides[1])
-  strided_1x1 = tuple(w_shape[:2]) == (1, 1) and max(strides) > 1
-  return out < 64 or strided_1x1
+  # Every float32 and bfloat16 convolution: per layer, oneDNN's bfloat16
+  # backward-weights looked slower than XLA's on small maps (4x4 outputs,
+  # strided 1x1) in a loaded sitting, but keeping XLA for those made the
+  # whole ResNet-18 bfloat16 step slower on the idle machine (2430 ms
+  # against 2074 ms all on oneDNN), and the whole step is what counts.
+  del x_shape, w_shape, strides
+  return available() and supports(dtype)
