@@ -8,6 +8,8 @@ leave them unchanged).
 
 import hashlib
 import os
+import subprocess
+import sys
 
 import chex
 import jax
@@ -148,31 +150,59 @@ def _delete_metadata(step_dir):
         os.remove(os.path.join(root, name))
 
 
-@pytest.mark.parametrize(
-  'corrupt', [_truncate_data_files, _delete_data_folder, _delete_metadata]
-)
-def test_restore_latest_skips_a_corrupt_checkpoint_and_keeps_it(
-  tmp_path, corrupt, capsys
-):
-  ckpt = checkpoint.Checkpointer(str(tmp_path), keep=3, async_save=False)
+def _corrupt_and_restore(workdir: str, corrupt_name: str) -> None:
+  """The scenario of the test below; run in a child process by it."""
+  import contextlib  # noqa: PLC0415
+  import io  # noqa: PLC0415
+
+  ckpt = checkpoint.Checkpointer(workdir, keep=3, async_save=False)
   ckpt.save(1, _state(step=1))
   ckpt.save(2, _state(width=4, step=2))
   ckpt.wait()
   step_dir = os.path.join(ckpt.directory, '2')
-  corrupt(step_dir)
+  globals()[corrupt_name](step_dir)
   left = _digest(step_dir)
-  step, state = ckpt.restore_latest(_abstract(_state()))
+  out = io.StringIO()
+  with contextlib.redirect_stdout(out):
+    step, state = ckpt.restore_latest(_abstract(_state()))
   assert step == 1 and int(state.step) == 1
   chex.assert_trees_all_equal(state.params, _state(step=1).params)
-  line = capsys.readouterr().out.strip()
+  line = out.getvalue().strip()
   assert line.startswith(f'warning: checkpoint {step_dir} is unreadable')
   # Still on disk, byte for byte, out of the way of the resumed run.
-  (moved,) = os.listdir(tmp_path / 'corrupt_checkpoints')
+  corrupt_dir = os.path.join(workdir, 'corrupt_checkpoints')
+  (moved,) = os.listdir(corrupt_dir)
   assert moved.startswith('2-') and moved in line
-  assert _digest(str(tmp_path / 'corrupt_checkpoints' / moved)) == left
+  assert _digest(os.path.join(corrupt_dir, moved)) == left
   assert ckpt.all_steps() == [1]
   ckpt.save(2, _state(step=2))  # The resumed run can write step 2 again.
   ckpt.close()
+
+
+@pytest.mark.parametrize(
+  'corrupt', [_truncate_data_files, _delete_data_folder, _delete_metadata]
+)
+def test_restore_latest_skips_a_corrupt_checkpoint_and_keeps_it(
+  tmp_path, corrupt
+):
+  # In a child process: tensorstore's failed reads leave background work
+  # behind that can bring down a long-lived test worker later on.
+  script = (
+    'import runpy, sys\n'
+    f'module = runpy.run_path({__file__!r})\n'
+    f'module["_corrupt_and_restore"]({str(tmp_path)!r}, {corrupt.__name__!r})\n'
+  )
+  repo = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
+  result = subprocess.run(
+    [sys.executable, '-c', script],
+    cwd=repo,
+    env=dict(os.environ, JAX_PLATFORMS='cpu', XLA_FLAGS=''),
+    capture_output=True,
+    text=True,
+    timeout=120,
+    check=False,
+  )
+  assert result.returncode == 0, result.stderr[-3000:]
 
 
 def test_restore_latest_refuses_when_nothing_is_intact(tmp_path):
