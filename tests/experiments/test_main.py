@@ -199,7 +199,7 @@ def test_incompatible_checkpoint_is_refused_and_kept(tmp_path):
   _train_tiny(tmp_path)
   before = _digest(tmp_path)
   assert {'config.json', 'metrics.jsonl'} <= set(os.listdir(tmp_path))
-  result = _launch(
+  wider = (
     '--config',
     _SYNTHETIC,
     '--workdir',
@@ -208,21 +208,12 @@ def test_incompatible_checkpoint_is_refused_and_kept(tmp_path):
     "--config.model_kw={'hidden_sizes': (32,)}",
     '--config.total_steps=8',
   )
-  line = _single_error(result)
+  line = _single_error(_launch(*wider))
   # The config check names the change first ...
   assert 'model_kw.hidden_sizes: [16] -> [32]' in line
   assert _digest(tmp_path) == before
   # ... and with the change allowed, the checkpoint says what differs.
-  result = _launch(
-    '--config',
-    _SYNTHETIC,
-    '--workdir',
-    str(tmp_path),
-    *_TINY,
-    "--config.model_kw={'hidden_sizes': (32,)}",
-    '--config.total_steps=8',
-    '--allow_config_change',
-  )
+  result = _launch(*wider, '--allow_config_change')
   line = _single_error(result)
   assert 'incompatible checkpoint' in line and str(tmp_path) in line
   assert 'params.' in line and '(16,)' in line and '(32,)' in line
