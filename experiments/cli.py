@@ -143,22 +143,28 @@ def parse_flags(
   argv: list[str],
   config: flags.FlagHolder | None = None,
   default_spec: str | None = None,
+  *,
+  max_positional: int | None = 0,
 ) -> list[str]:
   """absl's flag parsing, with every expected failure as one error line.
 
   Use as `app.run(main, flags_parser=cli.parse_flags)` (or a partial binding
   `config`). A malformed or unknown flag, a config file that cannot be
   loaded and a bad `--config.KEY=VALUE` end as one `error:` line, exit 1;
-  positional arguments are refused; `--help` prints the usage and exits 0.
+  positional arguments beyond `max_positional` are refused; `--help` prints
+  the usage and exits 0.
 
   Args:
     argv: the command line, program name first.
     config: the holder of a `config_flags.DEFINE_config_file` flag, if any;
       its file is loaded here so that its errors are reported as flag errors.
     default_spec: that flag's default `path.py[:ARG]`, if it has one.
+    max_positional: how many positional arguments the tool takes (None: any
+      number).
 
   Returns:
-    argv after the flags were parsed: only the program name.
+    argv after the flags were parsed: the program name, then the positional
+    arguments.
   """
   try:
     rest = flags.FLAGS(argv)
@@ -174,6 +180,6 @@ def parse_flags(
     fail(f'cannot load the --config file: {last_line(str(e))}')
   except SyntaxError as e:  # Not a Python file (a path mixed up).
     fail(f'cannot load the --config file {e.filename}:{e.lineno}: {e.msg}')
-  if len(rest) > 1:
-    fail(f'unexpected arguments: {" ".join(rest[1:])}')
+  if max_positional is not None and len(rest) - 1 > max_positional:
+    fail(f'unexpected arguments: {" ".join(rest[1 + max_positional :])}')
   return rest

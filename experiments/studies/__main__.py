@@ -1,0 +1,138 @@
+r"""Runs the studies: the notes' claims, each shown happening.
+
+Usage:
+  python -m experiments.studies --list
+  python -m experiments.studies NAME [--out_dir DIR] [--quick]
+  python -m experiments.studies --all [--out_dir DIR] [--quick]
+
+Each study writes DIR/NAME.png, DIR/NAME.md and DIR/NAME.json and prints its
+verdict. `--all` also writes the gallery, DIR.md (for `--out_dir docs/studies`:
+docs/studies.md), with every figure, claim, verdict and wall time.
+`--quick` (fewer steps, smaller nets, under 30 s each) is what the tests run.
+An unknown study name or a bad flag prints one `error:` line and exits 1.
+"""
+
+from collections.abc import Sequence
+import functools
+import os
+import time
+
+from absl import app
+from absl import flags
+
+from experiments import cli
+from experiments import studies
+from experiments.studies import report
+
+_OUT_DIR = flags.DEFINE_string(
+  'out_dir', 'runs/studies', 'Folder for NAME.png, NAME.md and NAME.json.'
+)
+_QUICK = flags.DEFINE_bool(
+  'quick', False, 'Fewer steps and smaller nets (under 30 s per study).'
+)
+_LIST = flags.DEFINE_bool('list', False, 'List the studies and their claims.')
+_ALL = flags.DEFINE_bool('all', False, 'Run every study and write DIR.md.')
+
+
+def list_studies() -> str:
+  """One line per study: its name and the claim it tests."""
+  width = max(len(name) for name in studies.STUDIES)
+  return '\n'.join(
+    f'{name:<{width}}  {studies.get(name).CLAIM}' for name in studies.STUDIES
+  )
+
+
+def write_gallery(records: Sequence[dict], out_dir: str) -> str:
+  """Writes OUT_DIR.md: each study's claim, verdict, figure and numbers."""
+  path = os.path.normpath(out_dir) + '.md'
+  folder = os.path.basename(os.path.normpath(out_dir))
+  lines = [
+    "# Studies: the notes' claims, reproduced",
+    '',
+    'Regenerate with `python -m experiments.studies --all --out_dir '
+    f'{out_dir}` (`python -m experiments.studies --list` names them).',
+    '',
+    '| study | claim | verdict | wall time |',
+    '|---|---|---|---|',
+  ]
+  for r in records:
+    module = studies.get(r['name'])
+    word = 'holds' if r['holds'] else '**does not hold**'
+    lines.append(
+      f'| [{r["name"]}](#{r["name"]}) | {module.CLAIM} | {word} | '
+      f'{r["wall_time_s"]:.0f} s |'
+    )
+  for r in records:
+    module = studies.get(r['name'])
+    lines += [
+      '',
+      f'## {r["name"]}',
+      '',
+      f'**Claim** ({module.SOURCE}): {module.CLAIM}',
+      '',
+      f'**Verdict:** {r["verdict"]}',
+      '',
+      f'![{r["name"]}]({folder}/{r["name"]}.png)',
+      '',
+      f'Numbers, command and machine: [{folder}/{r["name"]}.md]'
+      f'({folder}/{r["name"]}.md).',
+    ]
+  total = sum(r['wall_time_s'] for r in records)
+  lines += [
+    '',
+    f'All {len(records)} studies: {total / 60:.1f} min on {report.machine()}.',
+    '',
+  ]
+  with open(path, 'w') as f:
+    f.write('\n'.join(lines))
+  return path
+
+
+def _run(name: str, out_dir: str, quick: bool) -> dict:
+  print(f'{name}: running{" (quick)" if quick else ""}...', flush=True)
+  record = studies.run_study(name, out_dir, quick=quick)
+  word = 'holds' if record['holds'] else 'does NOT hold'
+  print(
+    f'{name}: the claim {word} ({record["wall_time_s"]:.1f} s): '
+    f'{record["verdict"]}\n  -> {record["paths"]["md"]}',
+    flush=True,
+  )
+  return record
+
+
+def main(argv: Sequence[str]) -> None:
+  cli.quiet_library_logs()
+  names = list(argv[1:])
+  if _LIST.value:
+    if names or _ALL.value:
+      cli.fail('--list takes no study name and no --all')
+    print(list_studies())
+    return
+  if _ALL.value == bool(names):
+    cli.fail(
+      'give one study name or --all (python -m experiments.studies --list '
+      'names them)'
+    )
+  if names:
+    try:
+      studies.get(names[0])
+    except ValueError as e:
+      cli.fail(e)
+  start = time.perf_counter()
+  records = [
+    _run(name, _OUT_DIR.value, _QUICK.value)
+    for name in (studies.STUDIES if _ALL.value else names)
+  ]
+  if _ALL.value:
+    path = write_gallery(records, _OUT_DIR.value)
+    held = sum(r['holds'] for r in records)
+    print(
+      f'{held}/{len(records)} claims hold; gallery {path} '
+      f'({(time.perf_counter() - start) / 60:.1f} min)'
+    )
+
+
+if __name__ == '__main__':
+  app.run(
+    main, flags_parser=functools.partial(cli.parse_flags, max_positional=1)
+  )
