@@ -169,6 +169,48 @@ def test_mlp_constant_init_keeps_hidden_units_identical():
     )
 
 
+def test_mlp_maxout_layers_take_the_max_of_their_pieces():
+  model = nets.create(
+    'mlp', hidden_sizes=(5, 4), activation='maxout', maxout_pieces=3
+  )
+  n, out_shape = _shapes(
+    'mlp', shape=(6,), hidden_sizes=(5, 4), activation='maxout', maxout_pieces=3
+  )
+  assert n == 3 * (6 * 5 + 5) + 3 * (5 * 4 + 4) + 4 * 10 + 10
+  assert out_shape == (2, 10)
+  x = nets_testing.normal((7, 6), 0)
+  v = model.init({'params': nets_testing.key(0)}, x)
+  _, acts = nets.capture_intermediates(model, v, x, ['fc0'])
+  w = np.asarray(v['params']['fc0']['kernel'])  # [k, in, out]
+  b = np.asarray(v['params']['fc0']['bias'])  # [k, out]
+  want = np.max(np.einsum('bi,kio->bko', np.asarray(x), w) + b, axis=1)
+  np.testing.assert_allclose(acts['fc0'], want, rtol=1e-5, atol=1e-6)
+  # Each piece is He normal on its own [in, out] fans: Var = 2 / 6, not
+  # 2 / 18 as a fan-in of k * in would give.
+  wide = nets.create('mlp', hidden_sizes=(400,), activation='maxout')
+  wv = wide.init({'params': nets_testing.key(1)}, jnp.ones((1, 300)))
+  std = float(np.std(wv['params']['fc0']['kernel']))
+  assert std == pytest.approx(np.sqrt(2 / 300), rel=0.02)
+
+
+def test_mlp_parametrised_kernel_inits():
+  x = jnp.ones((1, 500))
+  small = nets.create('mlp', hidden_sizes=(400,), kernel_init='normal:0.01')
+  v = small.init({'params': nets_testing.key(0)}, x)
+  assert float(np.std(v['params']['fc0']['kernel'])) == pytest.approx(
+    0.01, rel=0.02
+  )
+  const = nets.create('mlp', hidden_sizes=(3,), kernel_init='constant:0.25')
+  v = const.init({'params': nets_testing.key(0)}, x)
+  np.testing.assert_array_equal(v['params']['fc0']['kernel'], 0.25)
+  np.testing.assert_array_equal(v['params']['head']['kernel'], 0.25)
+  for bad, match in (('uniform:0.1', 'parametrised'), ('normal:x', 'number')):
+    with pytest.raises(ValueError, match=match):
+      nets.create('mlp', kernel_init=bad).init(
+        {'params': nets_testing.key(0)}, x
+      )
+
+
 def test_alexnet_tiny_forward():
   x = nets_testing.normal((2, 32, 32, 3), 0)
   nets_testing.check_train_eval(nets.create('alexnet_tiny'), x, 10)
