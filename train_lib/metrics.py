@@ -1,4 +1,4 @@
-"""Run outputs: the `metrics.jsonl` log and the terminal progress line.
+"""Run outputs: `metrics.jsonl`, its TensorBoard copy, the progress line.
 
 `metrics.jsonl` holds one JSON object per line, e.g.
 
@@ -12,6 +12,20 @@ resuming from a checkpoint taken between two train lines)
 or 'eval' (the whole test split). `experiments/plot.py` and any notebook read
 it with one `json.loads` per line. A resumed run first drops the lines past
 the restored step, so the file always describes one consistent run.
+
+Every record is also written to TensorBoard event files in
+`<workdir>/tensorboard/` (`tensorboard --logdir runs`): one scalar per
+numeric value, tagged `train/loss`, `train/lr`, `train/images_per_sec`,
+`eval/accuracy`, ... at the record's step. metrics.jsonl stays the source of
+truth; the event files are a view of it for TensorBoard users. They are
+written with tensorboardX (protobuf only, no TensorFlow), through its
+synchronous `EventsWriter`: `SummaryWriter.flush()` does not wait for the
+events still queued for its background thread, so after a `kill -9` the
+event files could lack lines that metrics.jsonl holds. Each launch writes
+its own event file, which opens with a `SessionLog.START` event at the
+restored step + 1: TensorBoard then drops the older files' points from
+that step on (the purge tensorboardX's `purge_step` writes), so a resumed
+run shows one curve with each step once, as metrics.jsonl does.
 """
 
 from collections.abc import Mapping
@@ -23,8 +37,12 @@ from typing import Any
 
 import jax
 import numpy as np
+from tensorboardX import event_file_writer
+from tensorboardX.proto import event_pb2
+from tensorboardX.proto import summary_pb2
 
 FILENAME = 'metrics.jsonl'
+TENSORBOARD_DIR = 'tensorboard'
 
 
 def _to_python(value: Any) -> Any:
@@ -35,30 +53,108 @@ def _to_python(value: Any) -> Any:
   return value
 
 
-class MetricsWriter:
-  """Appends metric records to `<workdir>/metrics.jsonl`."""
+def _scalar(value: Any) -> float | None:
+  """The value as a float if it is a number (not a bool), else None."""
+  if isinstance(value, np.ndarray | np.generic):
+    value = value.item()
+  if isinstance(value, bool) or not isinstance(value, int | float):
+    return None
+  return float(value)
 
-  def __init__(self, workdir: str, *, enabled: bool = True):
+
+class TensorBoardWriter:
+  """Writes metric records as TensorBoard scalars, one event file a launch."""
+
+  def __init__(self, logdir: str, *, purge_step: int | None = None):
+    """Opens a new event file in `logdir` (created if needed).
+
+    Args:
+      logdir: the event files' directory, `<workdir>/tensorboard`.
+      purge_step: the first step this launch writes (the restored step + 1):
+        TensorBoard hides the points of earlier event files from this step
+        on. None: hide nothing.
+    """
+    os.makedirs(logdir, exist_ok=True)
+    # The file name holds the time in seconds and the host; the suffix keeps
+    # two launches of one second apart, and in order (TensorBoard reads the
+    # files of a directory sorted by name).
+    self._events = event_file_writer.EventsWriter(
+      os.path.join(logdir, 'events'),
+      filename_suffix=f'.{time.time_ns():020d}.{os.getpid()}',
+    )
+    if purge_step is not None:
+      start = event_pb2.SessionLog(status=event_pb2.SessionLog.START)
+      self._write(
+        event_pb2.Event(
+          wall_time=time.time(), step=int(purge_step), session_log=start
+        )
+      )
+
+  @property
+  def path(self) -> str:
+    """This launch's event file."""
+    return self._events._file_name  # noqa: SLF001 - not exposed otherwise.
+
+  def _write(self, event: event_pb2.Event) -> None:
+    self._events.write_event(event)
+    self._events.flush()  # On disk now: a kill -9 loses nothing written.
+
+  def write(self, step: int, split: str, metrics: Mapping[str, Any]) -> None:
+    """Writes each numeric value of `metrics` as the scalar `split/key`."""
+    values = [
+      summary_pb2.Summary.Value(tag=f'{split}/{key}', simple_value=number)
+      for key, value in metrics.items()
+      if (number := _scalar(value)) is not None
+    ]
+    if values:
+      self._write(
+        event_pb2.Event(
+          wall_time=time.time(),
+          step=int(step),
+          summary=summary_pb2.Summary(value=values),
+        )
+      )
+
+  def close(self) -> None:
+    self._events.close()
+
+
+class MetricsWriter:
+  """Appends metric records to `<workdir>/metrics.jsonl` and TensorBoard."""
+
+  def __init__(
+    self, workdir: str, *, enabled: bool = True, tensorboard: bool = True
+  ):
     """Creates a writer.
 
     Args:
       workdir: the run's directory (created if needed).
       enabled: False on all but the first process of a multi-host run, so
-        that exactly one process writes the file.
+        that exactly one process writes the files.
+      tensorboard: also write `<workdir>/tensorboard/` event files, opened
+        at the first record (a launch that writes nothing leaves no file).
     """
     self.path = os.path.join(workdir, FILENAME)
     self.enabled = enabled
+    self.tensorboard_dir = (
+      os.path.join(workdir, TENSORBOARD_DIR) if tensorboard else None
+    )
+    self._tensorboard = None
+    self._purge_step = None
     if enabled:
       os.makedirs(workdir, exist_ok=True)
 
   def truncate_after(self, step: int) -> int:
     """Drops the records with a step after `step` (used when resuming).
 
-    Lines that do not parse (a run killed mid-write) are dropped too.
+    Lines that do not parse (a run killed mid-write) are dropped too. The
+    event files are not rewritten: this launch's file starts by telling
+    TensorBoard to drop their points after `step`.
 
     Returns:
       The number of lines kept.
     """
+    self._purge_step = step + 1
     if not self.enabled or not os.path.exists(self.path):
       return 0
     kept = []
@@ -84,6 +180,19 @@ class MetricsWriter:
     record.update({k: _to_python(v) for k, v in metrics.items()})
     with open(self.path, 'a') as f:
       f.write(json.dumps(record) + '\n')
+    if self.tensorboard_dir is not None:
+      if self._tensorboard is None:
+        self._tensorboard = TensorBoardWriter(
+          self.tensorboard_dir, purge_step=self._purge_step
+        )
+        self._purge_step = None  # A later file must not hide this one's.
+      self._tensorboard.write(step, split, metrics)
+
+  def close(self) -> None:
+    """Closes the event file (metrics.jsonl is closed after each line)."""
+    if self._tensorboard is not None:
+      self._tensorboard.close()
+      self._tensorboard = None
 
 
 def read_metrics(workdir: str) -> list[dict[str, Any]]:

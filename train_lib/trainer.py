@@ -7,9 +7,10 @@ so a run resumed from a checkpoint of its state continues exactly as if it
 had never stopped (the resume contract; tests/train_lib/test_trainer.py
 checks the parameters bit for bit).
 
-Outputs in the workdir: `config.json` (the resolved config) and
-`config_history.jsonl` (accepted changes on relaunch; train_lib/workdir.py),
-`metrics.jsonl` (train_lib/metrics.py), `checkpoints/`
+Outputs in the workdir: `config.json` (the resolved config),
+`config_history.jsonl` (accepted changes on relaunch) and `launches.jsonl`
+(each launch's command; train_lib/workdir.py), `metrics.jsonl` and its
+TensorBoard copy `tensorboard/` (train_lib/metrics.py), `checkpoints/`
 (train_lib/checkpoint.py), and `lock` while a launch runs.
 
 Failure policy: nothing good is ever destroyed. A checkpoint of another
@@ -146,6 +147,7 @@ def train_and_evaluate(
   workdir: str,
   *,
   allow_config_change: bool = False,
+  command: str | None = None,
 ) -> state_lib.TrainState:
   """Trains `config.model` on `config.data` and evaluates it; resumable.
 
@@ -155,6 +157,9 @@ def train_and_evaluate(
       the newest intact one.
     allow_config_change: resume even if the config changes what the run
       computes (the change is recorded in config_history.jsonl).
+    command: the shell command of this launch; if given, it is appended to
+      `launches.jsonl` once the launch is accepted (lock held, config
+      checked, state restored), so the workdir says how to reproduce it.
 
   Returns:
     The final training state (replicated over the devices).
@@ -195,14 +200,15 @@ def train_and_evaluate(
         f'model {config.model!r} cannot be built with model_kw '
         f'{config.model_kw.to_dict()}: {type(e).__name__}: {e}'
       ) from e
-  with _open_workdir(config, workdir, create_fn, mesh, allow_config_change) as (
-    ckpt,
-    state,
+  with (
+    _open_workdir(
+      config, workdir, create_fn, mesh, allow_config_change, command
+    ) as (ckpt, state),
+    contextlib.closing(
+      metrics_lib.MetricsWriter(workdir, enabled=jax.process_index() == 0)
+    ) as writer,
   ):
     start, total = int(state.step), config.total_steps
-    writer = metrics_lib.MetricsWriter(
-      workdir, enabled=jax.process_index() == 0
-    )
     writer.truncate_after(start)
     _print(
       f'{config.model} on {dataset.num_train} {config.data.name} examples '
@@ -250,7 +256,9 @@ def train_and_evaluate(
 
 
 @contextlib.contextmanager
-def _open_workdir(config, workdir, create_fn, mesh, allow_config_change):
+def _open_workdir(
+  config, workdir, create_fn, mesh, allow_config_change, command
+):
   """Locks the workdir, checks the config, yields (checkpointer, state).
 
   The state is restored from the newest intact checkpoint, or created. A
@@ -271,6 +279,13 @@ def _open_workdir(config, workdir, create_fn, mesh, allow_config_change):
         raise ConfigError(str(e)) from e
       state = _restore_or_create(ckpt, create_fn, mesh, config)
       workdir_lib.record_config_change(workdir, change)
+      if command is not None:
+        workdir_lib.record_launch(
+          workdir,
+          command=command,
+          start_step=int(state.step),
+          total_steps=config.total_steps,
+        )
       yield ckpt, state
     except FloatingPointError as e:
       ckpt.wait()

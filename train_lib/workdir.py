@@ -13,6 +13,10 @@
   the data directory) may change freely. Every accepted change is appended to
   `config_history.jsonl` (`record_config_change`, once the run has resumed),
   so what trained each stretch of steps stays known.
+* `record_launch`: every launch that passed these checks and restored its
+  state appends one line to `launches.jsonl` (time, the command that
+  launched it, start step, host), never rewritten, so the command that
+  reproduces a run stays in its workdir (`python -m experiments.results`).
 
 * `StopSignals`: SIGINT and SIGTERM ask the training loop to stop after its
   current step (which then saves a checkpoint), instead of killing it.
@@ -34,6 +38,7 @@ import ml_collections
 LOCK_FILE = 'lock'
 CONFIG_FILE = 'config.json'
 HISTORY_FILE = 'config_history.jsonl'
+LAUNCHES_FILE = 'launches.jsonl'
 # Keys that change how a run is reported or how long it goes on, not what
 # any of its steps computes.
 REPORTING_KEYS = frozenset(
@@ -227,6 +232,40 @@ def record_config_change(workdir: str, record: dict[str, Any] | None) -> None:
     return
   with open(os.path.join(workdir, HISTORY_FILE), 'a') as f:
     f.write(json.dumps(record, sort_keys=True) + '\n')
+
+
+def record_launch(
+  workdir: str, *, command: str, start_step: int, total_steps: int
+) -> None:
+  """Appends this launch's line to `launches.jsonl` (process 0 only)."""
+  if jax.process_index() != 0:
+    return
+  record = {
+    'time': time.strftime('%Y-%m-%d %H:%M:%S'),
+    'command': command,
+    'start_step': int(start_step),
+    'total_steps': int(total_steps),
+    'host': socket.gethostname(),
+    'processes': jax.process_count(),
+    'devices': jax.device_count(),
+  }
+  with open(os.path.join(workdir, LAUNCHES_FILE), 'a') as f:
+    f.write(json.dumps(record) + '\n')
+
+
+def read_launches(workdir: str) -> list[dict[str, Any]]:
+  """The records of `launches.jsonl`, oldest first ([] if none)."""
+  path = os.path.join(workdir, LAUNCHES_FILE)
+  if not os.path.exists(path):
+    return []
+  records = []
+  with open(path) as f:
+    for line in f:
+      try:
+        records.append(json.loads(line))
+      except json.JSONDecodeError:  # A launch killed mid-write.
+        continue
+  return [r for r in records if isinstance(r, dict)]
 
 
 class StopSignals:

@@ -25,6 +25,7 @@ from train_lib import data
 from train_lib import metrics
 from train_lib import optim
 from train_lib import trainer
+from train_lib import workdir
 
 # Keys whose values depend on wall-clock time, not on the computation.
 _TIMING = {'images_per_sec', 'wall_time_s', 'compile_time_s', 'eval_time_s'}
@@ -308,3 +309,27 @@ def test_best_evaluated_checkpoint_survives_rotation(tmp_path):
   best = max((acc, step) for step, acc in evals.items())[1]
   kept = checkpoint.Checkpointer(str(tmp_path), keep=1).all_steps()
   assert kept == sorted({best, 8})
+
+
+@pytest.mark.slow
+def test_each_accepted_launch_appends_its_command(tmp_path):
+  run = str(tmp_path)
+  trainer.train_and_evaluate(_config(total_steps=4), run, command='cmd 1')
+  # Refused launches record nothing: a changed config, a held lock.
+  with pytest.raises(trainer.ConfigError):
+    trainer.train_and_evaluate(_config(lr=0.5), run, command='cmd bad')
+  with (
+    workdir.WorkdirLock(run),
+    pytest.raises(workdir.WorkdirBusyError),
+  ):
+    trainer.train_and_evaluate(_config(), run, command='cmd busy')
+  trainer.train_and_evaluate(_config(), run)  # No command: no line.
+  trainer.train_and_evaluate(_config(total_steps=10), run, command='cmd 2')
+  launches = workdir.read_launches(run)
+  assert [
+    (r['command'], r['start_step'], r['total_steps']) for r in launches
+  ] == [
+    ('cmd 1', 0, 4),
+    ('cmd 2', 8, 10),
+  ]
+  assert all(r['host'] and r['devices'] == jax.device_count() for r in launches)
