@@ -257,11 +257,14 @@ def resnet_cifar(depth: int, **kwargs: Any) -> ResNet:
 
   A 3x3 conv with 16 filters, three stages of n basic blocks with 16/32/64
   filters (feature maps 32, 16, 8), global average pooling and a classifier,
-  with option-A shortcuts everywhere, so no shortcut has parameters.
+  with option-A shortcuts everywhere, so no shortcut has parameters and
+  `residual=False` gives the plain twin with exactly the same parameters
+  (the notes' plain-vs-residual figure, He et al. Fig. 6).
 
   Args:
     depth: 6n + 2 (20, 32, 44, 56, 110, ...).
-    **kwargs: other ResNet attributes (num_classes defaults to 10).
+    **kwargs: other ResNet attributes (num_classes defaults to 10, widths to
+      the paper's (16, 32, 64); narrower widths give cheaper twins).
 
   Returns:
     The ResNet module.
@@ -270,13 +273,8 @@ def resnet_cifar(depth: int, **kwargs: Any) -> ResNet:
     raise ValueError(f'CIFAR ResNet depth must be 6n+2 (n >= 1), got {depth}')
   n = (depth - 2) // 6
   kwargs.setdefault('num_classes', 10)
-  return ResNet(
-    stage_sizes=(n, n, n),
-    widths=(16, 32, 64),
-    stem='cifar',
-    shortcut='a',
-    **kwargs,
-  )
+  kwargs.setdefault('widths', (16, 32, 64))
+  return ResNet(stage_sizes=(n, n, n), stem='cifar', shortcut='a', **kwargs)
 
 
 _R18, _R34 = (2, 2, 2, 2), (3, 4, 6, 3)

@@ -6,6 +6,9 @@
   ``[B, L, 1, C]``, so every network runs on ``ops.convolution.conv2d``.
 * ``cnn_small``: a small 2-D CNN for 8x8 digits (any ``H x W x C`` input):
   two 3x3 conv stages, global average pooling and a linear classifier.
+  ``norm='batch'`` or ``'group'`` puts a normalisation layer after every
+  convolution (the notes' "Batch Normalization in CNN"), the same net with
+  and without it, which the normalization study compares.
 
 Convolutions as in the notes' convnet chapter (seed 002); kernels initialised
 for their activation with ``nets.layers.init_for`` (He normal before ReLU,
@@ -21,6 +24,7 @@ import jax
 import jax.numpy as jnp
 
 from nets import layers
+from nets import norms
 from ops import activations
 from ops import pooling
 
@@ -81,6 +85,10 @@ class CNNSmall(nn.Module):
     num_classes: output units.
     activation: an ``ops.activations`` name.
     dropout_rate: dropout before the classifier.
+    norm: None (no normalisation, the default) or a ``nets.norms.NORMS``
+      name ('batch', 'group') for a norm after every conv, before the
+      activation, as Ioffe & Szegedy place it. The convs then have no bias:
+      the norm subtracts it and its beta takes its place (their Sec. 3.2).
     dtype: computation dtype.
   """
 
@@ -88,6 +96,7 @@ class CNNSmall(nn.Module):
   num_classes: int = 10
   activation: str = 'relu'
   dropout_rate: float = 0.0
+  norm: str | None = None
   dtype: Any = None
 
   @nn.compact
@@ -97,16 +106,19 @@ class CNNSmall(nn.Module):
       x = x[..., None]
     act = activations.get(self.activation)
     init = layers.init_for(self.activation)
+    norm = None if self.norm is None else norms.by_name(self.norm, self.dtype)
     for i, c in enumerate(self.stage_channels):
       for j in range(2):
         x = layers.Conv(
           c,
           3,
-          use_bias=True,
+          use_bias=norm is None,
           kernel_init=init,
           dtype=self.dtype,
           name=f'conv{i}_{j}',
         )(x)
+        if norm is not None:
+          x = norm(name=f'norm{i}_{j}')(x, train)
         x = act(x)
       if min(x.shape[1:3]) >= 2:  # 8x8 digits -> 4x4 -> 2x2
         x = layers.MaxPool(2, padding='SAME', name=f'pool{i}')(x)

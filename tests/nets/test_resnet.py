@@ -355,3 +355,20 @@ def test_cifar_tiny_train_and_eval():
   vg = nets_testing.fake_variables(g, x)
   assert 'batch_stats' not in vg
   chex.assert_tree_all_finite(g.apply(vg, x))
+
+
+def test_narrow_cifar_twins_have_the_same_params():
+  # resnet_cifar takes narrower widths; the plain twin (residual=False) has
+  # exactly the residual net's parameters (option A shortcuts).
+  widths = (8, 16, 32)
+  conv_bn = lambda c_in, c_out: 9 * c_in * c_out + 2 * c_out
+  by_hand = conv_bn(1, 8) + 32 * 10 + 10
+  c_in = 8
+  for w in widths:
+    by_hand += conv_bn(c_in, w) + conv_bn(w, w)
+    c_in = w
+  assert by_hand == 19_074
+  for residual in (True, False):
+    model = nets.create('resnet8_cifar_tiny', residual=residual, widths=widths)
+    n, out = nets_testing.trace(model, (2, 28, 28, 1))
+    assert (n, out.shape) == (by_hand, (2, 10))

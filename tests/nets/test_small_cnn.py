@@ -25,3 +25,32 @@ def test_cnn_small_on_digits():
   model = nets.create('cnn_small', dropout_rate=0.5)
   x = nets_testing.normal((2, 8, 8, 1), 0)
   nets_testing.check_train_eval(model, x, 10)
+
+
+def _conv_params(c_in, c_out, bias):
+  return 9 * c_in * c_out + (c_out if bias else 0)
+
+
+def test_cnn_small_norm_option_keeps_the_default_and_drops_conv_biases():
+  # Default (no norm): four 3x3 convs with biases and the head, by hand.
+  convs = ((1, 32), (32, 32), (32, 64), (64, 64))
+  plain = sum(_conv_params(a, b, True) for a, b in convs) + 64 * 10 + 10
+  assert plain == 65_642
+  x = (2, 8, 8, 1)
+  n, out = nets_testing.trace(nets.create('cnn_small'), x)
+  assert (n, out.shape) == (plain, (2, 10))
+  # With a norm: no conv bias (beta replaces it), gamma and beta per channel.
+  with_norm = plain - sum(b for _, b in convs) + 2 * sum(b for _, b in convs)
+  for norm in ('batch', 'group'):
+    n, _ = nets_testing.trace(nets.create('cnn_small', norm=norm), x)
+    assert n == with_norm == 65_834
+
+
+def test_cnn_small_with_batch_norm_on_digits():
+  model = nets.create('cnn_small', norm='batch', stage_channels=(4, 8))
+  x = nets_testing.normal((4, 8, 8, 1), 0)
+  variables, _ = nets_testing.check_train_eval(model, x, 10, dropout=False)
+  assert set(variables['batch_stats']) == {
+    f'norm{i}_{j}' for i in range(2) for j in range(2)
+  }
+  assert 'bias' not in variables['params']['conv0_0']
