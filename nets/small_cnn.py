@@ -89,6 +89,9 @@ class CNNSmall(nn.Module):
       name ('batch', 'group') for a norm after every conv, before the
       activation, as Ioffe & Szegedy place it. The convs then have no bias:
       the norm subtracts it and its beta takes its place (their Sec. 3.2).
+    norm_groups: with ``norm='group'``, the most groups per layer (the
+      largest divisor of the channels up to it); None keeps the registry's
+      32, which in layers of 32 channels or fewer is one channel per group.
     dtype: computation dtype.
   """
 
@@ -97,6 +100,7 @@ class CNNSmall(nn.Module):
   activation: str = 'relu'
   dropout_rate: float = 0.0
   norm: str | None = None
+  norm_groups: int | None = None
   dtype: Any = None
 
   @nn.compact
@@ -107,6 +111,10 @@ class CNNSmall(nn.Module):
     act = activations.get(self.activation)
     init = layers.init_for(self.activation)
     norm = None if self.norm is None else norms.by_name(self.norm, self.dtype)
+    if self.norm_groups is not None:
+      if self.norm != 'group':
+        raise ValueError(f"norm_groups needs norm='group', got {self.norm!r}")
+      norm = functools.partial(norm, num_groups=self.norm_groups)
     for i, c in enumerate(self.stage_channels):
       for j in range(2):
         x = layers.Conv(

@@ -6,6 +6,7 @@ small inputs, and the 1-D net's two accepted input ranks.
 
 import jax
 import numpy as np
+import pytest
 
 import nets
 from tests.nets import nets_testing
@@ -54,3 +55,20 @@ def test_cnn_small_with_batch_norm_on_digits():
     f'norm{i}_{j}' for i in range(2) for j in range(2)
   }
   assert 'bias' not in variables['params']['conv0_0']
+
+
+def test_cnn_small_norm_groups_sets_the_groups_of_group_norm():
+  x = nets_testing.normal((2, 8, 8, 1), 0)
+  model = nets.create(
+    'cnn_small', norm='group', norm_groups=4, stage_channels=(8, 16)
+  )
+  variables = nets_testing.fake_variables(model, x)
+  _, inter = model.apply(variables, x, capture_intermediates=True)
+  # GroupNorm's output has zero mean over each (example, group); with 4
+  # groups of 2 channels, not over each single channel.
+  y = np.asarray(inter['intermediates']['norm0_0']['__call__'][0])
+  groups = y.reshape(2, 8, 8, 4, 2)
+  np.testing.assert_allclose(groups.mean(axis=(1, 2, 4)), 0.0, atol=1e-5)
+  assert np.abs(y.mean(axis=(1, 2))).max() > 1e-3
+  with pytest.raises(ValueError, match='norm_groups'):
+    nets_testing.trace(nets.create('cnn_small', norm_groups=4), (2, 8, 8, 1))
