@@ -70,7 +70,7 @@ def test_config_changes_only_the_norm():
 def test_quick_cli(tmp_path):
   record = studies_testing.run_quick('normalization', tmp_path)
   values = record['values']
-  # Robust at quick size: at lr 0.3 the plain CNN does not train, with BN it
-  # does; at lr 0.01 BN reaches the target loss first.
-  assert 0.3 in values['lrs_only_bn_trains']
-  assert values['bn_faster'] is True
+  # Robust at quick size: at lr 0.3 the plain CNN does not train (its
+  # training accuracy stays near chance), with BN it does.
+  assert values['lrs_only_bn_trains'] == [0.3]
+  assert set(values['bn_error_by_batch']) == {'4', '32'}
