@@ -80,7 +80,7 @@ def _read_jsonl(path: str) -> list[dict[str, Any]]:
 
 
 def config_spec(command: str | None) -> str | None:
-  """'digits.py:mlp' from a launch command's --config, None if absent."""
+  """'digits.py:mlp' from a launch command's --config (None: unknown)."""
   if not command:
     return None
   try:
@@ -88,7 +88,11 @@ def config_spec(command: str | None) -> str | None:
   except ValueError:
     return None
   spec = cli.config_spec(argv, None)
-  return os.path.basename(spec) if spec else None
+  if spec:
+    return os.path.basename(spec)
+  if 'experiments.main' in argv:
+    return "the launcher's default"  # experiments/main.py names it.
+  return None
 
 
 @functools.cache
@@ -125,7 +129,8 @@ def _scores(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
   row = {}
   evals = [r for r in records if r.get('split') == 'eval']
   if evals:
-    best = max(evals, key=lambda r: r['accuracy'])
+    # Ties go to the later step, as the trainer's best checkpoint does.
+    best = max(evals, key=lambda r: (r['accuracy'], r['step']))
     row['best_accuracy'], row['best_step'] = best['accuracy'], best['step']
     row['final_accuracy'] = evals[-1]['accuracy']
     row['eval_split'] = evals[-1].get('eval_split', 'test')

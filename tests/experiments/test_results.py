@@ -54,6 +54,7 @@ def _good_run(path):
     path / 'metrics.jsonl',
     [
       {**train, 'step': 100, 'compile_time_s': 2.5, 'wall_time_s': 3.0},
+      {**val, 'step': 100, 'accuracy': 0.9, 'wall_time_s': 3.5},  # A tie.
       {**train, 'step': 200, 'images_per_sec': 1000.0, 'wall_time_s': 5.0},
       {**val, 'step': 200, 'accuracy': 0.9, 'wall_time_s': 6.0},
       {**train, 'step': 300, 'compile_time_s': 9.0, 'wall_time_s': 1.0},
@@ -94,7 +95,7 @@ def test_every_cell_of_hand_made_workdirs(runs):
     'params': _PARAMS,
     'macs': _MACS,
     'best_accuracy': 0.9,
-    'best_step': 200,
+    'best_step': 200,  # Ties go to the later step.
     'final_accuracy': 0.8,
     'eval_split': 'validation',
     'steps': '300/300',
@@ -131,7 +132,9 @@ def test_wall_time_sums_the_launches():
 
 def test_config_spec_from_the_command():
   assert results.config_spec(_COMMAND) == 'digits.py:mlp'
-  assert results.config_spec('python -m experiments.main --workdir x') is None
+  default = results.config_spec('python -m experiments.main --workdir x')
+  assert default == "the launcher's default"
+  assert results.config_spec('python train.py --workdir x') is None
   assert results.config_spec(None) is None
 
 
