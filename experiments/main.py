@@ -10,6 +10,10 @@ Relaunching with the same --workdir resumes from its latest checkpoint.
 Several processes (hosts) join one run with --jax_distributed, plus
 --coordinator_address, --num_processes and --process_id where no cluster
 is detected (README, 'Several devices and several hosts').
+Compiled programs are kept in a per-user cache folder (jax's persistent
+compilation cache, `experiments/compile_cache.py`), so a relaunch or a rerun
+of a config starts without compiling again; `--compile_cache_dir=` (empty)
+turns the cache off.
 
 Every expected failure (a config key that does not exist, an unknown model or
 data set, a batch size that does not divide over the devices, a checkpoint of
@@ -20,6 +24,7 @@ the only module that defines absl flags (big_vision / flax-examples style).
 
 import functools
 import os
+import shlex
 import sys
 
 from absl import app
@@ -27,6 +32,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from experiments import cli
+from experiments import compile_cache
 
 _DEFAULT_CONFIG = os.path.join(
   os.path.dirname(os.path.abspath(__file__)), 'configs', 'mnist.py:lenet5'
@@ -43,6 +49,15 @@ _ALLOW_CONFIG_CHANGE = flags.DEFINE_bool(
   False,
   'Resume a run whose config changed in a way that alters what it computes '
   '(refused by default); the change is recorded in config_history.jsonl.',
+)
+_COMPILE_CACHE_DIR = flags.DEFINE_string(
+  'compile_cache_dir',
+  compile_cache.default_directory(),
+  'Folder of the persistent compilation cache, shared by all runs: a '
+  'relaunch or a rerun of a config loads its compiled programs instead of '
+  'compiling them again. Empty (--compile_cache_dir=) turns it off. '
+  'Default: $JAX_COMPILATION_CACHE_DIR if set, else '
+  '$XDG_CACHE_HOME/convnets-jax/jax or ~/.cache/convnets-jax/jax.',
 )
 _DISTRIBUTED = flags.DEFINE_bool(
   'jax_distributed',
@@ -130,20 +145,29 @@ def main(argv: list[str]) -> None:
   from ops import native  # noqa: PLC0415
   from train_lib import trainer  # noqa: PLC0415
 
-  if jax.process_index() == 0:  # Which convolution runs, and why.
+  # Before the first compilation; an unusable folder warns and is skipped.
+  cache_status = compile_cache.enable(_COMPILE_CACHE_DIR.value)
+  leader = jax.process_index() == 0
+  if leader:  # Which convolution runs and why; where compiled programs go.
     print(native.backend_status(), flush=True)
+    if cache_status:
+      print(cache_status, flush=True)
 
   try:
     trainer.train_and_evaluate(
       _CONFIG.value,
       _WORKDIR.value,
       allow_config_change=_ALLOW_CONFIG_CHANGE.value,
+      # As typed (argv holds only what the flags left), for launches.jsonl.
+      command=shlex.join(['python', '-m', 'experiments.main', *sys.argv[1:]]),
     )
   except trainer.EXPECTED_ERRORS as e:
     cli.fail(e)  # Anything else is a bug and keeps its traceback.
   except trainer.Interrupted as e:
     print(str(e), file=sys.stderr, flush=True)
     sys.exit(e.exit_code)
+  if leader and (line := compile_cache.summary()):
+    print(line, flush=True)
 
 
 if __name__ == '__main__':

@@ -1,6 +1,7 @@
 """Test setup: 8 fake CPU devices, so sharding tests run on any laptop.
 
-The flag must be set before jax is first imported, which is why it lives here.
+The flag must be set before jax is first imported, which is why it lives here,
+as does the persistent compilation cache's variable, kept off for every test.
 """
 
 import os
@@ -11,9 +12,19 @@ if _FLAG not in os.environ.get('XLA_FLAGS', ''):
     os.environ.get('XLA_FLAGS', '') + ' ' + _FLAG
   ).strip()
 os.environ.setdefault('JAX_PLATFORMS', 'cpu')
+# No test reads or fills a persistent compilation cache. jax reads this
+# variable when first imported, so a user's value is dropped before that ...
+os.environ.pop('JAX_COMPILATION_CACHE_DIR', None)
 
 import jax  # noqa: E402 - after XLA_FLAGS, which jax reads when first imported.
 import pytest  # noqa: E402
+
+# ... and the launches the tests start see it empty, which turns the cache of
+# experiments/main.py (its --compile_cache_dir default) off. Set after the
+# import above, so this process keeps jax's default (no cache folder, which
+# an empty value is not on GPUs: jax would put XLA's autotuning cache in the
+# working directory). The cache's own tests pass --compile_cache_dir.
+os.environ['JAX_COMPILATION_CACHE_DIR'] = ''
 
 # No test measures speed, and every numeric check has a tolerance against an
 # independent reference (bit-exactness tests compare two runs built the same

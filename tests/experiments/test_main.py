@@ -8,6 +8,7 @@ launches run as real subprocesses with 8 fake CPU devices.
 
 import hashlib
 import os
+import shlex
 import subprocess
 import sys
 
@@ -17,6 +18,7 @@ import tensorflow_datasets as tfds
 from experiments.configs import synthetic
 from train_lib import metrics
 from train_lib import trainer
+from train_lib import workdir as workdir_lib
 
 _REPO = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
 _SYNTHETIC = 'experiments/configs/synthetic.py:mlp,8x8x1,4'
@@ -246,15 +248,19 @@ def test_nan_loss_stops_with_one_line_and_keeps_checkpoint(tmp_path):
 
 @pytest.mark.slow
 def test_default_config_runs_without_config_flag(tmp_path):
-  result = _launch(
+  args = (
     '--workdir',
     str(tmp_path),
     '--config.total_steps=4',
     '--config.warmup_steps=0',
     '--config.log_every_steps=2',
     '--config.batch_size=16',
+    # The default model_kw, with spaces and quotes the recorded command must
+    # keep through a shell.
+    "--config.model_kw={'activation': 'relu', 'pool': 'max'}",
     '--config.eval_batch_size=200',
   )
+  result = _launch(*args)
   assert result.returncode == 0, result.stderr
   assert 'step 4/4' in result.stdout and 'first train step' in result.stdout
   records = metrics.read_metrics(str(tmp_path))
@@ -263,6 +269,15 @@ def test_default_config_runs_without_config_flag(tmp_path):
   assert final['step'] == 4 and 0 <= final['accuracy'] <= 1
   assert trainer.read_config(str(tmp_path))['model'] == 'lenet5'
   assert os.listdir(tmp_path / 'checkpoints') == ['4']
+  # The command that reproduces the launch, as a shell would split it.
+  (launch,) = workdir_lib.read_launches(str(tmp_path))
+  assert launch['start_step'] == 0 and launch['total_steps'] == 4
+  assert shlex.split(launch['command']) == [
+    'python',
+    '-m',
+    'experiments.main',
+    *args,
+  ]
 
 
 def test_unexpected_exception_keeps_its_traceback(tmp_path):
