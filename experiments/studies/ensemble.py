@@ -30,6 +30,7 @@ import dataclasses
 from typing import Any
 
 import jax
+from matplotlib import patches
 import ml_collections
 import numpy as np
 
@@ -61,8 +62,9 @@ class Member:
 MEMBERS = (
   Member('MLP 512-256', 'mlp', {'hidden_sizes': (512, 256)}, 1e-3),
   Member('LeNet-5', 'lenet5', {'activation': 'relu', 'pool': 'max'}, 5e-3),
-  Member('small CNN', 'cnn_small', {}, 2e-3),
-  Member('ResNet (tiny)', 'resnet_tiny', {}, 3e-3),
+  # 8 and 16 channels: the default 32/64 costs 45x LeNet-5's MACs on 28x28.
+  Member('small CNN 8-16', 'cnn_small', {'stage_channels': (8, 16)}, 5e-3),
+  Member('ResNet (tiny, BN)', 'resnet_tiny', {}, 3e-3),
 )
 
 
@@ -183,28 +185,32 @@ def _figure(labels, errors, ensemble_error, best_error, ci):
   ax.axhline(
     best_error, ls='--', color='grey', label=f'best member ({best_error:.1f}%)'
   )
-  ax.bar([], [], color='tab:blue', label='members (one seed each)')
-  ax.bar(
-    [],
-    [],
-    color='tab:red',
-    label=(
-      f'ensemble: {best_error - ensemble_error:+.1f} points vs best '
-      f'(95% bootstrap {100 * ci[0]:+.1f} to {100 * ci[1]:+.1f})'
+  handles = [
+    ax.get_legend_handles_labels()[0][0],
+    patches.Patch(color='tab:blue', label='members (one seed each)'),
+    patches.Patch(
+      color='tab:red',
+      label=(
+        f'ensemble: error {ensemble_error - best_error:+.1f} points vs '
+        f'best (95% bootstrap {-100 * ci[1]:+.1f} to {-100 * ci[0]:+.1f})'
+      ),
     ),
-  )
+  ]
   ax.set_ylabel('test error on MNIST-5k (%, 1,000 images)')
   ax.set_xlabel('model')
-  ax.set_title('An ensemble of four architectures against its members')
-  ax.legend(loc='upper right')
-  ax.set_ylim(0, max(values) * 1.25)
+  ax.set_title(
+    f'An ensemble of {len(labels)} architectures against its members'
+  )
+  ax.legend(handles=handles, loc='upper right')
+  ax.set_ylim(0, max(values) * 1.4)  # Room for the legend.
   return fig
 
 
 def run(quick: bool = False) -> report.Result:
   """Trains the members, fuses them, compares; `quick`: 3 short members."""
-  members = MEMBERS[:3] if quick else MEMBERS
-  steps = 150 if quick else 1000
+  # Quick: the two cheapest members, so the tests' run stays short.
+  members = MEMBERS[:2] if quick else MEMBERS
+  steps = 150 if quick else 600
   configs, states, probs, wall = [], [], [], []
   labels = None
   for member in members:

@@ -63,9 +63,9 @@ def test_logged_lr_error_is_zero_for_the_trainers_convention():
 def test_quick_cli_writes_the_files(tmp_path):
   record = studies_testing.run_quick('lr_schedules', tmp_path)
   values = record['values']
-  # The trainer logs exactly the schedule's rate (float32).
-  assert values['max_logged_lr_error'] < 1e-8
-  assert set(values['logged_lr_error']) == set(lr_schedules.SCHEDULE_NAMES)
+  # The trainer logs the schedule's rate (float32, to rounding).
+  assert values['max_logged_lr_error'] < 1e-7
+  assert set(values['logged_lr_error']) == set(lr_schedules.QUICK_NAMES)
   # 1e-4 with SGD barely moves in 150 steps: magnitude matters most.
   sweep = values['sweep_accuracy']
   assert sweep['0.0001'] < max(sweep.values()) - 0.1
