@@ -10,13 +10,15 @@ al. 2013, the notes' activation slides): ``max_k (x W_k + b_k)`` over
 layer of the same width.
 
 Initialization follows the activation (``nets.layers.init_for``): He normal
-(fan_in) before ReLU-like activations and maxout (He et al. 2015), Xavier
-normal before tanh/sigmoid (Glorot & Bengio 2010), as in the notes'
-initialization slides. ``kernel_init`` may be an ``ops.initializers`` name
-(e.g. 'zeros' to show the symmetry problem), ``'normal:STD'`` (the notes'
-"small" and "large" Gaussians, e.g. 'normal:0.01') or ``'constant:VALUE'``
-(the notes' "same value" initialization), or an initializer; it then applies
-to every layer, the head included.
+(fan_in) before ReLU-like activations (He et al. 2015), Xavier normal before
+tanh/sigmoid (Glorot & Bengio 2010), as in the notes' initialization slides;
+LeCun normal (``Var[w] = 1/n``) for each maxout piece, since a maxout of two
+pieces keeps the second moment that ReLU halves. ``kernel_init`` may be an
+``ops.initializers`` name (e.g. 'zeros' to show the symmetry problem),
+``'normal:STD'`` (the notes' "small" and "large" Gaussians, e.g.
+'normal:0.01') or ``'constant:VALUE'`` (the notes' "same value"
+initialization), or an initializer; it then applies to every layer, the head
+included.
 """
 
 from collections.abc import Sequence
@@ -66,6 +68,12 @@ def resolve_init(activation: str, kernel_init: Any = None) -> Any:
         f'kernel_init {kernel_init!r}: {number!r} is not a number'
       ) from None
     return _PARAMETRISED_INITS[name](value)
+  if activation == 'maxout' and kernel_init is None:
+    # For two i.i.d. zero-mean symmetric pieces, max(z1, z2) and -min(z1, z2)
+    # have the same law, so E[max^2] = E[z^2]: maxout keeps the second
+    # moment, and Var[w] = 1/n (LeCun) keeps the signal's scale, where He's
+    # 2/n (for ReLU, which halves it) would double it at every layer.
+    return initializers.lecun_normal()
   return layers.init_for(activation, kernel_init)
 
 

@@ -185,12 +185,19 @@ def test_mlp_maxout_layers_take_the_max_of_their_pieces():
   b = np.asarray(v['params']['fc0']['bias'])  # [k, out]
   want = np.max(np.einsum('bi,kio->bko', np.asarray(x), w) + b, axis=1)
   np.testing.assert_allclose(acts['fc0'], want, rtol=1e-5, atol=1e-6)
-  # Each piece is He normal on its own [in, out] fans: Var = 2 / 6, not
-  # 2 / 18 as a fan-in of k * in would give.
+  # Each piece is drawn on its own [in, out] fans: LeCun's Var = 1 / 300,
+  # not 1 / 600 as a fan-in of k * in would give.
   wide = nets.create('mlp', hidden_sizes=(400,), activation='maxout')
   wv = wide.init({'params': nets_testing.key(1)}, jnp.ones((1, 300)))
   std = float(np.std(wv['params']['fc0']['kernel']))
-  assert std == pytest.approx(np.sqrt(2 / 300), rel=0.02)
+  assert std == pytest.approx(np.sqrt(1 / 300), rel=0.02)
+  # That variance keeps a maxout net's second moment over depth (He's 2/n
+  # would double it per layer: 2^6 = 64 after six layers).
+  deep = nets.create('mlp', hidden_sizes=(256,) * 6, activation='maxout')
+  x = nets_testing.normal((512, 256), 2)
+  dv = deep.init({'params': nets_testing.key(2)}, x)
+  _, acts = nets.capture_intermediates(deep, dv, x, ['fc5'])
+  assert float(jnp.mean(acts['fc5'] ** 2)) == pytest.approx(1.0, rel=0.3)
 
 
 def test_mlp_parametrised_kernel_inits():
