@@ -90,7 +90,10 @@ with its derivative worked out by hand: the sigmoid's `s(1 - s)`, tanh's
 `1 - tanh^2`, ReLU's `1(x > 0)`, and Swish and GELU among the newer ones.
 `ops/activations.py` implements them in pairs, `get(name)` and
 `get_grad(name)`. The cell plots five and checks each hand-written
-derivative against `jax.grad` of the function.
+derivative against `jax.grad` of the function. It first turns on the
+compilation cache the launcher uses (`experiments/compile_cache.py`), so
+that running the notebook again loads the compiled programs instead of
+compiling them.
 """
 
 ACTIVATION = """\
@@ -227,6 +230,7 @@ config.warmup_steps = 50  # Shorter than the first chunk.
 config.log_every_steps = 20
 config.eval_every_steps = 100
 config.checkpoint_every_steps = 100
+CHUNKS = (100, 200, 300)  # total_steps of each call: 100 new steps each.
 
 
 def plot_curves(records):
@@ -237,15 +241,16 @@ def plot_curves(records):
   ax_loss.plot(*series(train, 'loss'), label='train (label-smoothed)')
   ax_loss.plot(*series(evals, 'loss'), 'o-', label='test')
   ax_loss.set(title='loss', xlabel='step', ylabel='cross-entropy')
+  ax_loss.set_xlim(0, CHUNKS[-1])
   ax_acc.plot(*series(train, 'accuracy'), label='train (augmented)')
   ax_acc.plot(*series(evals, 'accuracy'), 'o-', label='test')
-  ax_acc.set(title='accuracy', xlabel='step', ylim=(0, 1))
+  ax_acc.set(title='accuracy', xlabel='step', xlim=(0, CHUNKS[-1]), ylim=(0, 1))
   ax_loss.legend()
   ax_acc.legend()
   plt.show()
 
 
-for total_steps in (100, 200, 300):
+for total_steps in CHUNKS:
   config.total_steps = total_steps
   state = trainer.train_and_evaluate(config, WORKDIR)
   records = metrics_lib.read_metrics(WORKDIR)
@@ -320,8 +325,8 @@ STUDY_TEXT = """\
 
 `experiments/studies/` reproduces the notes' claims one at a time, each
 with a figure, a table and a verdict
-(`python -m experiments.studies --list` names them). This one is from the
-notes' lecture 4 (seed 004, "More on softmax": softmax is a smooth arg max):
+(`python -m experiments.studies --list` names them). This one is from
+lecture 4 of the notes (seed 004, "More on softmax": a smooth arg max):
 raising `beta` in `sm_beta(s)_i = e^(beta s_i) / sum_j e^(beta s_j)` makes
 the softmax peakier, and as `beta` grows it converges to the one-hot arg
 max. `quick=True` is the command line's `--quick`: fewer values of `beta`.
@@ -337,7 +342,7 @@ name = 'softmax_temperature'
 study = studies.get(name)
 print(f'claim ({study.SOURCE}): {study.CLAIM}')
 record = studies.run_study(name, os.path.join(RUN_DIR, 'studies'), quick=True)
-display(Image(filename=record['paths']['png']))
+display(Image(filename=record['paths']['png'], width=720))
 verdict = 'holds' if record['holds'] else 'does not hold'
 print(f'verdict: the claim {verdict}. {record["verdict"]}')
 print(f'files: {", ".join(record["paths"].values())}')
