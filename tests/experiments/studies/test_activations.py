@@ -30,6 +30,9 @@ def test_speedup_is_a_ratio_of_means_and_a_bound_when_missed():
     '> 500 (1/2 seeds missed)'
   )
   assert activations.format_steps([10, 30], 500) == '20 +- 10'
+  assert activations.format_steps([math.inf] * 2, 9, diverged=1) == (
+    '> 9 (2/2 seeds missed, 1 diverged)'
+  )
 
 
 def _verdict(reach):
