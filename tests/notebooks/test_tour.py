@@ -197,6 +197,7 @@ def test_notebook_runs_top_to_bottom(tmp_path):
 
   outputs = [o for c in _code_cells(nb) for o in c.outputs]
   text = ''.join(o.get('text', '') for o in outputs)
+  assert 'on [CpuDevice(id=0)]' in text  # One device, not the suite's 8.
   assert 'no cache' not in text  # The compile cache was on.
   assert 'verdict: the claim holds' in text
   images = [o for o in outputs if 'image/png' in o.get('data', {})]
