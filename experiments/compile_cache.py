@@ -121,7 +121,8 @@ def _count(event: str, **kwargs) -> None:
 def enable(directory: str | None) -> str | None:
   """Turns on jax's persistent compilation cache in `directory`.
 
-  Call it once, before the first jax computation. Every program is cached,
+  Call it before the first jax computation; a second call keeps the first
+  folder (jax opens its cache once per process). Every program is cached,
   however quickly it compiled: the small ones (the eval step, random-key
   helpers, gathers) together cost seconds on a CPU, and a threshold on the
   measured compile time would make what is cached depend on the machine's
@@ -136,6 +137,8 @@ def enable(directory: str | None) -> str | None:
   """
   if not directory:
     return None
+  if _state['directory'] is not None:  # jax opens its cache once a process.
+    return _status(_state['directory'])
   directory = os.path.abspath(os.path.expanduser(directory))
   if why := _writable(directory):
     _warn(
@@ -154,6 +157,10 @@ def enable(directory: str | None) -> str | None:
   jax.config.update('jax_compilation_cache_dir', directory)
   jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.0)
   jax.config.update('jax_persistent_cache_min_entry_size_bytes', -1)
+  return _status(directory)
+
+
+def _status(directory: str) -> str:
   entries = [e for e in os.scandir(directory) if e.name.endswith('-cache')]
   megabytes = sum(e.stat().st_size for e in entries) / 2**20
   return (

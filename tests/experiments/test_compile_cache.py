@@ -153,6 +153,37 @@ def test_unwritable_folder_warns_once_and_stays_off(tmp_path, capsys, make):
   assert compile_cache.summary() is None
 
 
+def test_second_process_loads_what_the_first_compiled(tmp_path):
+  # enable() twice in a process: the first folder stays, counted once.
+  script = (
+    'import sys\n'
+    'from experiments import compile_cache\n'
+    'compile_cache.enable(sys.argv[1])\n'
+    'compile_cache.enable(sys.argv[2])\n'
+    'import jax\n'
+    'print(jax.jit(lambda x: x * 3 + 1)(2.0))\n'
+    'print(compile_cache.summary())\n'
+  )
+  cache_dir = tmp_path / 'cache'
+  results = [
+    subprocess.run(
+      [sys.executable, '-c', script, cache_dir, tmp_path / 'other'],
+      cwd=_REPO,
+      env=dict(os.environ, JAX_PLATFORMS='cpu', XLA_FLAGS=''),
+      capture_output=True,
+      text=True,
+      timeout=300,
+      check=False,
+    )
+    for _ in range(2)
+  ]
+  for result in results:
+    assert result.stdout.splitlines()[0] == '7.0'
+  assert [_loaded(r) for r in results] == [(0, 1), (1, 1)]
+  assert len(_entries(cache_dir)) == 1
+  assert not (tmp_path / 'other').exists()
+
+
 @pytest.mark.slow
 def test_warm_launch_loads_every_program_and_computes_the_same(cold, tmp_path):
   cold_run, cache_dir, cold_result = cold
