@@ -329,8 +329,7 @@ def _result(fig, probe, trained, width, quick):
       f'{a}/{s}': _json(trained[a, s][2]) for a, s in symmetric
     },
     'symmetry_distance': {
-      f'{a}/{s}': None if math.isnan(d) else d
-      for (a, s), (_, d) in trained.items()
+      f'{a}/{s}': _json(d) for (a, s), (_, d, _) in trained.items()
     },
     'test_accuracy': {
       f'{a}/{s}': _json(acc) for (a, s), (acc, _, _) in trained.items()

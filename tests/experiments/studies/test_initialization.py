@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from experiments.studies import initialization
+from experiments.studies import report
 import nets
 from tests.experiments.studies import studies_testing
 
@@ -54,3 +55,33 @@ def test_quick_cli_symmetry_stays_exactly_unbroken(tmp_path):
   assert 0.5 <= values['he_relu_std_ratio'] <= 2.0
   assert values['small_relu_std_ratio'] < 1e-4
   assert values['large_tanh_saturated_fraction'] > 0.5
+
+
+def _result(sym_distance):
+  """The verdict on a hand-made probe and training outcome."""
+  depth = initialization.DEPTH
+  flat = np.ones(depth)
+  probe = {
+    ('tanh', 'N(0, 0.01^2)'): (0.1 ** np.arange(depth), np.zeros(4)),
+    ('tanh', 'N(0, 1)'): (flat, np.ones(4)),
+    ('tanh', 'Xavier'): (flat, np.zeros(4)),
+    ('relu', 'N(0, 0.01^2)'): (0.1 ** np.arange(depth), np.zeros(4)),
+    ('relu', 'He'): (flat, np.zeros(4)),
+  }
+  trained = {
+    ('tanh', 'zeros'): (0.1, 0.0, 0.0),
+    ('tanh', 'constant 0.01'): (0.2, sym_distance, 0.5),
+  }
+  fig, _ = report.new_figure()
+  return initialization._result(fig, probe, trained, 8, True)
+
+
+def test_the_verdict_fails_when_the_symmetry_breaks():
+  held = _result(0.0)
+  assert held.holds and held.values['symmetry_distance'] == {
+    'tanh/zeros': 0.0,
+    'tanh/constant 0.01': 0.0,
+  }
+  broken = _result(1e-7)
+  assert not broken.holds
+  assert 'symmetry never broken' in broken.verdict
