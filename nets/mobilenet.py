@@ -13,6 +13,12 @@ second-to-last depthwise row says stride 2 but its 7x7 input and output show
 stride 1, which we use, as every implementation does. The width multiplier
 scales every layer's channels: 0.75, 0.5, 0.25 give Table 6's smaller nets
 (4.2M/569M, 2.6M/325M, 1.3M/149M, 0.5M/41M parameters/mult-adds).
+
+``separable=False`` builds the paper's Table 4 twin, "Conv MobileNet" (29.3M
+parameters, 4866M mult-adds): the same layers with each depthwise separable
+block replaced by one full ``3 x 3`` conv of the pointwise conv's channels and
+the depthwise conv's strides (layers ``conv{i}``, ``conv{i}_bn``), so the
+notes' ``1/N + 1/D_K^2`` can be measured block by block.
 """
 
 from collections.abc import Sequence
@@ -52,6 +58,8 @@ class MobileNetV1(nn.Module):
     num_classes: output units.
     dropout_rate: dropout before the classifier (the paper has none; the
       reference TF-Slim code uses 0.001).
+    separable: False replaces each depthwise + pointwise pair by one full
+      conv (the paper's Table 4 "Conv MobileNet").
     dtype: computation dtype.
   """
 
@@ -60,6 +68,7 @@ class MobileNetV1(nn.Module):
   stem_channels: int = 32
   num_classes: int = 1000
   dropout_rate: float = 0.0
+  separable: bool = True
   dtype: Any = None
 
   def _width(self, channels: int) -> int:
@@ -82,6 +91,16 @@ class MobileNetV1(nn.Module):
     )(x)
     x = activations.relu(norm(name='bn0')(x, train))
     for i, (channels, strides) in enumerate(self.blocks, start=1):
+      if not self.separable:
+        x = layers.Conv(
+          self._width(channels),
+          3,
+          strides=strides,
+          dtype=self.dtype,
+          name=f'conv{i}',
+        )(x)
+        x = activations.relu(norm(name=f'conv{i}_bn')(x, train))
+        continue
       x = layers.DepthwiseConv(
         3, strides=strides, dtype=self.dtype, name=f'dw{i}'
       )(x)

@@ -81,6 +81,38 @@ def test_mobilenet_hand_count(name):
     assert s.params == 4_231_976
 
 
+def _conv_mobilenet_hand(classes=1000):
+  """(params, MACs) of Table 4's full-convolution MobileNet by hand.
+
+  Each separable block becomes one bias-free 3x3 conv (9 c_in c_out
+  parameters, 9 c_in c_out h w MACs) and its BatchNorm (2 c_out).
+  """
+  c, h = 32, 112
+  params, macs = 27 * c + 2 * c, 27 * c * h * h
+  blocks = [(64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2)]
+  blocks += [(512, 1)] * 5 + [(1024, 2), (1024, 1)]
+  for out, stride in blocks:
+    h //= stride
+    params += 9 * c * out + 2 * out
+    macs += h * h * 9 * c * out
+    c = out
+  return params + c * classes + classes, macs + c * classes
+
+
+def test_conv_mobilenet_table4():
+  # The notes' Table 4 (Howard et al.): Conv MobileNet 29.3M parameters,
+  # 4866M mult-adds (we count 4867.3M, 0.03% more; without the classifier's
+  # 1.0M it would be 4866.3M).
+  model = nets.create('mobilenet_v1', separable=False)
+  s = nets.summarize(model, (224, 224, 3))
+  assert (s.params, s.macs) == _conv_mobilenet_hand()
+  assert round(s.params / 1e6, 1) == 29.3
+  assert abs(s.macs / 1e6 - 4866) / 4866 < 0.001
+  names = {r.name for r in s.rows}
+  assert {f'conv{i}' for i in range(14)} <= names
+  assert not any(n.startswith(('dw', 'pw')) for n in names)
+
+
 def test_depthwise_separable_cost_ratio_on_a_mobilenet_layer():
   # On a 256x256 input, block 3 runs on the notes' example: M = N = 128,
   # D_K = 3, D_F = 64.
