@@ -351,7 +351,7 @@ def figure(rows: Sequence[dict], slopes: dict):
     )
   ax_t.set_xlabel('parameters |theta| (log scale)')
   ax_t.set_ylabel('CPU time per gradient (s, log scale)')
-  ax_t.set_title('CPU time per gradient (lines: fitted power laws)')
+  ax_t.set_title('CPU time per gradient (lines: fits)')
   ax_t.legend(loc='upper left', fontsize=8)
   fig.suptitle(
     'Numerical differentiation: 2|theta| evaluations, O(|theta|^2) time; '
