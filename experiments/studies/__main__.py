@@ -21,6 +21,7 @@ from absl import app
 from absl import flags
 
 from experiments import cli
+from experiments import compile_cache
 from experiments import studies
 from experiments.studies import report
 
@@ -32,6 +33,12 @@ _QUICK = flags.DEFINE_bool(
 )
 _LIST = flags.DEFINE_bool('list', False, 'List the studies and their claims.')
 _ALL = flags.DEFINE_bool('all', False, 'Run every study and write DIR.md.')
+_COMPILE_CACHE_DIR = flags.DEFINE_string(
+  'compile_cache_dir',
+  compile_cache.default_directory(),
+  "JAX's persistent compilation cache (as experiments.main): seeds and "
+  'reruns of an arm load its compiled step. Empty turns it off.',
+)
 
 
 def list_studies() -> str:
@@ -118,6 +125,8 @@ def main(argv: Sequence[str]) -> None:
       studies.get(names[0])
     except ValueError as e:
       cli.fail(e)
+  if status := compile_cache.enable(_COMPILE_CACHE_DIR.value):
+    print(status, flush=True)
   start = time.perf_counter()
   records = [
     _run(name, _OUT_DIR.value, _QUICK.value)
@@ -130,6 +139,8 @@ def main(argv: Sequence[str]) -> None:
       f'{held}/{len(records)} claims hold; gallery {path} '
       f'({(time.perf_counter() - start) / 60:.1f} min)'
     )
+  if line := compile_cache.summary():
+    print(line, flush=True)
 
 
 if __name__ == '__main__':
