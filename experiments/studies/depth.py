@@ -66,7 +66,7 @@ def param_count(depth: int, *, residual: bool, widths=WIDTHS) -> int:
 
 def final_error(errors, last: int = LAST_LOGS) -> float:
   """Mean of the last `last` logged training errors."""
-  if not errors:
+  if len(errors) == 0:  # A list or a numpy row.
     raise ValueError('no training error was logged')
   return float(np.mean(errors[-last:]))
 

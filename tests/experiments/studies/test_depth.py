@@ -1,8 +1,10 @@
 """The depth study: plain vs residual twins (He et al. 2016, Fig. 4/6)."""
 
+import numpy as np
 import pytest
 
 from experiments.studies import depth
+from experiments.studies import report
 from tests.experiments.studies import studies_testing
 
 
@@ -44,6 +46,7 @@ def test_model_names_and_the_config_of_a_plain_twin():
 
 def test_final_error_averages_the_last_windows():
   assert depth.final_error([50.0, 10.0, 4.0, 2.0], last=2) == 3.0
+  assert depth.final_error(np.asarray([9.0, 1.0, 2.0]), last=2) == 1.5
   with pytest.raises(ValueError, match='no training error'):
     depth.final_error([])
 
@@ -58,3 +61,39 @@ def test_quick_cli(tmp_path):
   errors = values['final_train_error_pct']
   assert set(errors) == {'plain8', 'resnet8', 'plain20', 'resnet20'}
   assert all(0 <= e <= 100 for e in errors.values())
+
+
+def _fake_train(final_errors):
+  """A report.train stand-in: each arm's training error falls to its final."""
+
+  def train(config):
+    arm = ('resnet' if config.model_kw.residual else 'plain') + str(
+      20 if '20' in config.model else 8
+    )
+    end = final_errors[arm] / 100
+    steps = range(10, config.total_steps + 1, 10)
+    records = [
+      {'step': s, 'split': 'train', 'accuracy': 1 - max(end, 0.5 / s)}
+      for s in steps
+    ] + [{'step': config.total_steps, 'split': 'eval', 'accuracy': 0.9}]
+    return report.TrainRun(records=records, state=None)
+
+  return train
+
+
+@pytest.mark.parametrize(
+  'plain20,resnet20,holds',
+  [(6.0, 1.0, True), (2.0, 1.0, False), (6.0, 5.0, False)],
+)
+def test_verdict_follows_the_final_training_errors(
+  monkeypatch, plain20, resnet20, holds
+):
+  errors = {'plain8': 2.0, 'resnet8': 2.0, 'plain20': plain20}
+  errors['resnet20'] = resnet20
+  monkeypatch.setattr(report, 'train', _fake_train(errors))
+  result = depth.run(quick=True)
+  got = result.values['final_train_error_pct']
+  assert got == pytest.approx(errors)
+  assert result.holds is holds
+  assert result.values['plain_degrades'] is (plain20 > 2.5)
+  assert ('does NOT' in result.verdict) is (plain20 < 2.5)
