@@ -248,15 +248,15 @@ def _figure(probe, trained):
     labels.append(f'{act}, {scheme}')
     accs.append(trained[act, scheme][0])  # nan: diverged
   y = np.arange(len(labels))
-  cx.barh(y, np.nan_to_num(np.array(accs) * 100.0), color='C7')
-  for yi, acc in zip(y, accs, strict=True):
+  cx.barh(y, np.nan_to_num(np.array(accs) * 100.0), color='C7', alpha=0.5)
+  for yi, label, acc in zip(y, labels, accs, strict=True):
     text = 'diverged' if math.isnan(acc) else f'{100 * acc:.1f}%'
-    cx.text(1, yi, text, va='center', fontsize=7)
-  cx.set_yticks(y, labels, fontsize=7)
+    cx.text(1, yi, f'{label}: {text}', va='center', fontsize=7)
+  cx.set_yticks([])
   cx.invert_yaxis()
   cx.set_xlim(0, 100)
   cx.set_xlabel('MNIST-5k test accuracy (%)')
-  cx.set_title('After a short training run')
+  cx.set_title('Test accuracy after training')
   fig.suptitle(
     f'Initialization of a {DEPTH}-layer MLP: signal scale and trainability'
   )
