@@ -26,8 +26,8 @@ the activation is the only difference, plus the initializer matched to it
 (`nets.mlp.resolve_init`: He before ReLU-like units, Xavier before sigmoid
 and tanh, LeCun for each maxout piece), since each activation is used with
 its own init in practice. One shared learning rate does not give every arm
-its best rate: `LR` = 0.03 is the larger of {0.1, 0.03} at which the
-ReLU-family arms train without loss spikes (measured on seed 0); sigmoid,
+its best rate: `LR` = 0.03 is, of the two rates tried (0.1, 0.03), the one
+at which the ReLU-family arms train without loss spikes (seed 0); sigmoid,
 whose derivative is at most 1/4, would prefer a larger one, so the full run
 repeats ReLU, sigmoid and tanh at 0.1 (seed 0) and reports how the ratios
 move. An arm that never reaches the target within
