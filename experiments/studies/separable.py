@@ -301,6 +301,6 @@ def figure(rows: Sequence[dict]):
     'Depthwise separable MobileNets vs their full-convolution twin\n'
     '(marker area ~ sqrt(parameters); label: measured inference img/s)'
   )
-  ax.legend(loc='lower right', fontsize=8, markerscale=0.4)
+  ax.legend(loc='best', fontsize=8, markerscale=0.4)
   ax.margins(x=0.15, y=0.15)
   return fig
