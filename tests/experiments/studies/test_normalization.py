@@ -74,3 +74,41 @@ def test_quick_cli(tmp_path):
   # training accuracy stays near chance), with BN it does.
   assert values['lrs_only_bn_trains'] == [0.3]
   assert set(values['bn_error_by_batch']) == {'4', '32'}
+
+
+def _fake_train(test_accuracy):
+  """A report.train stand-in: BN trains, no norm stays at chance at lr 0.3."""
+
+  def train(config):
+    norm = config.model_kw.to_dict().get('norm')
+    steps = list(range(5, config.total_steps + 1, 5))
+    if norm is None:
+      losses, accuracy = [2.3] * len(steps), 0.1
+    else:
+      losses, accuracy = [1.0 / s for s in steps], 0.95
+    records = [
+      {'step': s, 'split': 'train', 'loss': loss, 'accuracy': accuracy}
+      for s, loss in zip(steps, losses, strict=True)
+    ]
+    acc = test_accuracy.get((norm, config.batch_size), 0.9)
+    records.append({'step': steps[-1], 'split': 'eval', 'accuracy': acc})
+    return report.TrainRun(records=records, state=None)
+
+  return train
+
+
+@pytest.mark.parametrize(
+  'bn_small_batch_acc,holds', [(0.6, True), (0.9, False)]
+)
+def test_verdict_follows_the_arms(monkeypatch, bn_small_batch_acc, holds):
+  accuracy = {('batch', 4): bn_small_batch_acc, ('group', 4): 0.88}
+  monkeypatch.setattr(report, 'train', _fake_train(accuracy))
+  result = normalization.run(quick=True)
+  values = result.values
+  assert values['lrs_only_bn_trains'] == [0.3]
+  assert values['steps_to_target_plain'] is None
+  assert values['steps_to_target_bn'] == 5
+  assert values['bn_error_by_batch']['4'] == pytest.approx(
+    1 - bn_small_batch_acc
+  )
+  assert result.holds is holds and values['batch_dependent'] is holds
