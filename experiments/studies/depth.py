@@ -13,7 +13,8 @@ resnet_cifar`: a 3x3 stem, three stages of n basic blocks, option-A
 shortcuts, so a plain twin built with `residual=False` has exactly the same
 layers and parameters) at two depths, narrow (`WIDTHS` filters instead of
 16/32/64), on MNIST-5k, with SGD + momentum 0.9 at a constant learning rate
-and no augmentation or weight decay, over `SEEDS`. It plots the training
+and no augmentation or weight decay (one seed at full size: four arms
+already fill the study's time budget on 2 cores). It plots the training
 error (the trainer's running mean over each logging window, as the paper's
 thin curves) and the test error against steps, and compares the final
 training errors.
