@@ -167,7 +167,7 @@ def _plot(ax, runs, sizes) -> None:
   ax.set_xlabel(f'training step (batch 64, {len(runs)} nets)')
   ax.set_ylabel('error (%, log scale)')
   ax.set_title(
-    'Plain vs residual nets of equal parameters on MNIST-5k '
+    'Plain vs residual twins of equal parameters on MNIST-5k\n'
     '(thin: training error, bold: test error)'
   )
   ax.legend(fontsize=8, ncol=2)
