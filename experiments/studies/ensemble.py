@@ -86,37 +86,6 @@ def member_config(member: Member, *, steps: int, seed: int = 0):
   return config
 
 
-def predict(
-  config: ml_collections.ConfigDict, state: Any, split: str
-) -> tuple[np.ndarray, np.ndarray]:
-  """Softmax probabilities [N, K] of a trained state on a whole split.
-
-  Rebuilds the run's data set and model from its config (as the trainer
-  does) and applies the final parameters in evaluation mode (no dropout,
-  BatchNorm running statistics) to every image of `split`.
-
-  Args:
-    config: the config the state was trained with.
-    state: the final `TrainState` of `report.train(config)`.
-    split: 'train' or 'test' (the held-out split the evaluations measure:
-      the validation split when `config.data.validation_fraction` > 0).
-
-  Returns:
-    (probabilities [N, K] float64, labels [N] int).
-  """
-  from train_lib import data as data_lib  # noqa: PLC0415 (slow import)
-  from train_lib import step as step_lib  # noqa: PLC0415
-  from train_lib import trainer  # noqa: PLC0415
-
-  dataset = data_lib.get_dataset(config.data, seed=config.seed)
-  images, labels = dataset.host_arrays(split)
-  model = trainer.create_model(config, dataset.num_classes)
-  variables = step_lib.variables(state.params, state.batch_stats)
-  logits = jax.jit(model.apply)(variables, images)
-  probs = np.asarray(jax.nn.softmax(np.asarray(logits, np.float64), axis=-1))
-  return probs, np.asarray(labels)
-
-
 def fuse(
   configs: Sequence[ml_collections.ConfigDict], states: Sequence[Any], split
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -216,7 +185,7 @@ def run(quick: bool = False) -> report.Result:
   for member in members:
     config = member_config(member, steps=steps)
     trained = report.train(config)
-    p, labels = predict(config, trained.state, 'test')
+    p, labels = report.predict(config, trained.state, 'test')
     configs.append(config)
     states.append(trained.state)
     probs.append(p)

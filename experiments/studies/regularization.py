@@ -34,7 +34,6 @@ import numpy as np
 
 from experiments.configs import common
 from experiments.configs import digits
-from experiments.studies import ensemble
 from experiments.studies import report
 
 CLAIM = (
@@ -102,7 +101,7 @@ def accuracy_gap(config, state) -> tuple[float, float]:
   """(clean train accuracy, held-out accuracy), both in evaluation mode."""
   accs = []
   for split in ('train', 'test'):
-    probs, labels = ensemble.predict(config, state, split)
+    probs, labels = report.predict(config, state, split)
     accs.append(float(np.mean(np.argmax(probs, -1) == labels)))
   return accs[0], accs[1]
 

@@ -9,7 +9,8 @@ gallery).
 
 A study that trains calls `train`, which runs `train_lib.trainer.
 train_and_evaluate` on a config in a temporary workdir (no second training
-loop), and gives back the `metrics.jsonl` records and the final state.
+loop), and gives back the `metrics.jsonl` records and the final state;
+`predict` applies such a state to a whole split.
 """
 
 from collections.abc import Sequence
@@ -28,6 +29,7 @@ import matplotlib
 matplotlib.use('Agg')  # Files only; studies run on headless machines.
 import matplotlib.pyplot as plt  # noqa: E402 - after choosing the backend.
 import ml_collections  # noqa: E402
+import numpy as np  # noqa: E402
 
 # Every figure is saved at this size: 8 x 5 inches at 150 dpi.
 FIGURE_INCHES = (8.0, 5.0)
@@ -222,3 +224,34 @@ def train(config: ml_collections.ConfigDict, *, verbose: bool = False):
       state = trainer.train_and_evaluate(config, workdir)
     records = metrics_lib.read_metrics(workdir)
   return TrainRun(records=records, state=state)
+
+
+def predict(
+  config: ml_collections.ConfigDict, state: Any, split: str
+) -> tuple[np.ndarray, np.ndarray]:
+  """Softmax probabilities [N, K] of a trained state on a whole split.
+
+  Rebuilds the run's data set and model from its config (as the trainer
+  does) and applies the final parameters in evaluation mode (no dropout,
+  BatchNorm running statistics) to every image of `split`.
+
+  Args:
+    config: the config the state was trained with.
+    state: the final `TrainState` of `report.train(config)`.
+    split: 'train' or 'test' (the held-out split the evaluations measure:
+      the validation split when `config.data.validation_fraction` > 0).
+
+  Returns:
+    (probabilities [N, K] float64, labels [N] int).
+  """
+  from train_lib import data as data_lib  # noqa: PLC0415 (slow import)
+  from train_lib import step as step_lib  # noqa: PLC0415
+  from train_lib import trainer  # noqa: PLC0415
+
+  dataset = data_lib.get_dataset(config.data, seed=config.seed)
+  images, labels = dataset.host_arrays(split)
+  model = trainer.create_model(config, dataset.num_classes)
+  variables = step_lib.variables(state.params, state.batch_stats)
+  logits = jax.jit(model.apply)(variables, images)
+  probs = np.asarray(jax.nn.softmax(np.asarray(logits, np.float64), axis=-1))
+  return probs, np.asarray(labels)

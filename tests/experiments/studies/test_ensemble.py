@@ -10,6 +10,7 @@ import pytest
 
 from experiments.configs import digits
 from experiments.studies import ensemble
+from experiments.studies import report
 from tests.experiments.studies import studies_testing
 from train_lib import trainer
 
@@ -55,7 +56,7 @@ def test_fuse_is_the_mean_of_the_members_softmax():
   states = [_untrained(c, i) for i, c in enumerate(configs)]
   fused, labels = ensemble.fuse(configs, states, 'test')
   probs = [
-    ensemble.predict(c, s, 'test')[0]
+    report.predict(c, s, 'test')[0]
     for c, s in zip(configs, states, strict=True)
   ]
   assert fused.shape == (898, 10) and labels.shape == (898,)
