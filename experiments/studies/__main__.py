@@ -66,7 +66,8 @@ def write_gallery(records: Sequence[dict], out_dir: str) -> str:
     module = studies.get(r['name'])
     word = 'holds' if r['holds'] else '**does not hold**'
     lines.append(
-      f'| [{r["name"]}](#{r["name"]}) | {module.CLAIM} | {word} | '
+      f'| [{r["name"]}](#{r["name"]}) | {report.format_cell(module.CLAIM)} | '
+      f'{word} | '
       f'{r["wall_time_s"]:.0f} s |'
     )
   for r in records:
@@ -77,7 +78,8 @@ def write_gallery(records: Sequence[dict], out_dir: str) -> str:
       '',
       f'**Claim** ({module.SOURCE}): {module.CLAIM}',
       '',
-      f'**Verdict:** {r["verdict"]}',
+      f'**Verdict: the claim {"holds" if r["holds"] else "does not hold"}.** '
+      f'{r["verdict"]}',
       '',
       f'![{r["name"]}]({folder}/{r["name"]}.png)',
       '',

@@ -1,11 +1,13 @@
 """The studies CLI: listing, one study, the gallery, and its error lines."""
 
+import json
 import os
 
 import pytest
 
 from experiments import studies
 from experiments.studies import __main__ as studies_main
+from experiments.studies import report
 from tests.experiments.studies import studies_testing
 
 
@@ -70,3 +72,23 @@ def test_bad_command_lines_end_in_one_error_line(tmp_path, args, message):
   assert len(lines) == 1 and lines[0].startswith('error: '), result.stderr
   assert message in lines[0]
   assert not os.listdir(tmp_path)  # Nothing written.
+
+
+def test_committed_gallery_shows_every_study_with_a_valid_figure():
+  """docs/studies.md (python -m experiments.studies --all) is complete."""
+  root = os.path.dirname(
+    os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
+  )
+  docs = os.path.join(root, 'docs')
+  with open(os.path.join(docs, 'studies.md')) as f:
+    rows = studies_testing.parse_markdown_table(f.read())
+  names = [row[0].partition(']')[0].lstrip('[') for row in rows[1:]]
+  assert names == list(studies.STUDIES)
+  for name in names:
+    png = os.path.join(docs, 'studies', f'{name}.png')
+    assert studies_testing.png_size(png) == report.FIGURE_PX
+    with open(os.path.join(docs, 'studies', f'{name}.md')) as f:
+      table = studies_testing.parse_markdown_table(f.read())
+    with open(os.path.join(docs, 'studies', f'{name}.json')) as f:
+      record = json.load(f)
+    assert table[0] == record['columns'] and record['quick'] is False
