@@ -73,7 +73,7 @@ def format_cell(value: Any) -> str:
 def markdown_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]):
   """A GitHub markdown table."""
   lines = [
-    '| ' + ' | '.join(columns) + ' |',
+    '| ' + ' | '.join(format_cell(c) for c in columns) + ' |',
     '|' + '---|' * len(columns),
   ]
   for row in rows:

@@ -7,6 +7,7 @@ can deadlock) and XLA's most optimisations off, like the suite.
 
 import json
 import os
+import re
 import struct
 import subprocess
 import sys
@@ -52,8 +53,12 @@ def parse_markdown_table(text: str) -> list[list[str]]:
   lines = [line for line in text.splitlines() if line.startswith('|')]
   if len(lines) < 3 or not set(lines[1]) <= set('|-: '):
     raise ValueError('no markdown table (header, rule, rows) found')
+  # Cells split at unescaped pipes; a backslash-escaped pipe is part of a cell.
   table = [
-    [cell.strip() for cell in line.strip().strip('|').split(' | ')]
+    [
+      cell.strip().replace('\\|', '|')
+      for cell in re.split(r'(?<!\\)\|', line.strip()[1:-1])
+    ]
     for line in lines[:1] + lines[2:]
   ]
   widths = {len(row) for row in table}

@@ -92,3 +92,12 @@ def test_committed_gallery_shows_every_study_with_a_valid_figure():
     with open(os.path.join(docs, 'studies', f'{name}.json')) as f:
       record = json.load(f)
     assert table[0] == record['columns'] and record['quick'] is False
+
+
+def test_markdown_table_escapes_pipes_both_ways():
+  text = report.markdown_table(['|theta|', 'n'], [['2|x|', 3]])
+  assert '\\|theta\\|' in text
+  assert studies_testing.parse_markdown_table(text) == [
+    ['|theta|', 'n'],
+    ['2|x|', '3'],
+  ]
