@@ -200,8 +200,8 @@ def summarize(rows: Sequence[dict], *, quick: bool) -> report.Result:
     + ', '.join(f'{float(r["measured"]):.4f}' for r in ratios)
     + f'). The separable net (alpha 1) needs {mac_ratio:.1f}x fewer MACs '
     f'and {twin["params"] / full["params"]:.1f}x fewer parameters than the '
-    f'twin and runs {speedup:.1f}x faster here, for '
-    f'{100 * drop:+.1f} points of test accuracy '
+    f'twin and runs {speedup:.1f}x faster here, at a cost of '
+    f'{100 * drop:.1f} points of test accuracy '
     f'({100 * full["accuracy"]:.1f}% vs {100 * twin["accuracy"]:.1f}%; the '
     f'paper: 8.6x, 1.1 points; we require at most '
     f'{100 * MAX_ACCURACY_DROP:.0f}).'
