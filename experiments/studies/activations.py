@@ -40,7 +40,6 @@ import math
 
 import numpy as np
 
-from experiments.configs import common
 from experiments.configs import mnist
 from experiments.studies import report
 
@@ -131,21 +130,12 @@ def format_steps(
 def make_config(activation, seed, *, steps, hidden, lr=LR):
   """MNIST-5k MLP config of one arm: SGD + momentum, constant lr."""
   config = mnist.get_config('mlp')
-  common.set_keys(
+  report.plain_sgd(
     config,
     seed=seed,
-    optimizer='momentum',
-    momentum=0.9,
     lr=lr,
-    schedule='constant',
-    warmup_steps=0,
-    weight_decay=0.0,
-    label_smoothing=0.0,
-    crop_padding=0,
     total_steps=steps,
     log_every_steps=LOG_EVERY,
-    eval_every_steps=0,
-    checkpoint_every_steps=0,
   )
   config.model_kw.hidden_sizes = tuple(hidden)
   config.model_kw.dropout_rate = 0.0

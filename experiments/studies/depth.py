@@ -28,7 +28,6 @@ including a degradation that does not show at this budget.
 
 import numpy as np
 
-from experiments.configs import common
 from experiments.configs import mnist
 from experiments.studies import report
 import nets
@@ -44,7 +43,7 @@ SOURCE = (
 )
 
 WIDTHS = (8, 16, 32)  # He et al.'s CIFAR nets use (16, 32, 64).
-MOMENTUM = 0.9
+MOMENTUM = report.PLAIN_SGD_MOMENTUM
 LAST_LOGS = 3  # Final training error: mean of the last logging windows.
 # A deeper net "degrades" if its final training error is higher by more than
 # this (percentage points): smaller gaps are within run-to-run noise here.
@@ -87,23 +86,15 @@ def config_for(
   config = mnist.get_config('lenet5')
   config.model = model_name(depth)
   config.model_kw = {'residual': residual, 'widths': tuple(widths)}
-  common.set_keys(
+  report.plain_sgd(
     config,
     seed=seed,
-    optimizer='momentum',
-    momentum=MOMENTUM,
     lr=lr,
-    schedule='constant',
-    warmup_steps=0,
-    weight_decay=0.0,
-    label_smoothing=0.0,
-    crop_padding=0,
     batch_size=64,
     eval_batch_size=1000,
     total_steps=total_steps,
     log_every_steps=log_every_steps,
     eval_every_steps=eval_every_steps,
-    checkpoint_every_steps=0,
   )
   return config
 

@@ -33,7 +33,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments.configs import common
 from experiments.configs import mnist
 from experiments.studies import report
 import nets
@@ -125,21 +124,12 @@ def activation_stds(
 def make_config(activation, kernel_init, *, steps, width, seed=0):
   """MNIST-5k config of one training arm (SGD + momentum, constant lr)."""
   config = mnist.get_config('mlp')
-  common.set_keys(
+  report.plain_sgd(
     config,
     seed=seed,
-    optimizer='momentum',
-    momentum=0.9,
     lr=LR,
-    schedule='constant',
-    warmup_steps=0,
-    weight_decay=0.0,
-    label_smoothing=0.0,
-    crop_padding=0,
     total_steps=steps,
     log_every_steps=steps,
-    eval_every_steps=0,
-    checkpoint_every_steps=0,
   )
   config.model_kw.hidden_sizes = (width,) * DEPTH
   config.model_kw.dropout_rate = 0.0

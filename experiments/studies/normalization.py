@@ -37,7 +37,6 @@ import dataclasses
 import math
 import re
 
-from experiments.configs import common
 from experiments.configs import digits
 from experiments.studies import report
 from train_lib import trainer
@@ -55,7 +54,7 @@ SOURCE = (
 
 LOSS_TARGET = 0.5  # Training loss (cross-entropy, nats) "reached".
 TRAINED_ACCURACY = 0.5  # Final training accuracy below this: failed.
-MOMENTUM = 0.9
+MOMENTUM = report.PLAIN_SGD_MOMENTUM
 # Batch sizes of Wu & He's Fig. 1 that a 899-image training set affords.
 BATCH_SIZES = (2, 4, 8, 32)
 # GroupNorm's groups: 4 and 8 channels per group in layers of 16 and 32
@@ -118,23 +117,14 @@ def config_for(
   """The digits `cnn_small` config of one arm: plain SGD + momentum."""
   config = digits.get_config('cnn')
   # No regulariser, schedule or augmentation: only the norm changes.
-  common.set_keys(
+  report.plain_sgd(
     config,
     seed=seed,
-    optimizer='momentum',
-    momentum=MOMENTUM,
     lr=lr,
-    schedule='constant',
-    warmup_steps=0,
-    weight_decay=0.0,
-    label_smoothing=0.0,
-    crop_padding=0,
     batch_size=batch_size,
     eval_batch_size=1024,  # The 898 test images in one (padded) batch.
     total_steps=total_steps,
     log_every_steps=log_every_steps,
-    eval_every_steps=0,
-    checkpoint_every_steps=0,
   )
   config.model_kw.stage_channels = tuple(stage_channels)
   if norm is not None:

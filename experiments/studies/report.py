@@ -31,10 +31,14 @@ import matplotlib.pyplot as plt  # noqa: E402 - after choosing the backend.
 import ml_collections  # noqa: E402
 import numpy as np  # noqa: E402
 
+from experiments.configs import common  # noqa: E402
+
 # Every figure is saved at this size: 8 x 5 inches at 150 dpi.
 FIGURE_INCHES = (8.0, 5.0)
 FIGURE_DPI = 150
 FIGURE_PX = (1200, 750)  # (width, height)
+# The momentum of `plain_sgd`, the optimizer of the studies' plain arms.
+PLAIN_SGD_MOMENTUM = 0.9
 
 
 @dataclasses.dataclass
@@ -255,3 +259,30 @@ def predict(
   logits = jax.jit(model.apply)(variables, images)
   probs = np.asarray(jax.nn.softmax(np.asarray(logits, np.float64), axis=-1))
   return probs, np.asarray(labels)
+
+
+def plain_sgd(
+  config: ml_collections.ConfigDict, **keys: Any
+) -> ml_collections.ConfigDict:
+  """`config` without its recipe: SGD + momentum 0.9 at a constant rate.
+
+  No warmup, weight decay, label smoothing or pixel shifts, no evaluation
+  before the end and no checkpoint but the trainer's last one, so that the
+  arms of a study differ only in what the study varies. `keys` (any key of
+  experiments/configs/common.py, e.g. `lr`, `seed`, `total_steps`) are set
+  last, with `common.set_keys`.
+  """
+  common.set_keys(
+    config,
+    optimizer='momentum',
+    momentum=PLAIN_SGD_MOMENTUM,
+    schedule='constant',
+    warmup_steps=0,
+    weight_decay=0.0,
+    label_smoothing=0.0,
+    crop_padding=0,
+    eval_every_steps=0,
+    checkpoint_every_steps=0,
+  )
+  common.set_keys(config, **keys)
+  return config
