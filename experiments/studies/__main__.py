@@ -14,7 +14,6 @@ An unknown study name or a bad flag prints one `error:` line and exits 1.
 
 from collections.abc import Sequence
 import functools
-import os
 import time
 
 from absl import app
@@ -23,7 +22,7 @@ from absl import flags
 from experiments import cli
 from experiments import compile_cache
 from experiments import studies
-from experiments.studies import report
+from experiments.studies import gallery
 
 _OUT_DIR = flags.DEFINE_string(
   'out_dir', 'runs/studies', 'Folder for NAME.png, NAME.md and NAME.json.'
@@ -39,62 +38,6 @@ _COMPILE_CACHE_DIR = flags.DEFINE_string(
   "JAX's persistent compilation cache (as experiments.main): seeds and "
   'reruns of an arm load its compiled step. Empty turns it off.',
 )
-
-
-def list_studies() -> str:
-  """One line per study: its name and the claim it tests."""
-  width = max(len(name) for name in studies.STUDIES)
-  return '\n'.join(
-    f'{name:<{width}}  {studies.get(name).CLAIM}' for name in studies.STUDIES
-  )
-
-
-def write_gallery(records: Sequence[dict], out_dir: str) -> str:
-  """Writes OUT_DIR.md: each study's claim, verdict, figure and numbers."""
-  path = os.path.normpath(out_dir) + '.md'
-  folder = os.path.basename(os.path.normpath(out_dir))
-  lines = [
-    "# Studies: the notes' claims, reproduced",
-    '',
-    'Regenerate with `python -m experiments.studies --all --out_dir '
-    f'{out_dir}` (`python -m experiments.studies --list` names them).',
-    '',
-    '| study | claim | verdict | wall time |',
-    '|---|---|---|---|',
-  ]
-  for r in records:
-    module = studies.get(r['name'])
-    word = 'holds' if r['holds'] else '**does not hold**'
-    lines.append(
-      f'| [{r["name"]}](#{r["name"]}) | {report.format_cell(module.CLAIM)} | '
-      f'{word} | '
-      f'{r["wall_time_s"]:.0f} s |'
-    )
-  for r in records:
-    module = studies.get(r['name'])
-    lines += [
-      '',
-      f'## {r["name"]}',
-      '',
-      f'**Claim** ({module.SOURCE}): {module.CLAIM}',
-      '',
-      f'**Verdict: the claim {"holds" if r["holds"] else "does not hold"}.** '
-      f'{r["verdict"]}',
-      '',
-      f'![{r["name"]}]({folder}/{r["name"]}.png)',
-      '',
-      f'Numbers, command and machine: [{folder}/{r["name"]}.md]'
-      f'({folder}/{r["name"]}.md).',
-    ]
-  total = sum(r['wall_time_s'] for r in records)
-  lines += [
-    '',
-    f'All {len(records)} studies: {total / 60:.1f} min on {report.machine()}.',
-    '',
-  ]
-  with open(path, 'w') as f:
-    f.write('\n'.join(lines))
-  return path
 
 
 def _run(name: str, out_dir: str, quick: bool) -> dict:
@@ -115,7 +58,7 @@ def main(argv: Sequence[str]) -> None:
   if _LIST.value:
     if names or _ALL.value:
       cli.fail('--list takes no study name and no --all')
-    print(list_studies())
+    print(gallery.list_studies())
     return
   if _ALL.value == bool(names):
     cli.fail(
@@ -135,7 +78,7 @@ def main(argv: Sequence[str]) -> None:
     for name in (studies.STUDIES if _ALL.value else names)
   ]
   if _ALL.value:
-    path = write_gallery(records, _OUT_DIR.value)
+    path = gallery.write_gallery(records, _OUT_DIR.value)
     held = sum(r['holds'] for r in records)
     print(
       f'{held}/{len(records)} claims hold; gallery {path} '

@@ -102,7 +102,7 @@ def config_for(
 def _sizes(quick: bool) -> dict:
   if quick:
     return dict(
-      depths=(8, 20), widths=(4, 8, 16), seeds=(0,), steps=80, log=10, evals=40
+      depths=(8, 20), widths=(4, 8, 16), seeds=(0,), steps=30, log=10, evals=30
     )
   return dict(
     depths=(8, 20), widths=WIDTHS, seeds=(0,), steps=300, log=20, evals=100

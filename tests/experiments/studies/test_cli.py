@@ -6,7 +6,7 @@ import os
 import pytest
 
 from experiments import studies
-from experiments.studies import __main__ as studies_main
+from experiments.studies import gallery
 from experiments.studies import report
 from tests.experiments.studies import studies_testing
 
@@ -28,7 +28,7 @@ def test_gallery_links_each_figure_and_states_each_verdict(tmp_path):
   out_dir = tmp_path / 'studies'
   record = studies.run_study('softmax_temperature', str(out_dir), quick=True)
   failed = dict(record, name='softmax_temperature', holds=False)
-  path = studies_main.write_gallery([record, failed], str(out_dir))
+  path = gallery.write_gallery([record, failed], str(out_dir))
   assert path == str(tmp_path / 'studies.md')
   text = (tmp_path / 'studies.md').read_text()
   assert '![softmax_temperature](studies/softmax_temperature.png)' in text
