@@ -67,8 +67,8 @@ def run_study(name: str, out_dir: str, *, quick: bool = False) -> dict:
   )
   return {
     'name': name,
-    'holds': result.holds,
     'verdict': result.verdict,
+    'summary': result.summary,
     'wall_time_s': wall_time_s,
     'paths': paths,
   }

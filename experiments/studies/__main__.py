@@ -12,6 +12,7 @@ docs/studies.md), with every figure, claim, verdict and wall time.
 An unknown study name or a bad flag prints one `error:` line and exits 1.
 """
 
+import collections
 from collections.abc import Sequence
 import functools
 import time
@@ -43,10 +44,9 @@ _COMPILE_CACHE_DIR = flags.DEFINE_string(
 def _run(name: str, out_dir: str, quick: bool) -> dict:
   print(f'{name}: running{" (quick)" if quick else ""}...', flush=True)
   record = studies.run_study(name, out_dir, quick=quick)
-  word = 'holds' if record['holds'] else 'does NOT hold'
   print(
-    f'{name}: the claim {word} ({record["wall_time_s"]:.1f} s): '
-    f'{record["verdict"]}\n  -> {record["paths"]["md"]}',
+    f'{name}: {record["verdict"]} ({record["wall_time_s"]:.1f} s): '
+    f'{record["summary"]}\n  -> {record["paths"]["md"]}',
     flush=True,
   )
   return record
@@ -79,9 +79,10 @@ def main(argv: Sequence[str]) -> None:
   ]
   if _ALL.value:
     path = gallery.write_gallery(records, _OUT_DIR.value)
-    held = sum(r['holds'] for r in records)
+    counts = collections.Counter(r['verdict'] for r in records)
+    words = ', '.join(f'{n} {word}' for word, n in sorted(counts.items()))
     print(
-      f'{held}/{len(records)} claims hold; gallery {path} '
+      f'{len(records)} studies: {words}; gallery {path} '
       f'({(time.perf_counter() - start) / 60:.1f} min)'
     )
   if line := compile_cache.summary():

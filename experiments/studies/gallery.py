@@ -34,7 +34,7 @@ def write_gallery(records: Sequence[dict], out_dir: str) -> str:
   ]
   for r in records:
     module = studies.get(r['name'])
-    word = 'holds' if r['holds'] else '**does not hold**'
+    word = r['verdict'] if r['verdict'] == 'holds' else f'**{r["verdict"]}**'
     lines.append(
       f'| [{r["name"]}](#{r["name"]}) | {report.format_cell(module.CLAIM)} | '
       f'{word} | '
@@ -48,8 +48,7 @@ def write_gallery(records: Sequence[dict], out_dir: str) -> str:
       '',
       f'**Claim** ({module.SOURCE}): {module.CLAIM}',
       '',
-      f'**Verdict: the claim {"holds" if r["holds"] else "does not hold"}.** '
-      f'{r["verdict"]}',
+      f'**Verdict: {r["verdict"]}.** {r["summary"]}',
       '',
       f'![{r["name"]}]({folder}/{r["name"]}.png)',
       '',

@@ -1,11 +1,13 @@
 """What every study shares: its result, its files, and how it trains an arm.
 
 A study (one module of this package) returns a `Result`: a matplotlib figure,
-a small table, the verdict on the notes' claim and the numbers that decide it.
-`write` turns that into `DIR/NAME.png` (always `FIGURE_PX` pixels),
-`DIR/NAME.md` (claim, verdict, table, command, wall time, machine) and
-`DIR/NAME.json` (the same numbers, machine-readable, for tests and the
-gallery).
+a small table, its sub-claims with their intervals and verdicts
+(`verdict.py`: holds / does not hold / inconclusive, by a rule fixed before
+the run), and the protocol table that sets the study beside the paper it
+scales down. `write` turns that into `DIR/NAME.png` (always `FIGURE_PX`
+pixels), `DIR/NAME.md` (claim, verdict, sub-claims, protocol, table,
+command, wall time, machine) and `DIR/NAME.json` (the same numbers,
+machine-readable, for tests and the gallery).
 
 A study that trains calls `train`, which runs `train_lib.trainer.
 train_and_evaluate` on a config in a temporary workdir (no second training
@@ -32,6 +34,7 @@ import ml_collections  # noqa: E402
 import numpy as np  # noqa: E402
 
 from experiments.configs import common  # noqa: E402
+from experiments.studies import verdict as verdict_lib  # noqa: E402
 
 # Every figure is saved at this size: 8 x 5 inches at 150 dpi.
 FIGURE_INCHES = (8.0, 5.0)
@@ -39,6 +42,19 @@ FIGURE_DPI = 150
 FIGURE_PX = (1200, 750)  # (width, height)
 # The momentum of `plain_sgd`, the optimizer of the studies' plain arms.
 PLAIN_SGD_MOMENTUM = 0.9
+
+
+# The rows every protocol table has, in this order ("| aspect | paper (cite)
+# | this study | why it differs |"); a study may add rows after them.
+PROTOCOL_ASPECTS = (
+  'architecture',
+  'data',
+  'optimizer and learning-rate selection',
+  'metric',
+  'budget',
+  'runs/seeds',
+)
+PROTOCOL_COLUMNS = ('aspect', 'paper (cite)', 'this study', 'why it differs')
 
 
 @dataclasses.dataclass
@@ -49,20 +65,70 @@ class Result:
     figure: one idea, titled, with labelled axes (units) and a legend.
     columns: the table's header.
     rows: the table's rows (numbers are formatted by `format_cell`).
-    holds: True if the notes' claim holds on this run, False if not.
-    verdict: one or two sentences that say so, with the deciding number.
+    subclaims: the claim split into `verdict.Subclaim`s, each with its
+      estimate, 95% interval, threshold and verdict.
+    summary: one or two sentences with the deciding numbers.
+    protocol: rows (aspect, paper (cite), this study, why it differs), first
+      the `PROTOCOL_ASPECTS` in order.
     values: named numbers behind the verdict (written to NAME.json; the tests
       assert on them).
     notes: optional extra lines for the .md (setup details, caveats).
+    redesign: empty, or how and why the design changed after a result was
+      seen (the .md prints it, so a reader knows what was not fixed
+      before the run).
   """
 
   figure: Any
   columns: Sequence[str]
   rows: Sequence[Sequence[Any]]
-  holds: bool
-  verdict: str
+  subclaims: Sequence[verdict_lib.Subclaim]
+  summary: str
+  protocol: Sequence[Sequence[str]]
   values: dict[str, Any] = dataclasses.field(default_factory=dict)
   notes: Sequence[str] = ()
+  redesign: str = ''
+
+  def __post_init__(self):
+    aspects = tuple(row[0] for row in self.protocol[: len(PROTOCOL_ASPECTS)])
+    if aspects != PROTOCOL_ASPECTS:
+      raise ValueError(
+        f'the protocol table must start with the rows {PROTOCOL_ASPECTS}, '
+        f'got {aspects}'
+      )
+    if any(len(row) != len(PROTOCOL_COLUMNS) for row in self.protocol):
+      raise ValueError(f'protocol rows need {len(PROTOCOL_COLUMNS)} cells')
+    verdict_lib.combine([s.verdict for s in self.subclaims])
+
+  @property
+  def verdict(self) -> str:
+    """'holds' only if every sub-claim holds (see `verdict.combine`)."""
+    return verdict_lib.combine([s.verdict for s in self.subclaims])
+
+
+def subclaim_rows(subclaims: Sequence[verdict_lib.Subclaim]) -> list[list]:
+  """The .md's sub-claims table rows."""
+  return [
+    [
+      s.claim,
+      s.estimate,
+      f'[{format_cell(float(s.ci_low))}, {format_cell(float(s.ci_high))}]',
+      f'{"> " if s.direction == "above" else "< "}'
+      f'{format_cell(float(s.threshold))} ({s.threshold_why})',
+      f'{s.interval}; {s.seeds} seed(s)',
+      f'**{s.verdict}**',
+    ]
+    for s in subclaims
+  ]
+
+
+SUBCLAIM_COLUMNS = (
+  'sub-claim',
+  'estimate',
+  '95% interval',
+  'threshold (claim side)',
+  'interval from',
+  'verdict',
+)
 
 
 def format_cell(value: Any) -> str:
@@ -133,21 +199,31 @@ def write(
   fig.tight_layout()
   fig.savefig(paths['png'], dpi=FIGURE_DPI)
   plt.close(fig)
-  verdict_word = 'holds' if result.holds else 'does not hold'
   size = 'quick (--quick: fewer steps, smaller nets)' if quick else 'full'
   lines = [
     f'# {name}',
     '',
     f'**Claim** ({source}): {claim}',
     '',
-    f'**Verdict: the claim {verdict_word}.** {result.verdict}',
+    f'**Verdict: {result.verdict}.** {result.summary}',
+    '',
+    markdown_table(SUBCLAIM_COLUMNS, subclaim_rows(result.subclaims)),
     '',
     f'![{name}]({name}.png)',
     '',
     markdown_table(result.columns, result.rows),
     '',
+    '**Protocol: the paper scaled down.**',
+    '',
+    markdown_table(PROTOCOL_COLUMNS, result.protocol),
+    '',
     *[f'- {note}' for note in result.notes],
     *([''] if result.notes else []),
+    *(
+      [f'**Design changed after a result was seen:** {result.redesign}', '']
+      if result.redesign
+      else []
+    ),
     f'Command: `{command}`',
     '',
     f'Size: {size}. Wall time: {wall_time_s:.1f} s on {machine()}.',
@@ -159,8 +235,11 @@ def write(
     'name': name,
     'claim': claim,
     'source': source,
-    'holds': bool(result.holds),
     'verdict': result.verdict,
+    'summary': result.summary,
+    'subclaims': [sc.record() for sc in result.subclaims],
+    'protocol': [list(row) for row in result.protocol],
+    'redesign': result.redesign,
     'values': result.values,
     'columns': list(result.columns),
     'rows': [[_json_cell(v) for v in row] for row in result.rows],
