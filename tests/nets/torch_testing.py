@@ -1,0 +1,103 @@
+"""PyTorch, torchvision and timm for the parity tests, or a skip with a reason.
+
+Import as ``from tests.nets import torch_testing`` and call
+:func:`torchvision` / :func:`timm` inside a test (or at module level with
+``pytest.importorskip`` semantics): each returns the imported module, or
+skips the test with a reason when PyTorch is not installed.
+
+Why the guard: the test extra pins the CPU build of torch beside a
+torchvision whose compiled extension (``_C.so``) is built against CUDA torch
+and does not load. torchvision then fails at import with ``operator
+torchvision::nms does not exist``, because two fake-op registrations
+(``torchvision::nms``, ``torchvision::qnms``) run even when the extension is
+missing. Defining only those two schemas first, and only when the extension
+fails to load, lets every classification model build and run (detection ops
+and ``torchvision.io`` stay unavailable). timm imports torchvision, so it
+needs the same guard.
+"""
+
+import pathlib
+import types
+
+import numpy as np
+import pytest
+
+# The Library must outlive the import: dropping it unregisters the schemas.
+_FRAGMENTS = []
+
+
+def torch() -> types.ModuleType:
+  """The ``torch`` module, or a skip when it is not installed."""
+  return pytest.importorskip('torch', reason='parity tests need PyTorch')
+
+
+def _define_missing_ops(torch_mod: types.ModuleType) -> None:
+  """Defines nms/qnms schemas when torchvision's extension cannot load."""
+  if _FRAGMENTS:
+    return
+  import importlib.util
+
+  spec = importlib.util.find_spec('torchvision')
+  if spec is None or spec.origin is None:
+    return
+  lib = pathlib.Path(spec.origin).parent / '_C.so'
+  try:
+    torch_mod.ops.load_library(str(lib))
+    return
+  except OSError:
+    pass
+  fragment = torch_mod.library.Library('torchvision', 'FRAGMENT')
+  for name in ('nms', 'qnms'):
+    fragment.define(
+      f'{name}(Tensor dets, Tensor scores, float iou_threshold) -> Tensor'
+    )
+  _FRAGMENTS.append(fragment)
+
+
+def torchvision() -> types.ModuleType:
+  """``torchvision`` with the guard applied, or a skip without PyTorch."""
+  torch_mod = torch()
+  _define_missing_ops(torch_mod)
+  return pytest.importorskip('torchvision', reason='parity needs torchvision')
+
+
+def timm() -> types.ModuleType:
+  """``timm`` (which imports torchvision) with the guard applied."""
+  torchvision()
+  return pytest.importorskip('timm', reason='parity tests need timm')
+
+
+def randomize(model, seed: int = 0):
+  """Randomises every BN's running stats and affine params, in place.
+
+  A net built with ``weights=None`` has running mean 0 and variance 1 and
+  BN weight 1, bias 0, so a mean/var or scale/bias mix-up in an importer
+  would pass; after this one cannot. Also returns the model, in eval mode.
+  """
+  torch_mod = torch()
+  gen = torch_mod.Generator().manual_seed(seed)
+  with torch_mod.no_grad():
+    for module in model.modules():
+      if isinstance(module, torch_mod.nn.modules.batchnorm._BatchNorm):
+        n = module.num_features
+        module.running_mean.copy_(0.2 * torch_mod.randn(n, generator=gen))
+        module.running_var.copy_(0.5 + torch_mod.rand(n, generator=gen))
+        module.weight.copy_(0.8 + 0.4 * torch_mod.rand(n, generator=gen))
+        module.bias.copy_(0.1 * torch_mod.randn(n, generator=gen))
+  return model.eval()
+
+
+def to_numpy(tensor) -> np.ndarray:
+  """A torch tensor as a float32 numpy array."""
+  return tensor.detach().cpu().numpy().astype(np.float32)
+
+
+def nchw_to_nhwc(x: np.ndarray) -> np.ndarray:
+  """``[B, C, H, W]`` -> ``[B, H, W, C]`` (4-D); other ranks unchanged."""
+  return np.transpose(x, (0, 2, 3, 1)) if x.ndim == 4 else x
+
+
+def max_rel_error(ours, theirs) -> float:
+  """``max |ours - theirs| / max |theirs|``, the README table's number."""
+  ours, theirs = np.asarray(ours, np.float64), np.asarray(theirs, np.float64)
+  return float(np.max(np.abs(ours - theirs)) / np.max(np.abs(theirs)))
