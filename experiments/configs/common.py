@@ -41,6 +41,12 @@ def get_config() -> ml_collections.ConfigDict:
   # > 0: hold out this share of each class of the training split (drawn from
   # config.seed) and evaluate on it instead of the test split, for tuning.
   config.data.validation_fraction = 0.0
+  # In-memory data sets: z-score each input position with the training
+  # split's mean and std (the loaders standardise with one scalar each).
+  config.data.per_feature_standardize = False
+  # In-memory data sets: None, or the seed of ONE fixed permutation of the
+  # input positions shared by all examples (MNIST-1D's shuffled variant).
+  config.data.permutation_seed = ml_collections.config_dict.placeholder(int)
 
   config.batch_size = 128  # Global batch, split over all devices.
   config.eval_batch_size = 0  # 0 = same as batch_size.

@@ -61,7 +61,8 @@ def get_dataset(
       common.py): `name`; for TFDS datasets `data_dir` and, for
       imagenet2012, `image_size`; for 'synthetic' `synthetic_shape`,
       `synthetic_num_classes`, `synthetic_num_train`, `synthetic_num_test`;
-      `validation_fraction` for all.
+      `validation_fraction`, `per_feature_standardize` and
+      `permutation_seed` for the in-memory ones.
     seed: the run's `config.seed`, which draws the validation split.
 
   Returns:
@@ -95,6 +96,14 @@ def get_dataset(
       (x, y), eval_split = train, 'validation'
       keep_idx, val_idx = small.validation_split(y, fraction, seed)
       train, test = (x[keep_idx], y[keep_idx]), (x[val_idx], y[val_idx])
+    (train_x, train_y), (test_x, test_y) = train, test
+    if config_data.per_feature_standardize:
+      train_x, test_x = small.standardize_per_feature(train_x, test_x)
+    if config_data.permutation_seed is not None:
+      train_x, test_x = small.permute_positions(
+        train_x, test_x, config_data.permutation_seed
+      )
+    train, test = (train_x, train_y), (test_x, test_y)
     return InMemoryDataset(
       name=name,
       train=train,
@@ -102,9 +111,15 @@ def get_dataset(
       num_classes=num_classes,
       eval_split=eval_split,
     )
-  if fraction:
+  for key in ('validation_fraction', 'per_feature_standardize'):
+    if config_data[key]:
+      raise ValueError(
+        f'{key} is only implemented for the in-memory data sets '
+        f'({", ".join(IN_MEMORY_NAMES)}), not {name!r}.'
+      )
+  if config_data.permutation_seed is not None:
     raise ValueError(
-      f'validation_fraction is only implemented for the in-memory data sets '
+      f'permutation_seed is only implemented for the in-memory data sets '
       f'({", ".join(IN_MEMORY_NAMES)}), not {name!r}.'
     )
   # Imported here: tensorflow_datasets and grain take seconds to import.

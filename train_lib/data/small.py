@@ -51,6 +51,34 @@ def standardize(train_x: np.ndarray, test_x: np.ndarray):
   return scale(train_x), scale(test_x)
 
 
+def standardize_per_feature(train_x: np.ndarray, test_x: np.ndarray):
+  """z-scores every input position with its own training mean and std.
+
+  The notes' "Standardization (z-score)" per feature (seed 002,
+  "Normalization Methods"), on top of the loaders' one scalar mean and std.
+  A position that is constant over the training split (std 0) becomes 0.
+  """
+  mean = train_x.mean(axis=0, dtype=np.float64)
+  std = train_x.std(axis=0, dtype=np.float64)
+  std = np.where(std > 0, std, 1.0)
+  scale = lambda x: ((x - mean) / std).astype(np.float32)
+  return scale(train_x), scale(test_x)
+
+
+def permute_positions(train_x: np.ndarray, test_x: np.ndarray, seed: int):
+  """Shuffles the input positions of both splits by ONE fixed permutation.
+
+  The permutation of the H * W * C (or L * C) positions of an example is
+  drawn from `seed` and shared by every example of both splits, as
+  MNIST-1D's shuffled variant (Greydanus 2020, `shuffle_seq`): the values
+  stay, their neighbourhoods go.
+  """
+  shape = train_x.shape[1:]
+  perm = np.random.default_rng(seed).permutation(int(np.prod(shape)))
+  move = lambda x: x.reshape(len(x), -1)[:, perm].reshape(len(x), *shape)
+  return move(train_x), move(test_x)
+
+
 def stratified_split(
   labels: np.ndarray, train_per_class: int, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
