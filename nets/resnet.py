@@ -41,6 +41,12 @@ flax's examples/imagenet); the `ResNet` module takes the config's name
 Stochastic depth (Huang et al. 2016, the notes' "DropPath"): block l of L
 drops its residual branch with probability l/L * drop_path_rate (linear rule
 of ops.regularization), drawing from the 'dropout' rng stream.
+
+1-D signals (`spatial_dims=1`, basic blocks and the 'cifar' stem): MNIST-1D
+signals [B, L] or [B, L, C] run as [B, L, 1, C] with k x 1 kernels, as
+`nets.small_cnn.cnn1d` does, so `resnet_cifar(56, spatial_dims=1)` is He et
+al.'s 6n+2 net on signals (every 3x3 kernel becomes 3 x 1: a third of the
+parameters). Option A needs no change: subsampling a width of 1 keeps it.
 """
 
 from collections.abc import Sequence
@@ -77,6 +83,26 @@ def shortcut_option_a(x: jax.Array, features: int, strides: int) -> jax.Array:
   return jnp.pad(x, ((0, 0), (0, 0), (0, 0), (extra // 2, extra - extra // 2)))
 
 
+def conv_geometry(spatial_dims: int, kernel: int, strides: int) -> dict:
+  """`layers.Conv` kernel, strides and padding of a k x k ('same') conv.
+
+  Args:
+    spatial_dims: 2 (images: k x k) or 1 (signals stored [B, L, 1, C]: k x 1,
+      no padding or stride along the unit width).
+    kernel: odd kernel width k.
+    strides: the stride along the signal (and the width, for images).
+
+  Returns:
+    {'kernel_size', 'strides', 'padding'} for `layers.Conv`.
+  """
+  if spatial_dims == 2:
+    return dict(kernel_size=kernel, strides=strides, padding=kernel // 2)
+  if spatial_dims == 1:
+    pad = ((kernel // 2, kernel // 2), (0, 0))
+    return dict(kernel_size=(kernel, 1), strides=(strides, 1), padding=pad)
+  raise ValueError(f'spatial_dims must be 1 or 2, got {spatial_dims}')
+
+
 class BasicBlock(nn.Module):
   """Two 3x3 convolutions (ResNet-18/34, the CIFAR ResNets)."""
 
@@ -87,16 +113,18 @@ class BasicBlock(nn.Module):
   drop_path_rate: float = 0.0
   se_reduction: int = 0
   shortcut: str = 'b'
+  spatial_dims: int = 2
   dtype: Any = None
 
   expansion = 1
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-    f, dt = self.features, self.dtype
-    y = layers.Conv(f, 3, self.strides, padding=1, dtype=dt, name='conv1')(x)
+    f, dt, dims = self.features, self.dtype, self.spatial_dims
+    first = conv_geometry(dims, 3, self.strides)
+    y = layers.Conv(f, **first, dtype=dt, name='conv1')(x)
     y = activations.relu(self.norm(name='norm1')(y, train))
-    y = layers.Conv(f, 3, padding=1, dtype=dt, name='conv2')(y)
+    y = layers.Conv(f, **conv_geometry(dims, 3, 1), dtype=dt, name='conv2')(y)
     y = self.norm(name='norm2')(y, train)
     return _merge(self, x, y, f, train)
 
@@ -157,9 +185,10 @@ def _merge(
   if block.shortcut == 'a':
     x = shortcut_option_a(x, out, block.strides)
   elif x.shape[-1] != out or block.strides != 1:
-    x = layers.Conv(
-      out, 1, block.strides, padding=0, dtype=block.dtype, name='proj_conv'
-    )(x)
+    geometry = conv_geometry(
+      getattr(block, 'spatial_dims', 2), 1, block.strides
+    )
+    x = layers.Conv(out, **geometry, dtype=block.dtype, name='proj_conv')(x)
     x = block.norm(name='proj_norm')(x, train)
   return activations.relu(x + y)
 
@@ -181,6 +210,8 @@ class ResNet(nn.Module):
       (parameter-free subsample and zero-pad, He et al. option A).
     norm: a name of ``nets.norms.NORMS``: 'batch' or 'group'.
     drop_path_rate: stochastic depth rate of the last block (linear rule).
+    spatial_dims: 2 (NHWC images) or 1 (signals [B, L] or [B, L, C], run
+      as [B, L, 1, C] with k x 1 kernels; basic blocks, 'cifar' stem only).
     dtype: computation dtype (params stay float32).
   """
 
@@ -197,6 +228,7 @@ class ResNet(nn.Module):
   shortcut: str = 'b'
   norm: str = 'batch'
   drop_path_rate: float = 0.0
+  spatial_dims: int = 2
   dtype: Any = None
 
   def _block(self, i: int, j: int, rate: float) -> nn.Module:
@@ -219,6 +251,8 @@ class ResNet(nn.Module):
       )
     elif self.groups != 1 or self.base_width != 64:
       raise ValueError('groups/base_width need Bottleneck blocks')
+    else:
+      kw.update(spatial_dims=self.spatial_dims)
     return self.block(**kw)
 
   @nn.compact
@@ -230,12 +264,17 @@ class ResNet(nn.Module):
       raise ValueError('plain networks have no shortcut for stochastic depth')
     dt, c0 = self.dtype, self.widths[0]
     norm = norms.by_name(self.norm, dt)
+    if self.spatial_dims == 1:
+      x = _as_signal_image(x, self)
+    elif self.spatial_dims != 2:
+      raise ValueError(f'spatial_dims must be 1 or 2, got {self.spatial_dims}')
     if self.stem == 'imagenet':
       x = layers.Conv(c0, 7, 2, padding=3, dtype=dt, name='stem_conv')(x)
       x = activations.relu(norm(name='stem_norm')(x, train))
       x = layers.MaxPool(3, 2, padding=1, name='stem_pool')(x)  # H/4, W/4
     elif self.stem == 'cifar':
-      x = layers.Conv(c0, 3, padding=1, dtype=dt, name='stem_conv')(x)
+      geometry = conv_geometry(self.spatial_dims, 3, 1)
+      x = layers.Conv(c0, **geometry, dtype=dt, name='stem_conv')(x)
       x = activations.relu(norm(name='stem_norm')(x, train))
     else:
       raise ValueError(f"stem must be 'imagenet' or 'cifar', got {self.stem!r}")
@@ -252,6 +291,17 @@ class ResNet(nn.Module):
     return layers.Dense(self.num_classes, dtype=dt, name='head')(x)
 
 
+def _as_signal_image(x: jax.Array, net: ResNet) -> jax.Array:
+  """[B, L] or [B, L, C] signals -> [B, L, 1, C] for a 1-D ResNet."""
+  if net.block is not BasicBlock or net.stem != 'cifar':
+    raise ValueError("spatial_dims=1 needs basic blocks and stem='cifar'")
+  if x.ndim == 2:
+    x = x[..., None]
+  if x.ndim != 3:
+    raise ValueError(f'a 1-D ResNet needs [B, L] or [B, L, C], got {x.shape}')
+  return x[:, :, None, :]
+
+
 def resnet_cifar(depth: int, **kwargs: Any) -> ResNet:
   """He et al.'s CIFAR ResNet with `depth` = 6n + 2 layers (Sec. 4.2).
 
@@ -264,7 +314,8 @@ def resnet_cifar(depth: int, **kwargs: Any) -> ResNet:
   Args:
     depth: 6n + 2 (20, 32, 44, 56, 110, ...).
     **kwargs: other ResNet attributes (num_classes defaults to 10, widths to
-      the paper's (16, 32, 64); narrower widths give cheaper twins).
+      the paper's (16, 32, 64); narrower widths give cheaper twins;
+      `spatial_dims=1` gives the same net on 1-D signals, e.g. MNIST-1D).
 
   Returns:
     The ResNet module.

@@ -372,3 +372,68 @@ def test_narrow_cifar_twins_have_the_same_params():
     model = nets.create('resnet8_cifar_tiny', residual=residual, widths=widths)
     n, out = nets_testing.trace(model, (2, 28, 28, 1))
     assert (n, out.shape) == (by_hand, (2, 10))
+
+
+def _embed_in_3x3(params_1d):
+  """2-D params whose 3x3 kernels hold the 1-D k x 1 kernels mid-column."""
+
+  def embed(path, leaf):
+    if path[-1].key != 'kernel' or leaf.ndim != 4 or leaf.shape[:2] != (3, 1):
+      return leaf
+    return jnp.zeros((3, 3, *leaf.shape[2:])).at[:, 1:2].set(leaf)
+
+  return jax.tree_util.tree_map_with_path(embed, params_1d)
+
+
+@pytest.mark.parametrize(
+  'residual', [True, pytest.param(False, marks=pytest.mark.slow)]
+)
+def test_1d_cifar_resnet_is_the_2d_net_on_a_unit_width(residual):
+  # On [B, L, 1, C] with padding 1, only the middle column of a 3x3 kernel
+  # meets data, so the 2-D net (checked against the paper above) with the
+  # 1-D kernels in that column must give the 1-D net's logits.
+  widths = (4, 8, 8)
+  one_d = nets.create(
+    'resnet8_cifar_tiny', spatial_dims=1, widths=widths, residual=residual
+  )
+  two_d = nets.create('resnet8_cifar_tiny', widths=widths, residual=residual)
+  x = nets_testing.normal((3, 40, 1), 5)
+  v1 = one_d.init(jax.random.key(1), x)
+  v2 = {**v1, 'params': _embed_in_3x3(v1['params'])}
+  y1 = jax.jit(one_d.apply)(v1, x)
+  y2 = jax.jit(two_d.apply)(v2, x[:, :, None, :])
+  chex.assert_shape(y1, (3, 10))
+  chex.assert_trees_all_close(y1, y2, atol=1e-5)
+  # [B, L] signals are read as one channel.
+  chex.assert_trees_all_close(jax.jit(one_d.apply)(v1, x[..., 0]), y1)
+
+
+def test_1d_cifar_resnet_params_by_hand():
+  # He et al.'s 6n+2 net with 3 x 1 kernels: conv + BN is 3 c_in c_out + 2 c.
+  conv_bn = lambda c_in, c_out: 3 * c_in * c_out + 2 * c_out
+  widths, n = (8, 16, 32), 3
+  by_hand, c_in = conv_bn(1, 8), 8
+  for w in widths:
+    for _ in range(n):
+      by_hand += conv_bn(c_in, w) + conv_bn(w, w)
+      c_in = w
+  by_hand += 32 * 10 + 10
+  assert by_hand == 23_314
+  for residual in (True, False):
+    model = nets.create(
+      'resnet20_cifar', spatial_dims=1, widths=widths, residual=residual
+    )
+    n_params, out = nets_testing.trace(model, (2, 40, 1))
+    assert (n_params, out.shape) == (by_hand, (2, 10))
+
+
+def test_1d_resnet_rejects_what_it_cannot_build():
+  x = jnp.zeros((2, 40, 1))
+  with pytest.raises(ValueError, match='spatial_dims must be 1 or 2'):
+    nets.create('resnet8_cifar_tiny', spatial_dims=3).init(jax.random.key(0), x)
+  with pytest.raises(ValueError, match="stem='cifar'"):
+    nets.create('resnet18', spatial_dims=1).init(jax.random.key(0), x)
+  with pytest.raises(ValueError, match=r'\[B, L\] or \[B, L, C\]'):
+    nets.create('resnet8_cifar_tiny', spatial_dims=1).init(
+      jax.random.key(0), jnp.zeros((2, 8, 8, 1))
+    )
