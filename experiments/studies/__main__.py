@@ -4,12 +4,16 @@ Usage:
   python -m experiments.studies --list
   python -m experiments.studies NAME [--out_dir DIR] [--quick]
   python -m experiments.studies --all [--out_dir DIR] [--quick]
+  python -m experiments.studies --gallery_only [--out_dir DIR]
 
 Each study writes DIR/NAME.png, DIR/NAME.md and DIR/NAME.json and prints its
 verdict. `--all` also writes the gallery, DIR.md (for `--out_dir docs/studies`:
-docs/studies.md), with every figure, claim, verdict and wall time.
+docs/studies.md), built from the jsons it wrote: every claim, verdict,
+sub-claim and figure, and the total wall time. `--gallery_only` rebuilds
+DIR.md from the jsons already in DIR, running nothing.
 `--quick` (fewer steps, smaller nets, under 30 s each) is what the tests run.
-An unknown study name or a bad flag prints one `error:` line and exits 1.
+An unknown study name, a bad flag, or (for `--gallery_only`) a missing or
+old-format json prints one `error:` line and exits 1.
 """
 
 import collections
@@ -33,6 +37,11 @@ _QUICK = flags.DEFINE_bool(
 )
 _LIST = flags.DEFINE_bool('list', False, 'List the studies and their claims.')
 _ALL = flags.DEFINE_bool('all', False, 'Run every study and write DIR.md.')
+_GALLERY_ONLY = flags.DEFINE_bool(
+  'gallery_only',
+  False,
+  'Rebuild DIR.md from the jsons in DIR without running any study.',
+)
 _COMPILE_CACHE_DIR = flags.DEFINE_string(
   'compile_cache_dir',
   compile_cache.default_directory(),
@@ -56,9 +65,18 @@ def main(argv: Sequence[str]) -> None:
   cli.quiet_library_logs()
   names = list(argv[1:])
   if _LIST.value:
-    if names or _ALL.value:
-      cli.fail('--list takes no study name and no --all')
+    if names or _ALL.value or _GALLERY_ONLY.value:
+      cli.fail('--list takes no study name, no --all and no --gallery_only')
     print(gallery.list_studies())
+    return
+  if _GALLERY_ONLY.value:
+    if names or _ALL.value or _QUICK.value:
+      cli.fail('--gallery_only takes no study name, no --all and no --quick')
+    try:
+      path = gallery.write_gallery(_OUT_DIR.value)
+    except gallery.GalleryError as e:
+      cli.fail(e)
+    print(f'gallery {path}: {len(studies.STUDIES)} studies from their jsons')
     return
   if _ALL.value == bool(names):
     cli.fail(
@@ -78,7 +96,7 @@ def main(argv: Sequence[str]) -> None:
     for name in (studies.STUDIES if _ALL.value else names)
   ]
   if _ALL.value:
-    path = gallery.write_gallery(records, _OUT_DIR.value)
+    path = gallery.write_gallery(_OUT_DIR.value)
     counts = collections.Counter(r['verdict'] for r in records)
     words = ', '.join(f'{n} {word}' for word, n in sorted(counts.items()))
     print(

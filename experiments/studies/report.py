@@ -110,7 +110,7 @@ def subclaim_rows(subclaims: Sequence[verdict_lib.Subclaim]) -> list[list]:
   return [
     [
       s.claim,
-      s.estimate,
+      float(s.estimate),
       f'[{format_cell(float(s.ci_low))}, {format_cell(float(s.ci_high))}]',
       f'{"> " if s.direction == "above" else "< "}'
       f'{format_cell(float(s.threshold))} ({s.threshold_why})',
@@ -132,7 +132,13 @@ SUBCLAIM_COLUMNS = (
 
 
 def format_cell(value: Any) -> str:
-  """A table cell: floats with 4 significant digits, the rest as str."""
+  """A table cell: floats with 4 significant digits, the rest as str.
+
+  numpy and JAX scalars count as the Python number they hold, so a cell
+  reads the same in NAME.md as its value does in NAME.json.
+  """
+  if getattr(value, 'ndim', None) == 0 and hasattr(value, 'item'):
+    value = value.item()
   if isinstance(value, bool):
     return str(value)
   if isinstance(value, float):

@@ -11,11 +11,23 @@ beta in [0.01, 1000], checks the table to the notes' printed digits (the
 notes truncate 0.52498 to 0.524: a value agrees within one unit of the last
 printed digit) and
 measures the distance to the one-hot arg max as beta grows.
+
+The notes contradict themselves on the temperature: "Increase T = decrease
+beta = decrease the peak around the largest value", and, two lines on,
+"Higher T yields more confident (may be over confident) probability
+distribution". The formula, the table and the notes' own use (raising T for
+diversity when sampling) agree with the first; the study tests the first
+reading (a lower T, a higher beta, is peakier) and reports in a note the
+largest probability at T = 0.5, 1 and 2, which contradicts the second.
+
+Every number here is an exact, deterministic computation: the sub-claims'
+intervals are the points themselves (no seeds, no noise).
 """
 
 import numpy as np
 
 from experiments.studies import report
+from experiments.studies import verdict as verdict_lib
 from ops import losses
 
 CLAIM = (
@@ -32,6 +44,59 @@ NOTES_TABLE = {
   5.0: ('0.378', '0.622'),
   100.0: ('4.5e-05', '9.9e-01'),
 }
+# The rule's thresholds, fixed before the run. Agreement: the notes truncate
+# (0.52498 is printed 0.524), so a value agrees within one unit of the last
+# printed digit; the estimate is the worst entry in those units.
+TABLE_UNITS = 1.0
+# "Peakier": the larger probability never falls as beta grows, up to float32
+# round-off (one unit of float32 at 1 is 1.2e-7).
+ROUND_OFF = -1e-7
+# "Converges to the arg max": at beta = 1000 (T = 0.001) the distance to the
+# one-hot vector is below 1e-6 (a difference of 0.1 in the scores, times
+# 1000, puts the smaller probability at e^-100).
+ARGMAX_DISTANCE = 1e-6
+EXACT = 'exact (a deterministic computation: the interval is the point)'
+PROTOCOL = (
+  (
+    'architecture',
+    'none: the function sm_beta (notes, lecture 4)',
+    'ops.losses.softmax_beta, float32',
+    '-',
+  ),
+  (
+    'data',
+    "the notes' scores s = [1, 1.1]",
+    'the same scores',
+    '-',
+  ),
+  (
+    'optimizer and learning-rate selection',
+    'none (no training)',
+    'none',
+    '-',
+  ),
+  (
+    'metric',
+    "probabilities at beta = 1, 2, 5, 100 (the notes' table); the limit "
+    'beta -> infinity',
+    'the table to its printed digits; the larger probability over a grid '
+    'of beta in [0.01, 1000]; the L-infinity distance to the one-hot arg '
+    'max at beta = 1000',
+    'the limit is read at a finite beta',
+  ),
+  (
+    'budget',
+    '-',
+    'a grid of 101 betas (--quick: 26)',
+    '-',
+  ),
+  (
+    'runs/seeds',
+    '-',
+    'one exact computation',
+    'deterministic: no seeds',
+  ),
+)
 
 
 def last_digit_unit(printed: str) -> float:
@@ -50,24 +115,68 @@ def run(quick: bool = False) -> report.Result:
 
   # The notes truncate (0.52498 is printed 0.524): a value agrees if it is
   # within one unit of the last printed digit.
-  rows, agree = [], True
+  rows, worst = [], 0.0
   for beta, printed in NOTES_TABLE.items():
     ours = np.asarray(losses.softmax_beta(SCORES, beta))
     values = np.asarray([float(p) for p in printed])
     units = np.asarray([last_digit_unit(p) for p in printed])
-    ok = bool(np.all(np.abs(ours - values) <= units))
-    agree &= ok
+    off = float(np.max(np.abs(ours - values) / units))
+    worst = max(worst, off)
     rows.append(
       (
         beta,
         f'[{printed[0]} {printed[1]}]',
         f'[{ours[0]:.4g} {ours[1]:.5g}]',
-        'yes' if ok else 'NO',
+        off,
+        'yes' if off < TABLE_UNITS else 'NO',
       )
     )
-  monotone = bool(np.all(np.diff(probs[:, 1]) >= -1e-7))
+  smallest_step = float(np.min(np.diff(probs[:, 1])))
   at_1000 = float(distance[-1])
-  holds = agree and monotone and at_1000 < 1e-6
+  peaks = {
+    t: float(np.max(np.asarray(losses.softmax_beta(SCORES, 1 / t))))
+    for t in (0.5, 1.0, 2.0)
+  }
+  subclaims = [
+    verdict_lib.Subclaim(
+      claim="sm_beta([1, 1.1]) gives the notes' table (beta = 1, 2, 5, 100).",
+      estimate=worst,
+      ci_low=worst,
+      ci_high=worst,
+      threshold=TABLE_UNITS,
+      direction='below',
+      seeds=1,
+      interval=EXACT,
+      threshold_why='the notes print truncated digits: within one unit of '
+      'the last printed digit (estimate: the worst entry, in those units)',
+    ),
+    verdict_lib.Subclaim(
+      claim='Raising beta (lowering T) never lowers the largest probability.',
+      estimate=smallest_step,
+      ci_low=smallest_step,
+      ci_high=smallest_step,
+      threshold=ROUND_OFF,
+      direction='above',
+      seeds=1,
+      interval=EXACT,
+      threshold_why='"increase T = decrease the peak": the smallest step of '
+      'the larger probability between neighbouring betas is >= 0 up to '
+      'float32 round-off (-1e-7)',
+    ),
+    verdict_lib.Subclaim(
+      claim='As beta -> infinity the softmax converges to the one-hot arg '
+      'max (read at beta = 1000).',
+      estimate=at_1000,
+      ci_low=at_1000,
+      ci_high=at_1000,
+      threshold=ARGMAX_DISTANCE,
+      direction='below',
+      seeds=1,
+      interval=EXACT,
+      threshold_why='"converges to arg max": L-infinity distance below '
+      '1e-6 at beta = 1000',
+    ),
+  ]
 
   fig, ax = report.new_figure()
   ax.semilogx(betas, probs[:, 1], label='sm_beta(s)_2 (s_2 = 1.1, the max)')
@@ -94,25 +203,41 @@ def run(quick: bool = False) -> report.Result:
   ax.set_title('sm_beta([1, 1.1]) sharpens to the arg max as beta grows')
   ax.legend(loc='upper left')
 
-  verdict = (
-    f"Our values {'agree' if agree else 'DISAGREE'} with the notes' table "
-    'to its printed digits; '
-    f'the larger probability rises monotonically with beta, and at '
-    f'beta = 1000 the distance to the one-hot arg max is {at_1000:.1e}.'
+  summary = (
+    f"The worst table entry is {worst:.3f} units of the notes' last printed "
+    f'digit from ours; the larger probability never falls as beta grows '
+    f'(smallest step {smallest_step:.1e}); at beta = 1000 the distance to '
+    f'the one-hot arg max is {at_1000:.1e}.'
   )
   return report.Result(
     figure=fig,
-    columns=('beta', 'notes', 'ops.losses.softmax_beta', 'agree'),
+    columns=(
+      'beta',
+      'notes',
+      'ops.losses.softmax_beta',
+      'worst difference (units of the last printed digit)',
+      'agree',
+    ),
     rows=rows,
-    holds=holds,
-    verdict=verdict,
+    subclaims=subclaims,
+    summary=summary,
+    protocol=PROTOCOL,
     values={
-      'table_agrees': agree,
-      'monotone': monotone,
+      'table_worst_units': worst,
+      'smallest_step': smallest_step,
       'distance_to_argmax_at_beta_1000': at_1000,
+      'largest_probability_by_temperature': {
+        str(t): p for t, p in peaks.items()
+      },
     },
     notes=(
       'Scores s = [1, 1.1]. "agree": within one unit of the last digit the '
       'notes print (they truncate: 0.52498 is printed 0.524).',
+      'Which reading of the temperature: the largest probability is '
+      + ', '.join(f'{p:.4f} at T = {t:g}' for t, p in peaks.items())
+      + ': a higher T is LESS confident, as "increase T = decrease the '
+      'peak" says; the notes\' next line, "Higher T yields more confident '
+      '(may be over confident) probability distribution", has it backwards '
+      '(it holds for a lower T). The study tests the first reading.',
     ),
   )

@@ -12,6 +12,7 @@ import struct
 import subprocess
 import sys
 
+from experiments.studies import gallery
 from experiments.studies import report
 
 _ROOT = os.path.dirname(
@@ -48,12 +49,29 @@ def png_size(path: str) -> tuple[int, int]:
   return struct.unpack('>II', head[16:24])
 
 
-def parse_markdown_table(text: str) -> list[list[str]]:
-  """The first markdown table in `text`: header then rows, as cells."""
-  lines = [line for line in text.splitlines() if line.startswith('|')]
+def parse_markdown_tables(text: str) -> list[list[list[str]]]:
+  """Every markdown table in `text`, in order: each header then rows.
+
+  A table is a run of consecutive lines starting with '|' whose second line
+  is the rule ('|---|...'); cells split at unescaped pipes, and a
+  backslash-escaped pipe is part of its cell.
+  """
+  tables, block = [], []
+  for line in [*text.splitlines(), '']:
+    if line.startswith('|'):
+      block.append(line)
+      continue
+    if block:
+      tables.append(_parse_block(block))
+      block = []
+  if not tables:
+    raise ValueError('no markdown table (header, rule, rows) found')
+  return tables
+
+
+def _parse_block(lines: list[str]) -> list[list[str]]:
   if len(lines) < 3 or not set(lines[1]) <= set('|-: '):
     raise ValueError('no markdown table (header, rule, rows) found')
-  # Cells split at unescaped pipes; a backslash-escaped pipe is part of a cell.
   table = [
     [
       cell.strip().replace('\\|', '|')
@@ -67,24 +85,66 @@ def parse_markdown_table(text: str) -> list[list[str]]:
   return table
 
 
-def run_quick(name: str, out_dir: str) -> dict:
-  """Runs study `name` with --quick; checks its files; returns NAME.json.
+def parse_markdown_table(text: str) -> list[list[str]]:
+  """The first markdown table in `text`: header then rows, as cells."""
+  return parse_markdown_tables(text)[0]
 
-  Checks: exit status 0, the PNG is a valid image of `report.FIGURE_PX`, the
-  .md holds the claim, a verdict and a table whose width matches the json's
-  columns, the json's rows match the table.
+
+def check_files(out_dir: str, name: str) -> dict:
+  """Checks NAME.{png,md,json} in `out_dir` against each other; the json.
+
+  The json is in the three-way format and its verdicts follow from its
+  intervals by the rule (`gallery.check_record`); the PNG is a valid image
+  of `report.FIGURE_PX`; the .md states the claim and the verdict, its first
+  table is the sub-claims table of the json's `subclaims` (text, estimate,
+  interval, verdict), its second the results table of `columns` / `rows`,
+  its third the protocol table, starting with the six aspects.
   """
-  result = run_cli(name, '--quick', '--out_dir', str(out_dir))
-  assert result.returncode == 0, result.stdout + result.stderr
   png = os.path.join(out_dir, f'{name}.png')
   assert png_size(png) == report.FIGURE_PX
   with open(os.path.join(out_dir, f'{name}.json')) as f:
     record = json.load(f)
+  gallery.check_record(record, f'{name}.json')
+  assert record['name'] == name
   with open(os.path.join(out_dir, f'{name}.md')) as f:
     md = f.read()
-  assert '**Claim**' in md and '**Verdict: the claim' in md
-  table = parse_markdown_table(md)
-  assert table[0] == record['columns']
-  assert len(table) - 1 == len(record['rows']) > 0
-  assert record['quick'] is True and record['name'] == name
+  assert f'**Claim** ({record["source"]}): {record["claim"]}' in md
+  assert f'**Verdict: {record["verdict"]}.**' in md
+  subclaims, results, protocol = parse_markdown_tables(md)[:3]
+  assert subclaims[0] == list(report.SUBCLAIM_COLUMNS)
+  assert len(subclaims) - 1 == len(record['subclaims'])
+  for row, sub in zip(subclaims[1:], record['subclaims'], strict=True):
+    assert row[0] == sub['claim']
+    assert row[1] == report.format_cell(float(sub['estimate']))
+    assert row[2] == (
+      f'[{report.format_cell(float(sub["ci_low"]))}, '
+      f'{report.format_cell(float(sub["ci_high"]))}]'
+    )
+    assert row[5] == f'**{sub["verdict"]}**'
+  assert results[0] == record['columns']
+  assert len(results) - 1 == len(record['rows']) > 0
+  for row, want in zip(results[1:], record['rows'], strict=True):
+    assert row == [_cell(v) for v in want], (row, want)
+  assert protocol[0] == list(report.PROTOCOL_COLUMNS)
+  aspects = [row[0] for row in protocol[1 : 1 + len(report.PROTOCOL_ASPECTS)]]
+  assert aspects == list(report.PROTOCOL_ASPECTS)
+  assert protocol[1:] == record['protocol']
+  return record
+
+
+def _cell(value) -> str:
+  """A json cell as the .md prints it (`report.format_cell`)."""
+  return report.format_cell(value).replace('\\|', '|')
+
+
+def run_quick(name: str, out_dir: str) -> dict:
+  """Runs study `name` with --quick; checks its files; returns NAME.json.
+
+  Checks: exit status 0, then `check_files` (figure, .md tables against the
+  json, verdicts by the rule), and that the json says --quick.
+  """
+  result = run_cli(name, '--quick', '--out_dir', str(out_dir))
+  assert result.returncode == 0, result.stdout + result.stderr
+  record = check_files(str(out_dir), name)
+  assert record['quick'] is True
   return record

@@ -24,18 +24,80 @@ def test_unknown_study_is_a_value_error_naming_the_studies():
     studies.get('softmax')
 
 
-def test_gallery_links_each_figure_and_states_each_verdict(tmp_path):
+def _second_record(out_dir):
+  """A copy of softmax_temperature.json posing as `gradients`, not holding."""
+  with open(out_dir / 'softmax_temperature.json') as f:
+    record = json.load(f)
+  sub = dict(record['subclaims'][0])
+  sub.update(
+    claim='A sub-claim | that fails.',
+    estimate=-1.0,
+    ci_low=-2.0,
+    ci_high=-0.5,
+    threshold=0.0,
+    direction='above',
+    verdict='does not hold',
+  )
+  record.update(
+    name='gradients',
+    verdict='does not hold',
+    subclaims=[record['subclaims'][0], sub],
+    wall_time_s=120.0,
+    machine='Another CPU, 4 cores',
+  )
+  with open(out_dir / 'gradients.json', 'w') as f:
+    json.dump(record, f)
+  return record
+
+
+def test_gallery_is_built_from_the_jsons(tmp_path):
   out_dir = tmp_path / 'studies'
   record = studies.run_study('softmax_temperature', str(out_dir), quick=True)
-  failed = dict(record, name='softmax_temperature', holds=False)
-  path = gallery.write_gallery([record, failed], str(out_dir))
+  assert record['verdict'] == 'holds' and record['summary']
+  _second_record(out_dir)
+  names = ['softmax_temperature', 'gradients']
+  path = gallery.write_gallery(str(out_dir), names)
   assert path == str(tmp_path / 'studies.md')
   text = (tmp_path / 'studies.md').read_text()
   assert '![softmax_temperature](studies/softmax_temperature.png)' in text
   assert os.path.exists(out_dir / 'softmax_temperature.png')
-  rows = studies_testing.parse_markdown_table(text)
-  assert rows[0] == ['study', 'claim', 'verdict', 'wall time']
-  assert [row[2] for row in rows[1:]] == ['holds', '**does not hold**']
+  tables = studies_testing.parse_markdown_tables(text)
+  index = tables[0]
+  assert index[0] == list(gallery.INDEX_COLUMNS)
+  assert [row[2] for row in index[1:]] == ['holds', '**does not hold**']
+  assert index[2][3] == '1 holds, 1 does not hold'
+  # Each study's sub-claims, with their verdicts.
+  assert tables[2][0] == list(gallery.GALLERY_SUBCLAIM_COLUMNS)
+  assert tables[2][2][0] == 'A sub-claim | that fails.'
+  assert tables[2][2][4] == '**does not hold**'
+  # The total wall time, split by machine when the jsons name two.
+  assert 'All 2 studies (1 holds, 1 does not hold):' in text
+  assert 'min on Another CPU, 4 cores (gradients)' in text
+  assert gallery.render(gallery.load_records(str(out_dir), names), str(out_dir))
+
+
+def test_gallery_refuses_old_missing_or_inconsistent_jsons(tmp_path):
+  out_dir = tmp_path / 'studies'
+  out_dir.mkdir()
+  with pytest.raises(gallery.GalleryError, match='does not exist'):
+    gallery.write_gallery(str(out_dir), ['gradients'])
+  (out_dir / 'gradients.json').write_text(
+    json.dumps({'name': 'gradients', 'holds': True})
+  )
+  with pytest.raises(gallery.GalleryError, match='old format'):
+    gallery.write_gallery(str(out_dir), ['gradients'])
+  studies.run_study('softmax_temperature', str(out_dir), quick=True)
+  record = _second_record(out_dir)
+  record['subclaims'][1]['verdict'] = 'holds'  # Its interval says otherwise.
+  (out_dir / 'gradients.json').write_text(json.dumps(record))
+  with pytest.raises(gallery.GalleryError, match='interval and threshold say'):
+    gallery.write_gallery(str(out_dir), ['gradients'])
+  record['subclaims'][1]['verdict'] = 'does not hold'
+  record['verdict'] = 'inconclusive'  # Its sub-claims combine otherwise.
+  (out_dir / 'gradients.json').write_text(json.dumps(record))
+  with pytest.raises(gallery.GalleryError, match='combine to'):
+    gallery.write_gallery(str(out_dir), ['gradients'])
+  assert not (tmp_path / 'studies.md').exists()  # Nothing written.
 
 
 def test_markdown_table_parser_rejects_ragged_rows():
@@ -63,6 +125,9 @@ def test_list_names_every_study_with_its_claim():
     (('--list', 'depth'), '--list takes no study name'),
     (('depth', 'gradients'), 'unexpected arguments: gradients'),
     (('--quick=maybe', 'depth'), '--quick'),
+    (('--gallery_only', 'depth'), '--gallery_only takes no study name'),
+    (('--gallery_only', '--quick'), '--gallery_only takes no study name'),
+    (('--gallery_only',), '.json does not exist'),
   ],
 )
 def test_bad_command_lines_end_in_one_error_line(tmp_path, args, message):
@@ -72,26 +137,6 @@ def test_bad_command_lines_end_in_one_error_line(tmp_path, args, message):
   assert len(lines) == 1 and lines[0].startswith('error: '), result.stderr
   assert message in lines[0]
   assert not os.listdir(tmp_path)  # Nothing written.
-
-
-def test_committed_gallery_shows_every_study_with_a_valid_figure():
-  """docs/studies.md (python -m experiments.studies --all) is complete."""
-  root = os.path.dirname(
-    os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
-  )
-  docs = os.path.join(root, 'docs')
-  with open(os.path.join(docs, 'studies.md')) as f:
-    rows = studies_testing.parse_markdown_table(f.read())
-  names = [row[0].partition(']')[0].lstrip('[') for row in rows[1:]]
-  assert names == list(studies.STUDIES)
-  for name in names:
-    png = os.path.join(docs, 'studies', f'{name}.png')
-    assert studies_testing.png_size(png) == report.FIGURE_PX
-    with open(os.path.join(docs, 'studies', f'{name}.md')) as f:
-      table = studies_testing.parse_markdown_table(f.read())
-    with open(os.path.join(docs, 'studies', f'{name}.json')) as f:
-      record = json.load(f)
-    assert table[0] == record['columns'] and record['quick'] is False
 
 
 def test_markdown_table_escapes_pipes_both_ways():
