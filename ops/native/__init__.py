@@ -87,23 +87,34 @@ def backend_status() -> str:
   why = unavailable_reason()
   if why:
     return f'convolution backend: XLA ({why})'
+  bf16 = (
+    ''
+    if supports(jnp.bfloat16)
+    else ('; bfloat16 on XLA: this CPU has no oneDNN bfloat16 convolution')
+  )
   return (
     f'convolution backend: oneDNN {loader.onednn_version()} '
     f'(native XLA FFI call, {loader.default_threads()} OpenMP threads per '
-    'device, shared between devices)'
+    f'device, shared between devices{bf16})'
   )
 
 
 def supports(dtype) -> bool:
-  """Whether oneDNN takes this dtype (float32 and bfloat16)."""
-  return jnp.dtype(dtype) in tuple(jnp.dtype(d) for d in DTYPES)
+  """Whether oneDNN takes this dtype here (float32; bfloat16 on AVX-512)."""
+  dtype = jnp.dtype(dtype)
+  if dtype not in tuple(jnp.dtype(d) for d in DTYPES):
+    return False
+  return loader.builds(dtype.name)
 
 
 def check(dtype) -> None:
   """Raises ValueError unless impl='onednn' can run here on `dtype`."""
   why = unavailable_reason()
-  if not why and not supports(dtype):
-    why = f'dtype {jnp.dtype(dtype).name} (float32 and bfloat16 only)'
+  name = jnp.dtype(dtype).name
+  if not why and jnp.dtype(dtype) not in tuple(jnp.dtype(d) for d in DTYPES):
+    why = f'dtype {name} (float32 and bfloat16 only)'
+  elif not why and not supports(dtype):
+    why = f'oneDNN has no {name} convolution for this CPU (AVX-512 needed)'
   if why:
     raise ValueError(f"impl='onednn' cannot run: {why}")
 

@@ -69,6 +69,23 @@ def load() -> tuple[ctypes.CDLL | None, str]:
   return lib, ''
 
 
+def builds(dtype_name: str) -> bool:
+  """Whether oneDNN has a convolution for 'float32'/'bfloat16' on this CPU.
+
+  oneDNN 3.2's bfloat16 convolutions need AVX-512 (avx512_core or newer):
+  on an AVX2-only CPU it cannot create one, so the library is asked once
+  (it builds the three passes of a small convolution) before impl='auto'
+  takes oneDNN for a dtype.
+  """
+  return load()[0] is not None and _probe(dtype_name)
+
+
+@functools.cache
+def _probe(dtype_name: str) -> bool:
+  code = {'float32': 0, 'bfloat16': 1}.get(dtype_name)
+  return code is not None and bool(load()[0].OnednnConvSupports(code))
+
+
 def onednn_version() -> str:
   """oneDNN's version as 'major.minor.patch' (the library must load)."""
   lib, why = load()

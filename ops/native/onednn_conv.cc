@@ -315,6 +315,21 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(OnednnConvBackwardData, BackwardData,
 XLA_FFI_DEFINE_HANDLER_SYMBOL(OnednnConvBackwardWeights, BackwardWeights,
                               BIND_TWO_IN_ONE_OUT);
 
+// 1 if oneDNN builds all three passes of a small 3x3 convolution in `dtype`
+// (0: float32, 1: bfloat16) on this CPU, else 0. oneDNN 3.2 has no bfloat16
+// convolution without AVX-512 (an AVX2-only CPU: "could not create a
+// primitive descriptor"), so impl='auto' asks before it picks oneDNN.
+extern "C" EXPORT int OnednnConvSupports(int dtype) {
+  const dt type = dtype == 1 ? dt::bf16 : dt::f32;
+  const Geometry g{2, 8, 8, 16, 3, 3, 16, 8, 8, 1, 1, 1, 1, 1, 1, 1, 1, 1};
+  try {
+    for (Pass p : {kForward, kBackwardData, kBackwardWeights}) Build(p, g, type);
+  } catch (const dnnl::error&) {
+    return 0;
+  }
+  return 1;
+}
+
 // The oneDNN version the library runs with, for the backend status line.
 extern "C" EXPORT const char* OnednnConvVersion() {
   static std::string text = [] {

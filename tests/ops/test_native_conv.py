@@ -101,6 +101,8 @@ CASES = [(c, jnp.float32) for c in GRID] + [
   ('case', 'dtype'), CASES, ids=lambda c: getattr(c, '__name__', str(c))
 )
 def test_forward_and_gradients_match_lax(onednn, case, dtype):
+  if not native.supports(dtype):
+    pytest.skip(native.backend_status())
   n, h, w, c, k, o, strides, padding, dilation, groups = case
   x, ker = _inputs(n, h, w, c, k, o, groups, dtype)
   ct = jnp.asarray(
@@ -281,15 +283,44 @@ def test_model_forward_equal_between_backends(onednn, name):
   _close(outs['onednn'], outs['xla'], jnp.float32)
 
 
+def _has_avx512_core() -> bool:
+  """oneDNN's bfloat16 convolutions need avx512_core (F, BW, VL, DQ)."""
+  with open('/proc/cpuinfo') as f:
+    flags = set(next(ln for ln in f if ln.startswith('flags')).split())
+  return {'avx512f', 'avx512bw', 'avx512vl', 'avx512dq'} <= flags
+
+
 def test_auto_takes_onednn_for_float32_and_bfloat16_only(onednn):
   bf16, f32 = jnp.bfloat16, jnp.float32
   small = ((8, 4, 4, 512), (3, 3, 512, 512), (1, 1))
   big = ((8, 32, 32, 64), (3, 3, 64, 64), (1, 1))
-  assert native.chosen(*small[:2], bf16, small[2], 1)
+  # bfloat16 only where this CPU has oneDNN bfloat16 kernels (AVX-512).
+  assert native.supports(bf16) == _has_avx512_core()
+  assert native.chosen(*small[:2], bf16, small[2], 1) == _has_avx512_core()
   assert native.chosen(*small[:2], f32, small[2], 1)
   assert not native.chosen(*small[:2], jnp.float16, small[2], 1)
-  assert native.chosen(*big[:2], bf16, big[2], 1)
+  assert native.chosen(*big[:2], bf16, big[2], 1) == _has_avx512_core()
   with native.auto_impl('onednn'):
-    assert native.chosen(*small[:2], bf16, small[2], 1)
+    assert native.chosen(*small[:2], f32, small[2], 1)
   with native.auto_impl('xla'):
     assert not native.chosen(*big[:2], f32, big[2], 1)
+
+
+def test_bfloat16_train_step_runs_with_auto(onednn):
+  # On an AVX2-only CPU oneDNN cannot build a bfloat16 convolution: auto
+  # must then keep XLA (the step used to fail at run time), and where it
+  # can, the result still matches XLA's.
+  x, ker = _inputs(2, 6, 6, 4, 3, 4, 1, jnp.bfloat16)
+
+  def grads(impl):
+    def f(x, ker):
+      y = convolution.conv2d(x, ker, strides=1, impl=impl)
+      return jnp.sum(y.astype(jnp.float32) ** 2)
+
+    return jax.jit(jax.grad(f, (0, 1)))(x, ker)
+
+  for a, b in zip(grads('auto'), grads('xla'), strict=True):
+    _close(a, b, jnp.bfloat16)
+  if not native.supports(jnp.bfloat16):
+    with pytest.raises(ValueError, match='no bfloat16 convolution'):
+      convolution.conv2d(x, ker, impl='onednn')
