@@ -69,6 +69,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.grad_clip_norm = 0.0  # 0 = off.
   config.grad_accum_steps = 1  # Micro-batches per update.
   config.ema_decay = 0.0  # 0 = no moving average of the weights.
+  # 'START,END': a jax.profiler trace of train steps START..END (included)
+  # in <workdir>/profile (train_lib/profiling.py); '' = off.
+  config.profile_steps = ''
 
   config.lr = 0.1  # Peak learning rate.
   config.schedule = 'cosine'  # constant, step, exponential, cosine.
