@@ -19,6 +19,8 @@ needs the same guard.
 import pathlib
 import types
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -101,3 +103,78 @@ def max_rel_error(ours, theirs) -> float:
   """``max |ours - theirs| / max |theirs|``, the README table's number."""
   ours, theirs = np.asarray(ours, np.float64), np.asarray(theirs, np.float64)
   return float(np.max(np.abs(ours - theirs)) / np.max(np.abs(theirs)))
+
+
+def state_dict(model) -> dict[str, np.ndarray]:
+  """A torch module's state_dict as numpy arrays."""
+  return {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}
+
+
+def _probe_names(zoo_model, variables) -> dict[str, tuple[str, ...]]:
+  """{torch module name: flax module path} of every conv and dense layer."""
+  from nets import weights_layouts
+
+  layout = weights_layouts.layout_of(zoo_model)
+  flat = jax.tree_util.tree_flatten_with_path(variables['params'])[0]
+  names = {}
+  for path, _ in flat:
+    keys = tuple(p.key for p in path)
+    if keys[-1] == 'kernel':
+      names[layout.rename(keys[:-1])] = keys[:-1]
+  return names
+
+
+def _recorder(seen: dict, name: str):
+  def hook(module, inputs, output):  # returns None: output unchanged
+    del module, inputs
+    seen.setdefault(name, to_numpy(output))
+
+  return hook
+
+
+def compare(zoo_model, variables, torch_model, x_nchw, *, tol=1e-4):
+  """Max relative errors of the logits and of every conv/dense output.
+
+  Runs both nets in inference mode (``train=False``, ``eval()``) on the same
+  input, NCHW for PyTorch and NHWC for the zoo, records each conv and dense
+  layer's output in PyTorch's execution order, and fails naming the first
+  layer whose output differs by more than ``tol`` (relative to the largest
+  magnitude of PyTorch's output), so a failure names the stage.
+
+  Returns:
+    {'logits': error, 'layers': the largest layer error}.
+  """
+  torch_mod = torch()
+  probes = _probe_names(zoo_model, variables)
+  seen, hooks = {}, []
+  for name, module in torch_model.named_modules():
+    if name in probes:
+      hooks.append(module.register_forward_hook(_recorder(seen, name)))
+  with torch_mod.no_grad():
+    ref = to_numpy(torch_model.eval()(torch_mod.from_numpy(x_nchw)))
+  for hook in hooks:
+    hook.remove()
+  logits, state = zoo_model.apply(
+    variables,
+    jnp.asarray(nchw_to_nhwc(x_nchw)),
+    train=False,
+    capture_intermediates=True,
+    mutable=['intermediates'],
+  )
+  captured = state['intermediates']
+  worst = 0.0
+  for name, theirs in seen.items():  # PyTorch's execution order
+    node = captured
+    for key in probes[name]:
+      node = node[key]
+    ours = np.asarray(node['__call__'][0])
+    theirs = nchw_to_nhwc(theirs).reshape(ours.shape)
+    err = max_rel_error(ours, theirs)
+    assert err < tol, (
+      f'first differing layer: {name} (zoo {"/".join(probes[name])}), '
+      f'max relative error {err:.2e}'
+    )
+    worst = max(worst, err)
+  err = max_rel_error(logits, ref)
+  assert err < tol, f'logits differ: max relative error {err:.2e}'
+  return {'logits': err, 'layers': worst}
