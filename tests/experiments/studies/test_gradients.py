@@ -77,7 +77,7 @@ def test_measure_one_size():
 def _rows(numerical_power, extra_evaluation=0):
   """Made-up measurements: numerical time ~ p^power, backprop ~ p."""
   rows = []
-  for p in (100, 200, 400, 800):
+  for p in (100, 200, 400, 800, 1600, 3200):
     rows.append(
       {
         'hidden': p // 10,
@@ -95,16 +95,47 @@ def _rows(numerical_power, extra_evaluation=0):
   return rows
 
 
+def test_slope_interval_by_hand():
+  # log x = 1, 2, 3 and log y = 1, 3, 2: slope 0.5, residuals -0.5, 1,
+  # -0.5, s^2 = 1.5 / 1, Sxx = 2, standard error sqrt(0.75); t_{0.975,1}
+  # = 12.7062.
+  x, y = np.exp([1.0, 2.0, 3.0]), np.exp([1.0, 3.0, 2.0])
+  slope, low, high = gradients.slope_interval(x, y)
+  half = 12.7062 * np.sqrt(0.75)
+  assert slope == pytest.approx(0.5)
+  assert (low, high) == pytest.approx((0.5 - half, 0.5 + half), rel=1e-4)
+  # An exact power law: the interval is the point.
+  p = np.array([10.0, 100.0, 1000.0])
+  assert gradients.slope_interval(p, p**2) == pytest.approx((2.0, 2.0, 2.0))
+
+
 @pytest.mark.parametrize(
-  ('power', 'extra', 'holds'),
-  [(2.0, 0, True), (1.0, 0, False), (2.0, 1, False)],
+  ('power', 'extra', 'verdicts'),
+  [
+    (2.0, 0, ['holds'] * 6),
+    (1.0, 0, ['holds', 'holds', 'does not hold', 'holds', 'holds', 'holds']),
+    (2.0, 1, ['does not hold'] + ['holds'] * 5),
+  ],
 )
-def test_verdict_follows_the_measurements(power, extra, holds):
+def test_verdict_follows_the_measurements(power, extra, verdicts):
   result = gradients.summarize(_rows(power, extra), quick=False)
   plt.close(result.figure)
-  assert result.holds is holds
+  assert [s.verdict for s in result.subclaims] == verdicts
+  assert result.verdict == (
+    'holds' if extra == 0 and power == 2 else 'does not hold'
+  )
   assert result.values['slope_numerical_s'] == pytest.approx(power)
   assert result.values['counts_exact'] is (extra == 0)
+
+
+def test_noisy_timings_make_the_slope_inconclusive():
+  rows = _rows(1.5)
+  for r, noise in zip(rows, (1.0, 1.0, 1.0, 1.0, 3.0, 0.6), strict=True):
+    r['numerical_s'] *= noise
+  result = gradients.summarize(rows, quick=False)
+  plt.close(result.figure)
+  assert result.subclaims[2].verdict == 'inconclusive'
+  assert result.verdict == 'inconclusive'
 
 
 @pytest.mark.slow
@@ -117,3 +148,7 @@ def test_quick_cli_counts_exactly_2_theta_evaluations(tmp_path):
   assert values['slope_evaluations'] == pytest.approx(1.0, abs=1e-9)
   assert values['max_abs_diff_numerical'] <= gradients.NUMERICAL_TOL
   assert values['max_abs_diff_hand'] <= gradients.HAND_TOL
+  verdicts = [s['verdict'] for s in record['subclaims']]
+  # Counts, backprop's single call and both agreements are exact at any
+  # size; the slopes on the small --quick nets are not asserted.
+  assert [verdicts[i] for i in (0, 1, 4, 5)] == ['holds'] * 4
