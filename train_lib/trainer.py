@@ -11,7 +11,8 @@ Outputs in the workdir: `config.json` (the resolved config),
 `config_history.jsonl` (accepted changes on relaunch) and `launches.jsonl`
 (each launch's command; train_lib/workdir.py), `metrics.jsonl` and its
 TensorBoard copy `tensorboard/` (train_lib/metrics.py), `checkpoints/`
-(train_lib/checkpoint.py), and `lock` while a launch runs.
+(train_lib/checkpoint.py), `profile/` with `config.profile_steps`
+(train_lib/profiling.py), and `lock` while a launch runs.
 
 Failure policy: nothing good is ever destroyed. A checkpoint of another
 model is refused before anything is written; a NaN/inf loss stops the run
@@ -41,6 +42,7 @@ from train_lib import data as data_lib
 from train_lib import evaluate as evaluate_lib
 from train_lib import metrics as metrics_lib
 from train_lib import optim
+from train_lib import profiling
 from train_lib import sharding as sharding_lib
 from train_lib import state as state_lib
 from train_lib import step as step_lib
@@ -178,6 +180,7 @@ def train_and_evaluate(
     dataset = data_lib.get_dataset(config.data, seed=config.seed)
     model = create_model(config, dataset.num_classes)
     tx, schedule = optim.create_optimizer(config)
+    profile_steps = profiling.parse_steps(config.profile_steps)
   except ValueError as e:
     raise ConfigError(str(e)) from e
   init_key, data_key, loop_key = jax.random.split(
@@ -218,7 +221,12 @@ def train_and_evaluate(
     if start >= total:
       _print(f'{workdir} is already trained to step {start}; done')
       return state
-    train_fn = step_lib.make_train_step(model, tx, schedule, config, mesh)
+    train_fn = profiling.trace_steps(
+      step_lib.make_train_step(model, tx, schedule, config, mesh),
+      profile_steps,
+      workdir,
+      first_step=start + 1,
+    )
     eval_fns = {'': evaluate_lib.make_eval_step(model, mesh)}
     if config.ema_decay > 0:
       eval_fns['ema_'] = evaluate_lib.make_eval_step(model, mesh, use_ema=True)

@@ -48,6 +48,7 @@ REPORTING_KEYS = frozenset(
     'eval_every_steps',
     'checkpoint_every_steps',
     'keep_checkpoints',
+    'profile_steps',
     'eval_batch_size',
     'data.data_dir',
   }
