@@ -64,6 +64,16 @@ class BatchNorm(nn.Module):
       branch, Goyal et al. 2017).
     bias_init: beta initializer.
     dtype: computation dtype of the output (statistics stay float32).
+    group_size: None (the default): statistics over the whole batch. An
+      integer g: "per-device" BatchNorm (Wu & He 2018, Sec. 2 and Fig. 1:
+      BN's statistics are computed per GPU, over the examples one device
+      holds): in training the batch is cut into consecutive groups of g
+      examples (B must be a multiple of g) and each group is normalised
+      with its own mean and variance, as if each group sat on its own
+      device. The running averages are updated from the mean over groups of
+      the group means and of the group variances: the average of what each
+      device would accumulate, so evaluation sees the statistics of g
+      examples, as per-device BN's does. ``train=False`` is unchanged.
   """
 
   momentum: float = 0.9
@@ -73,6 +83,7 @@ class BatchNorm(nn.Module):
   scale_init: layers.Initializer = initializers.ones
   bias_init: layers.Initializer = initializers.zeros
   dtype: layers.Dtype | None = None
+  group_size: int | None = None
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
@@ -87,6 +98,8 @@ class BatchNorm(nn.Module):
       'batch_stats', 'var', jnp.ones, (features,), jnp.float32
     )
     scale, bias = _scale_bias(self, features)
+    if train and self.group_size is not None:
+      return self._grouped(x, scale, bias, running_mean, running_var)
     if train:
       mean, var = normalization.batch_norm_stats(x, axes)
       if self.is_mutable_collection('batch_stats') and (
@@ -104,6 +117,35 @@ class BatchNorm(nn.Module):
     return normalization.batch_norm(
       x, mean=mean, var=var, scale=scale, bias=bias, eps=self.epsilon
     )
+
+  def _grouped(self, x, scale, bias, running_mean, running_var) -> jax.Array:
+    """Training with statistics per group of ``group_size`` examples."""
+    g, batch = self.group_size, x.shape[0]
+    if g < 1 or batch % g:
+      raise ValueError(
+        f'BatchNorm group_size {g} must be >= 1 and divide the batch {batch}'
+      )
+    xg = x.reshape(batch // g, g, *x.shape[1:])  # [B/g, g, ..., C]
+    # Per group and channel: reduce the g examples and the spatial axes.
+    mean, var = normalization.batch_norm_stats(xg, tuple(range(1, xg.ndim - 1)))
+    if self.is_mutable_collection('batch_stats') and not self.is_initializing():
+      running_mean.value = normalization.update_running(
+        running_mean.value, mean.mean(0), self.momentum
+      )
+      running_var.value = normalization.update_running(
+        running_var.value, var.mean(0), self.momentum
+      )
+    stats_shape = (batch // g,) + (1,) * (xg.ndim - 2) + (x.shape[-1],)
+    xg = xg.astype(layers.compute_dtype(x, self.dtype))
+    y = normalization.batch_norm(
+      xg,
+      mean=mean.reshape(stats_shape),
+      var=var.reshape(stats_shape),
+      scale=scale,
+      bias=bias,
+      eps=self.epsilon,
+    )
+    return y.reshape(x.shape)
 
 
 class GroupNorm(nn.Module):
@@ -191,12 +233,20 @@ def by_name(name: str, dtype: layers.Dtype | None = None) -> ModuleDef:
   """The norm constructor registered as ``name``, computing in ``dtype``.
 
   Args:
-    name: a key of :data:`NORMS` ('batch' or 'group').
+    name: a key of :data:`NORMS` ('batch' or 'group'), or 'batch:G' for
+      BatchNorm with statistics per group of G examples (``group_size``).
     dtype: computation dtype passed to every norm it builds.
 
   Returns:
     A constructor: ``by_name('batch')(name='norm1')`` is a BatchNorm.
   """
+  base, _, group_size = name.partition(':')
+  if base == 'batch' and group_size:
+    if not group_size.isdigit() or int(group_size) < 1:
+      raise ValueError(f"norm 'batch:G' needs an integer G >= 1: {name!r}")
+    return functools.partial(BatchNorm, dtype=dtype, group_size=int(group_size))
   if name not in NORMS:
-    raise ValueError(f'norm must be one of {sorted(NORMS)}, got {name!r}')
+    raise ValueError(
+      f"norm must be one of {sorted(NORMS)} or 'batch:G', got {name!r}"
+    )
   return functools.partial(NORMS[name], dtype=dtype)

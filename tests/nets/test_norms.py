@@ -101,3 +101,39 @@ def test_norms_by_name_have_flat_paths_and_fit_groups():
   with pytest.raises(ValueError, match='norm'):
     norms.by_name('instance')
   assert sorted(norms.NORMS) == ['batch', 'group']
+
+
+def test_batch_norm_group_size_uses_per_group_statistics():
+  # Wu & He's per-device BN: 6 examples in groups of 2, each group
+  # normalised with its own per-channel mean and (biased) variance.
+  x = np.asarray(3.0 * _rand((6, 2, 2, 3)) + 1.0)
+  bn = norms.by_name('batch:2')()
+  v = bn.init(KEY, x, train=False)
+  y, upd = bn.apply(v, x, train=True, mutable=['batch_stats'])
+  means, variances = [], []
+  for i in range(0, 6, 2):
+    group = x[i : i + 2]
+    mean, var = group.mean(axis=(0, 1, 2)), group.var(axis=(0, 1, 2))
+    want = (group - mean) / np.sqrt(var + 1e-5)
+    np.testing.assert_allclose(y[i : i + 2], want, rtol=1e-4, atol=1e-5)
+    means.append(mean)
+    variances.append(var)
+  # Running averages: from the mean over the three groups' statistics.
+  stats = upd['batch_stats']
+  np.testing.assert_allclose(stats['mean'], 0.1 * np.mean(means, 0), 1e-5)
+  np.testing.assert_allclose(
+    stats['var'], 0.9 + 0.1 * np.mean(variances, 0), rtol=1e-5
+  )
+  # One group of the whole batch is ordinary BN; evaluation is unchanged.
+  whole = norms.BatchNorm(group_size=6)
+  plain = norms.BatchNorm()
+  np.testing.assert_allclose(
+    whole.apply(v, x, train=True), plain.apply(v, x, train=True), atol=1e-5
+  )
+  np.testing.assert_array_equal(
+    bn.apply(v, x, train=False), plain.apply(v, x, train=False)
+  )
+  with pytest.raises(ValueError, match='divide the batch'):
+    norms.BatchNorm(group_size=4).apply(v, x, train=True)
+  with pytest.raises(ValueError, match='batch:G'):
+    norms.by_name('batch:two')
