@@ -221,11 +221,32 @@ class LayerNorm(nn.Module):
     )
 
 
+class Identity(nn.Module):
+  """No normalisation: the same net without its norms (``norm='none'``).
+
+  Nets whose convolutions drop their bias before a norm keep no bias with
+  this one either; the normalization study compares a net with BatchNorm
+  against this twin.
+
+  Attributes:
+    dtype: accepted (as every norm here) and unused.
+  """
+
+  dtype: layers.Dtype | None = None
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+    """Returns ``x``; ``train`` is accepted and ignored."""
+    del train
+    return x
+
+
 # The norms a config can name (``--config.model_kw.norm=group``). GroupNorm
 # uses 32 groups where the channels allow, fewer in narrow layers.
 NORMS: dict[str, ModuleDef] = {
   'batch': BatchNorm,
   'group': functools.partial(GroupNorm, num_groups=32, fit_groups=True),
+  'none': Identity,
 }
 
 

@@ -100,7 +100,9 @@ def test_norms_by_name_have_flat_paths_and_fit_groups():
   assert y16.dtype == jnp.bfloat16
   with pytest.raises(ValueError, match='norm'):
     norms.by_name('instance')
-  assert sorted(norms.NORMS) == ['batch', 'group']
+  assert sorted(norms.NORMS) == ['batch', 'group', 'none']
+  x_none = norms.by_name('none')().apply({}, x, train=True)
+  np.testing.assert_array_equal(x_none, x)
 
 
 def test_batch_norm_group_size_uses_per_group_statistics():
