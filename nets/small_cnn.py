@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 
 from nets import layers
+from nets import mlp
 from nets import norms
 from ops import activations
 from ops import pooling
@@ -39,6 +40,10 @@ class CNN1D(nn.Module):
     num_classes: output units.
     activation: an ``ops.activations`` name.
     dropout_rate: dropout before the classifier.
+    kernel_init: None (the activation's init, ``nets.layers.init_for``) or
+      any name ``nets.mlp.resolve_init`` takes, e.g. ``'normal:0.01'``:
+      then every layer, the classifier too, draws from it (Krizhevsky et
+      al. 2012 use one small Gaussian for every activation).
     dtype: computation dtype.
   """
 
@@ -48,6 +53,7 @@ class CNN1D(nn.Module):
   num_classes: int = 10
   activation: str = 'relu'
   dropout_rate: float = 0.0
+  kernel_init: Any = None
   dtype: Any = None
 
   @nn.compact
@@ -60,6 +66,7 @@ class CNN1D(nn.Module):
     if len(self.channels) != len(self.strides):
       raise ValueError('channels and strides must have the same length')
     act = activations.get(self.activation)
+    init = mlp.resolve_init(self.activation, self.kernel_init)
     x = x[:, :, None, :]  # [B, L, 1, C]: a 1-D conv is a k x 1 2-D conv
     for i, (c, s) in enumerate(zip(self.channels, self.strides, strict=True)):
       x = layers.Conv(
@@ -67,14 +74,18 @@ class CNN1D(nn.Module):
         (self.kernel_size, 1),
         strides=(s, 1),
         use_bias=True,
-        kernel_init=layers.init_for(self.activation),
+        kernel_init=init,
         dtype=self.dtype,
         name=f'conv{i}',
       )(x)
       x = act(x)
     x = jnp.reshape(x, (x.shape[0], -1))
     x = layers.Dropout(self.dropout_rate, name='drop')(x, train)
-    return layers.Dense(self.num_classes, dtype=self.dtype, name='head')(x)
+    # The head keeps Dense's default unless an init is forced (as nets.mlp).
+    head_kw = {} if self.kernel_init is None else {'kernel_init': init}
+    return layers.Dense(
+      self.num_classes, dtype=self.dtype, name='head', **head_kw
+    )(x)
 
 
 class CNNSmall(nn.Module):

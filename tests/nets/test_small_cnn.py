@@ -72,3 +72,16 @@ def test_cnn_small_norm_groups_sets_the_groups_of_group_norm():
   assert np.abs(y.mean(axis=(1, 2))).max() > 1e-3
   with pytest.raises(ValueError, match='norm_groups'):
     nets_testing.trace(nets.create('cnn_small', norm_groups=4), (2, 8, 8, 1))
+
+
+def test_cnn1d_kernel_init_forces_one_gaussian_on_every_layer():
+  x = nets_testing.normal((2, 40), 0)
+  key = jax.random.key(0)
+  forced = nets.create('cnn1d', kernel_init='normal:0.01').init(key, x)
+  default = nets.create('cnn1d').init(key, x)
+  for name in ('conv0', 'conv1', 'conv2', 'head'):
+    kernel = np.asarray(forced['params'][name]['kernel'])
+    assert abs(kernel.std() - 0.01) < 0.002, name  # >= 160 draws
+  # He normal (fan_in = 5 * 32) by default: std sqrt(2 / 160) = 0.112.
+  std = np.asarray(default['params']['conv1']['kernel']).std()
+  assert abs(std - np.sqrt(2 / 160)) < 0.01
