@@ -23,7 +23,18 @@ convolutions", CVPR 2015) and the lecture notes' Inception modules.
   requires. The paper weights each aux loss by 0.3.
 * `batch_norm=True` (`googlenet_bn`): conv without bias + BatchNorm (eps
   1e-3), torchvision's choice. This is *not* torchvision's googlenet, which
-  also replaces the 5x5 branch by a 3x3 conv; we keep the paper's 5x5.
+  also replaces the 5x5 branch by a 3x3 conv; we keep the paper's 5x5
+  (`googlenet_torchvision` below is torchvision's).
+* `googlenet_torchvision`: torchvision's `googlenet` layer for layer, so
+  its weights import (`nets/weights.py`): BatchNorm (eps 1e-3), a 3x3 conv
+  in the "5x5" branch (`b5_kernel=3`; a slip in the original Caffe port
+  that torchvision kept for its pretrained weights), torchvision's pools
+  (`torchvision_pools`: 3x3/2 max-pools in ceil mode without padding, a
+  2x2/2 one before stage 5, an adaptive 4x4 average pool in the auxiliary
+  heads) and dropout 0.2. 6,624,904 parameters (13,004,888 with
+  `aux_heads=True`), torchvision's counts. `transform_input=True` maps
+  ImageNet-normalised inputs to the (x - 0.5) / 0.5 scaling of the Caffe
+  weights, as torchvision does for its pretrained GoogLeNet.
 * `se_reduction=16` (`se_googlenet`): SE-Inception of Hu et al. 2018 (the
   notes' figure), an SE block (reduction 16) on each Inception module's
   output; the option has the ResNets' name and meaning (0 = off).
@@ -111,12 +122,14 @@ class Inception(nn.Module):
     filters: (#1x1, #3x3 reduce, #3x3, #5x5 reduce, #5x5, pool proj).
     batch_norm: BatchNorm instead of conv biases.
     se_reduction: 0 (off) or SE-Inception reduction ratio.
+    b5_kernel: kernel of the "5x5" branch (3 in torchvision).
     dtype: computation dtype.
   """
 
   filters: Sequence[int]
   batch_norm: bool = False
   se_reduction: int = 0
+  b5_kernel: int = 5
   dtype: Any = None
 
   @nn.compact
@@ -127,7 +140,7 @@ class Inception(nn.Module):
     b3 = ConvReLU(r3, 1, name='b3_reduce', **kw)(x, train)
     b3 = ConvReLU(c3, 3, name='b3', **kw)(b3, train)
     b5 = ConvReLU(r5, 1, name='b5_reduce', **kw)(x, train)
-    b5 = ConvReLU(c5, 5, name='b5', **kw)(b5, train)
+    b5 = ConvReLU(c5, self.b5_kernel, name='b5', **kw)(b5, train)
     bp = layers.MaxPool(3, 1, padding=1, name='pool')(x)
     bp = ConvReLU(cp, 1, name='pool_proj', **kw)(bp, train)
     y = jnp.concatenate([b1, b3, b5, bp], axis=-1)  # [B, H, W, c1+c3+c5+cp]
@@ -143,11 +156,15 @@ class AuxHead(nn.Module):
 
   num_classes: int
   batch_norm: bool = False
+  adaptive_pool: bool = False
   dtype: Any = None
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-    x = layers.AvgPool(5, 3, name='pool')(x)  # 14x14 -> 4x4
+    if self.adaptive_pool:  # torchvision
+      x = layers.AdaptiveAvgPool(4, name='pool')(x)
+    else:
+      x = layers.AvgPool(5, 3, name='pool')(x)  # 14x14 -> 4x4
     x = ConvReLU(
       128, 1, batch_norm=self.batch_norm, dtype=self.dtype, name='conv'
     )(x, train)
@@ -155,6 +172,25 @@ class AuxHead(nn.Module):
     x = activations.relu(layers.Dense(1024, dtype=self.dtype, name='fc1')(x))
     x = layers.Dropout(0.7, name='dropout')(x, train)
     return layers.Dense(self.num_classes, dtype=self.dtype, name='fc2')(x)
+
+
+def _ceil_mode_pad(size: int, window: int, strides: int) -> tuple[int, int]:
+  """Right padding that turns a VALID pool into PyTorch's ceil_mode one."""
+  out = -(-(size - window) // strides) + 1
+  if (out - 1) * strides >= size:  # the last window must start inside
+    out -= 1
+  return (0, max(0, (out - 1) * strides + window - size))
+
+
+def max_pool_ceil(x: jax.Array, window: int, strides: int, name: str):
+  """``torch.nn.MaxPool2d(window, strides, ceil_mode=True)`` on NHWC."""
+  pads = tuple(_ceil_mode_pad(n, window, strides) for n in x.shape[1:3])
+  return layers.MaxPool(window, strides, padding=pads, name=name)(x)
+
+
+# ImageNet's normalisation, undone by `transform_input` (torchvision).
+_IMAGENET_MEAN = (0.485, 0.456, 0.406)
+_IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class GoogLeNet(nn.Module):
@@ -170,6 +206,11 @@ class GoogLeNet(nn.Module):
     se_reduction: 0 (off) or the reduction ratio of an SE block after every
       module (SE-Inception; 16 in Hu et al.), as in the ResNets.
     dropout_rate: dropout before the classifier (0.4 in the paper).
+    b5_kernel: kernel of the "5x5" branch (3 in torchvision).
+    torchvision_pools: torchvision's ceil-mode max-pools and adaptive aux
+      pools instead of Table 1's padded ones.
+    transform_input: map ImageNet-normalised RGB inputs to (x - 0.5) / 0.5
+      (torchvision's pretrained GoogLeNet).
     dtype: computation dtype.
   """
 
@@ -181,7 +222,17 @@ class GoogLeNet(nn.Module):
   batch_norm: bool = False
   se_reduction: int = 0
   dropout_rate: float = 0.4
+  b5_kernel: int = 5
+  torchvision_pools: bool = False
+  transform_input: bool = False
   dtype: Any = None
+
+  def _pool(self, x: jax.Array, index: int) -> jax.Array:
+    """Max-pool `index` (1-4): Table 1's padded 3x3/2, or torchvision's."""
+    if not self.torchvision_pools:
+      return layers.MaxPool(3, 2, padding=1, name=f'pool{index}')(x)
+    window = 2 if index == 4 else 3
+    return max_pool_ceil(x, window, 2, name=f'pool{index}')
 
   @nn.compact
   def __call__(
@@ -192,27 +243,36 @@ class GoogLeNet(nn.Module):
       raise ValueError(f'width_divisor must be >= 1, got {d}')
     if return_aux and not (self.aux_heads and train):
       raise ValueError('return_aux needs aux_heads=True and train=True')
+    if self.transform_input:
+      mean, std = jnp.array(_IMAGENET_MEAN), jnp.array(_IMAGENET_STD)
+      x = (x * std + mean - 0.5) / 0.5
     kw = dict(batch_norm=self.batch_norm, dtype=self.dtype)
     s1, s2, s3 = (max(1, f // d) for f in self.stem_filters)
     x = ConvReLU(s1, 7, 2, name='conv1', **kw)(x, train)  # [B, 112, 112, 64]
-    x = layers.MaxPool(3, 2, padding=1, name='pool1')(x)  # 56x56
+    x = self._pool(x, 1)  # 56x56
     x = ConvReLU(s2, 1, name='conv2_reduce', **kw)(x, train)
     x = ConvReLU(s3, 3, name='conv2', **kw)(x, train)  # [B, 56, 56, 192]
-    x = layers.MaxPool(3, 2, padding=1, name='pool2')(x)  # 28x28
+    x = self._pool(x, 2)  # 28x28
     # Aux heads run only when returned (and at init, to create params).
     run_aux = self.aux_heads and (return_aux or self.is_initializing())
     aux = []
     for name, filters in self.inception:
       if name in ('4a', '5a'):  # max-pool before stages 4 and 5
-        x = layers.MaxPool(3, 2, padding=1, name=f'pool{int(name[0]) - 1}')(x)
+        x = self._pool(x, int(name[0]) - 1)
       x = Inception(
         tuple(max(1, f // d) for f in filters),
         se_reduction=self.se_reduction,
+        b5_kernel=self.b5_kernel,
         name=f'inception{name}',
         **kw,
       )(x, train)
       if run_aux and name in ('4a', '4d'):
-        head = AuxHead(self.num_classes, name=f'aux_{name}', **kw)
+        head = AuxHead(
+          self.num_classes,
+          adaptive_pool=self.torchvision_pools,
+          name=f'aux_{name}',
+          **kw,
+        )
         aux.append(head(x, train))
     x = pooling.global_avg_pool(x)  # [B, 1024]
     x = layers.Dropout(self.dropout_rate, name='dropout')(x, train)
@@ -226,10 +286,18 @@ googlenet = functools.partial(GoogLeNet)
 googlenet_bn = functools.partial(GoogLeNet, batch_norm=True)
 se_googlenet = functools.partial(GoogLeNet, se_reduction=16)
 googlenet_tiny = functools.partial(GoogLeNet, width_divisor=16, num_classes=10)
+googlenet_torchvision = functools.partial(
+  GoogLeNet,
+  batch_norm=True,
+  b5_kernel=3,
+  torchvision_pools=True,
+  dropout_rate=0.2,
+)
 
 MODELS: dict = {
   'googlenet': googlenet,
   'googlenet_bn': googlenet_bn,
   'se_googlenet': se_googlenet,
   'googlenet_tiny': googlenet_tiny,
+  'googlenet_torchvision': googlenet_torchvision,
 }

@@ -19,6 +19,15 @@ parameters, 4866M mult-adds): the same layers with each depthwise separable
 block replaced by one full ``3 x 3`` conv of the pointwise conv's channels and
 the depthwise conv's strides (layers ``conv{i}``, ``conv{i}_bn``), so the
 notes' ``1/N + 1/D_K^2`` can be measured block by block.
+
+Padding is PyTorch's symmetric ``padding=1`` for every 3x3 conv (timm's
+``mobilenetv1_100``; the output sizes are those of 'SAME'). Until the parity
+tests against timm (tests/nets/test_weights_parity.py) the convs used 'SAME',
+which pads a stride-2 conv on even inputs by (0, 1) instead of (1, 1) and so
+computed a different function with the same parameters. ``relu6=True`` clips
+every activation at 6, as TF-Slim's reference code and timm's
+``mobilenetv1_100`` (whose weights ``nets.weights`` imports) do; the paper's
+Fig. 3 says ReLU, the default.
 """
 
 from collections.abc import Sequence
@@ -27,6 +36,7 @@ from typing import Any
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 
 from nets import layers
 from nets import norms
@@ -60,6 +70,7 @@ class MobileNetV1(nn.Module):
       reference TF-Slim code uses 0.001).
     separable: False replaces each depthwise + pointwise pair by one full
       conv (the paper's Table 4 "Conv MobileNet").
+    relu6: clip activations at 6 (TF-Slim, timm) instead of plain ReLU.
     dtype: computation dtype.
   """
 
@@ -69,10 +80,15 @@ class MobileNetV1(nn.Module):
   num_classes: int = 1000
   dropout_rate: float = 0.0
   separable: bool = True
+  relu6: bool = False
   dtype: Any = None
 
   def _width(self, channels: int) -> int:
     return max(1, int(channels * self.width_multiplier))
+
+  def _act(self, x: jax.Array) -> jax.Array:
+    x = activations.relu(x)
+    return jnp.minimum(x, 6.0).astype(x.dtype) if self.relu6 else x
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
@@ -86,29 +102,31 @@ class MobileNetV1(nn.Module):
       self._width(self.stem_channels),
       3,
       strides=2,
+      padding=1,
       dtype=self.dtype,
       name='conv0',
     )(x)
-    x = activations.relu(norm(name='bn0')(x, train))
+    x = self._act(norm(name='bn0')(x, train))
     for i, (channels, strides) in enumerate(self.blocks, start=1):
       if not self.separable:
         x = layers.Conv(
           self._width(channels),
           3,
           strides=strides,
+          padding=1,
           dtype=self.dtype,
           name=f'conv{i}',
         )(x)
-        x = activations.relu(norm(name=f'conv{i}_bn')(x, train))
+        x = self._act(norm(name=f'conv{i}_bn')(x, train))
         continue
       x = layers.DepthwiseConv(
-        3, strides=strides, dtype=self.dtype, name=f'dw{i}'
+        3, strides=strides, padding=1, dtype=self.dtype, name=f'dw{i}'
       )(x)
-      x = activations.relu(norm(name=f'dw{i}_bn')(x, train))
+      x = self._act(norm(name=f'dw{i}_bn')(x, train))
       x = layers.Conv(
-        self._width(channels), 1, dtype=self.dtype, name=f'pw{i}'
+        self._width(channels), 1, padding=0, dtype=self.dtype, name=f'pw{i}'
       )(x)
-      x = activations.relu(norm(name=f'pw{i}_bn')(x, train))
+      x = self._act(norm(name=f'pw{i}_bn')(x, train))
     x = pooling.global_avg_pool(x)  # [B, 1024 alpha]
     x = layers.Dropout(self.dropout_rate, name='drop')(x, train)
     return layers.Dense(self.num_classes, dtype=self.dtype, name='fc')(x)

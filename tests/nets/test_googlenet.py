@@ -31,7 +31,7 @@ TABLE1 = [
 
 
 # ImageNet models whose parameter count and MACs are checked in this file.
-COVERED = ('googlenet', 'googlenet_bn', 'se_googlenet')
+COVERED = ('googlenet', 'googlenet_bn', 'se_googlenet', 'googlenet_torchvision')
 
 
 def _conv(k, c_in, c_out):
@@ -134,6 +134,27 @@ def test_variants_param_counts():
   out, v = _trace(nets.create('se_googlenet'))
   assert out.shape == (2, 1000)
   assert nets_testing.count(v['params']) == _hand_count(se=True)
+
+
+def test_torchvision_variant_counts():
+  # torchvision's published figures: 6,624,904 parameters, 1.50 G MACs
+  # ("GFLOPS 1.5" in its model table). Against googlenet_bn, whose count and
+  # MACs are checked above: every "5x5" branch is 3x3 (16 r5 c5 fewer
+  # weights, and as many MACs per output pixel at 28, 28, 14 ... 7 px), and
+  # the aux heads' fc1 weights are torchvision's 2048 x 1024.
+  model = nets.create('googlenet_torchvision')
+  summary = nets.summarize(model, (224, 224, 3))
+  assert summary.params == 6_624_904
+  bn = nets.summarize(nets.create('googlenet_bn'), (224, 224, 3))
+  sizes = (28, 28, 14, 14, 14, 14, 14, 7, 7)
+  saved = [16 * f[3] * f[4] for f in TABLE1]
+  assert bn.params - summary.params == sum(saved)
+  assert bn.macs - summary.macs == sum(
+    w * s * s for w, s in zip(saved, sizes, strict=True)
+  )
+  assert summary.macs / 1e9 == pytest.approx(1.50, abs=0.005)
+  _, v = _trace(nets.create('googlenet_torchvision', aux_heads=True))
+  assert nets_testing.count(v['params']) == 13_004_888
 
 
 def test_aux_heads_train_only():
