@@ -28,6 +28,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.model = 'mlp'
   config.model_kw = ml_collections.ConfigDict()  # Free-form model kwargs.
   config.compute_dtype = 'float32'  # Or 'bfloat16' (loss stays float32).
+  # '' = random init. Else a torchvision/timm state_dict (.pth, .safetensors)
+  # or another run's workdir: a new run starts from its weights, a resumed
+  # one from its own checkpoints (train_lib/init_from.py).
+  config.init_from = ''
 
   config.data = ml_collections.ConfigDict()
   config.data.name = 'mnist'
