@@ -254,20 +254,27 @@ def by_name(name: str, dtype: layers.Dtype | None = None) -> ModuleDef:
   """The norm constructor registered as ``name``, computing in ``dtype``.
 
   Args:
-    name: a key of :data:`NORMS` ('batch' or 'group'), or 'batch:G' for
-      BatchNorm with statistics per group of G examples (``group_size``).
+    name: a key of :data:`NORMS` ('batch', 'group' or 'none'); or
+      'batch:G' for BatchNorm with statistics per group of G examples
+      (``group_size``), 'group:G' for GroupNorm with at most G groups
+      (``fit_groups``: fewer in layers whose channels G does not divide).
     dtype: computation dtype passed to every norm it builds.
 
   Returns:
     A constructor: ``by_name('batch')(name='norm1')`` is a BatchNorm.
   """
-  base, _, group_size = name.partition(':')
-  if base == 'batch' and group_size:
-    if not group_size.isdigit() or int(group_size) < 1:
-      raise ValueError(f"norm 'batch:G' needs an integer G >= 1: {name!r}")
-    return functools.partial(BatchNorm, dtype=dtype, group_size=int(group_size))
+  base, _, number = name.partition(':')
+  if base in ('batch', 'group') and number:
+    if not number.isdigit() or int(number) < 1:
+      raise ValueError(f"norm '{base}:G' needs an integer G >= 1: {name!r}")
+    if base == 'batch':
+      return functools.partial(BatchNorm, dtype=dtype, group_size=int(number))
+    return functools.partial(
+      GroupNorm, dtype=dtype, num_groups=int(number), fit_groups=True
+    )
   if name not in NORMS:
     raise ValueError(
-      f"norm must be one of {sorted(NORMS)} or 'batch:G', got {name!r}"
+      f"norm must be one of {sorted(NORMS)}, 'batch:G' or 'group:G', got "
+      f'{name!r}'
     )
   return functools.partial(NORMS[name], dtype=dtype)

@@ -139,3 +139,14 @@ def test_batch_norm_group_size_uses_per_group_statistics():
     norms.BatchNorm(group_size=4).apply(v, x, train=True)
   with pytest.raises(ValueError, match='batch:G'):
     norms.by_name('batch:two')
+
+
+def test_group_norm_by_name_takes_the_most_groups():
+  x = _rand((2, 3, 8))
+  gn = norms.by_name('group:4')()
+  v = gn.init(KEY, x)
+  want = norms.GroupNorm(num_groups=4).apply(v, x)
+  np.testing.assert_array_equal(gn.apply(v, x), want)
+  # 8 channels do not split into 16 groups: gcd(16, 8) = 8 groups.
+  y8 = norms.GroupNorm(num_groups=8).apply(v, x)
+  np.testing.assert_array_equal(norms.by_name('group:16')().apply(v, x), y8)
