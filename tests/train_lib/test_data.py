@@ -315,9 +315,10 @@ def test_bad_validation_fraction(fraction):
     )
 
 
-def test_validation_fraction_refused_for_tfds():
-  with pytest.raises(ValueError, match='only implemented for the in-memory'):
-    data.get_dataset(_config(name='cifar10', validation_fraction=0.1))
+def test_validation_fraction_refused_for_imagenet():
+  # Refused before any data is looked for (none is prepared here).
+  with pytest.raises(ValueError, match='not implemented for imagenet2012'):
+    data.get_dataset(_config(name='imagenet2012', validation_fraction=0.1))
 
 
 @pytest.mark.slow

@@ -2,17 +2,19 @@
 
 Small datasets ('mnist', 'digits', 'mnist1d', 'synthetic') come from pip
 packages or a generator and live in device memory (`in_memory.py`, loaders in
-`small.py`). Large ones ('cifar10', 'cifar100', 'imagenet2012') are read from a
-prepared TFDS directory with `tfds.data_source` and grain, each process
-reading only its shard (`tfds_source.py`, preprocessing in
-`preprocessing.py`).
+`small.py`). CIFAR-10/100 are read from a prepared TFDS directory and decoded
+once into uint8 arrays that live there too (`tfds_source.py`). ImageNet
+('imagenet2012') streams from its TFDS directory through grain, JPEGs
+cropped on the host, each process reading only its shard (`imagenet.py`,
+map functions in `jpeg_crop.py`, geometry in `preprocessing.py`).
 
 Every dataset yields global `jax.Array` batches with the batch sharding given
 by the trainer; the training batch at step s depends only on (data_key, s),
-so a resumed run sees the same data. Normalisation is done here;
-augmentation is not (it runs on device in the train step).
+so a resumed run sees the same data. Standardisation is done here (on device
+for the uint8 CIFAR and ImageNet pixels, `normalize.py`); augmentation is
+not (it runs on device in the train step).
 
-With `config.data.validation_fraction` > 0 (in-memory data sets only), a
+With `config.data.validation_fraction` > 0 (all but ImageNet), a
 stratified validation set drawn from the run's seed is taken out of the
 training split and takes the place of the test split: the model never trains
 on it, the evaluations measure it, and the dataset's `eval_split` is
@@ -20,8 +22,11 @@ on it, the evaluations measure it, and the dataset's `eval_split` is
 is for the final recipe only.
 """
 
+import os
+
 import ml_collections
 
+from train_lib.data import preprocessing
 from train_lib.data import small
 from train_lib.data.base import Batch
 from train_lib.data.base import Dataset
@@ -40,15 +45,29 @@ __all__ = [
 ]
 
 IN_MEMORY_NAMES = ('mnist', 'digits', 'mnist1d', 'synthetic')
+CIFAR_NAMES = ('cifar10', 'cifar100')
 TFDS_NAMES = ('cifar10', 'cifar100', 'imagenet2012')
 NAMES = IN_MEMORY_NAMES + TFDS_NAMES
 
-_NUM_CLASSES = {'mnist': 10, 'digits': 10, 'mnist1d': 10}
+_NUM_CLASSES = {
+  'mnist': 10,
+  'digits': 10,
+  'mnist1d': 10,
+  'cifar10': 10,
+  'cifar100': 100,
+}
 _LOADERS = {
   'mnist': small.load_mnist,
   'digits': small.load_digits,
   'mnist1d': small.load_mnist1d,
 }
+
+
+def num_workers(requested: int) -> int:
+  """`config.data.num_workers`: -1 means one per CPU of this process."""
+  if requested >= 0:
+    return requested
+  return min(32, len(os.sched_getaffinity(0)))
 
 
 def get_dataset(
@@ -58,11 +77,11 @@ def get_dataset(
 
   Args:
     config_data: the `config.data` ConfigDict (experiments/configs/
-      common.py): `name`; for TFDS datasets `data_dir` and, for
-      imagenet2012, `image_size`; for 'synthetic' `synthetic_shape`,
-      `synthetic_num_classes`, `synthetic_num_train`, `synthetic_num_test`;
-      `validation_fraction`, `per_feature_standardize` and
-      `permutation_seed` for the in-memory ones.
+      common.py): `name`; for TFDS datasets `data_dir`, and for
+      imagenet2012 `image_size` and `num_workers`; for 'synthetic'
+      `synthetic_shape`, `synthetic_num_classes`, `synthetic_num_train`,
+      `synthetic_num_test`; `validation_fraction` for all;
+      `per_feature_standardize` and `permutation_seed` for the float ones.
     seed: the run's `config.seed`, which draws the validation split.
 
   Returns:
@@ -70,7 +89,7 @@ def get_dataset(
 
   Raises:
     ValueError: unknown name, bad synthetic settings, or a validation
-      fraction out of range or asked of a TFDS data set.
+      fraction out of range or asked of ImageNet.
     DatasetNotFoundError: a TFDS dataset is not prepared in `data_dir`.
   """
   name = config_data.name
@@ -79,54 +98,61 @@ def get_dataset(
       f'Unknown dataset {name!r}; choose one of {", ".join(NAMES)}.'
     )
   fraction = config_data.validation_fraction
-  if name in _LOADERS or name == 'synthetic':
-    if name == 'synthetic':
-      num_classes = config_data.synthetic_num_classes
-      train, test = small.make_synthetic(
-        shape=tuple(config_data.synthetic_shape),
-        num_classes=num_classes,
-        num_train=config_data.synthetic_num_train,
-        num_test=config_data.synthetic_num_test,
-      )
-    else:
-      num_classes = _NUM_CLASSES[name]
-      train, test = _LOADERS[name]()
-    eval_split = 'test'
-    if fraction:
-      (x, y), eval_split = train, 'validation'
-      keep_idx, val_idx = small.validation_split(y, fraction, seed)
-      train, test = (x[keep_idx], y[keep_idx]), (x[val_idx], y[val_idx])
-    (train_x, train_y), (test_x, test_y) = train, test
-    if config_data.per_feature_standardize:
-      train_x, test_x = small.standardize_per_feature(train_x, test_x)
-    if config_data.permutation_seed is not None:
-      train_x, test_x = small.permute_positions(
-        train_x, test_x, config_data.permutation_seed
-      )
-    train, test = (train_x, train_y), (test_x, test_y)
-    return InMemoryDataset(
-      name=name,
-      train=train,
-      test=test,
-      num_classes=num_classes,
-      eval_split=eval_split,
-    )
-  for key in ('validation_fraction', 'per_feature_standardize'):
-    if config_data[key]:
+  for key in ('per_feature_standardize', 'permutation_seed'):
+    if config_data[key] not in (None, False) and name not in IN_MEMORY_NAMES:
       raise ValueError(
-        f'{key} is only implemented for the in-memory data sets '
+        f'{key} is only implemented for the float data sets '
         f'({", ".join(IN_MEMORY_NAMES)}), not {name!r}.'
       )
-  if config_data.permutation_seed is not None:
-    raise ValueError(
-      f'permutation_seed is only implemented for the in-memory data sets '
-      f'({", ".join(IN_MEMORY_NAMES)}), not {name!r}.'
-    )
-  # Imported here: tensorflow_datasets and grain take seconds to import.
-  from train_lib.data import tfds_source  # noqa: PLC0415
+  if name == 'imagenet2012':
+    if fraction:
+      raise ValueError(
+        'validation_fraction is not implemented for imagenet2012 (its '
+        'validation split is the evaluation split already).'
+      )
+    # Imported here: tensorflow_datasets and grain take seconds to import.
+    from train_lib.data import imagenet  # noqa: PLC0415
 
-  return tfds_source.TfdsDataset(
-    name,
-    data_dir=config_data.data_dir,
-    image_size=config_data.image_size,
+    return imagenet.ImagenetDataset(
+      data_dir=config_data.data_dir,
+      image_size=config_data.image_size,
+      num_workers=num_workers(config_data.num_workers),
+    )
+  pixel_stats = None
+  if name == 'synthetic':
+    num_classes = config_data.synthetic_num_classes
+    train, test = small.make_synthetic(
+      shape=tuple(config_data.synthetic_shape),
+      num_classes=num_classes,
+      num_train=config_data.synthetic_num_train,
+      num_test=config_data.synthetic_num_test,
+    )
+  elif name in CIFAR_NAMES:
+    from train_lib.data import tfds_source  # noqa: PLC0415
+
+    num_classes, pixel_stats = _NUM_CLASSES[name], preprocessing.STATS[name]
+    train, test = tfds_source.load_cifar(name, config_data.data_dir)
+  else:
+    num_classes = _NUM_CLASSES[name]
+    train, test = _LOADERS[name]()
+  eval_split = 'test'
+  if fraction:
+    (x, y), eval_split = train, 'validation'
+    keep_idx, val_idx = small.validation_split(y, fraction, seed)
+    train, test = (x[keep_idx], y[keep_idx]), (x[val_idx], y[val_idx])
+  (train_x, train_y), (test_x, test_y) = train, test
+  if config_data.per_feature_standardize:
+    train_x, test_x = small.standardize_per_feature(train_x, test_x)
+  if config_data.permutation_seed is not None:
+    train_x, test_x = small.permute_positions(
+      train_x, test_x, config_data.permutation_seed
+    )
+  train, test = (train_x, train_y), (test_x, test_y)
+  return InMemoryDataset(
+    name=name,
+    train=train,
+    test=test,
+    num_classes=num_classes,
+    eval_split=eval_split,
+    pixel_stats=pixel_stats,
   )

@@ -12,6 +12,10 @@ divmod(s, steps_per_epoch)` and `perm = jax.random.permutation(
 fold_in(data_key, epoch), num_train)`. It depends only on `(data_key, s)`, so a
 resumed run sees the same batches.
 
+Pixels may be kept as uint8 (CIFAR: a quarter of the device memory of
+float32) with the statistics to standardise them (`pixel_stats`): the jitted
+gather then returns standardised float32 batches (train_lib.data.normalize).
+
 Multi-process: every process holds the whole (small) split on the host and
 builds the global arrays with `jax.make_array_from_callback`, which only asks
 it for the shards of its addressable devices; the gather indices are computed
@@ -25,6 +29,8 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from train_lib.data import normalize
 
 Batch = dict[str, jax.Array]
 
@@ -85,14 +91,19 @@ def check_divisible(batch_size: int, sharding: jax.sharding.Sharding) -> None:
 
 
 @functools.cache
-def _gather_fn(sharding: jax.sharding.Sharding):
-  """A jitted `(images, labels, idx) -> batch` with batch `sharding`."""
+def _gather_fn(
+  sharding: jax.sharding.Sharding, stats: normalize.Stats | None = None
+):
+  """A jitted `(images, labels, idx) -> batch` with batch `sharding`.
+
+  With `stats`, uint8 images are standardised to float32 on the way out.
+  """
 
   def gather(images, labels, idx):
-    return {
-      'image': jnp.take(images, idx, axis=0),
-      'label': jnp.take(labels, idx, axis=0),
-    }
+    images = jnp.take(images, idx, axis=0)
+    if stats is not None:
+      images = normalize.standardize(images, stats)
+    return {'image': images, 'label': jnp.take(labels, idx, axis=0)}
 
   return jax.jit(gather, out_shardings={'image': sharding, 'label': sharding})
 
@@ -118,14 +129,23 @@ class InMemoryDataset:
     test: tuple[np.ndarray, np.ndarray],
     num_classes: int,
     eval_split: str = 'test',
+    pixel_stats: normalize.Stats | None = None,
   ):
-    """Wraps host arrays: images float32 [N, ...], labels int [N]."""
+    """Wraps host arrays: images float32 [N, ...], labels int [N].
+
+    With `pixel_stats` = (mean, std) per channel, images are uint8 pixels,
+    kept as such, and batches are standardised on device.
+    """
     self.name = name
+    self.pixel_stats = pixel_stats
     self.eval_split = eval_split
     self.num_classes = int(num_classes)
     self._host = {}
     for split, (images, labels) in (('train', train), ('test', test)):
-      images = np.asarray(images, np.float32)
+      dtype = np.float32 if pixel_stats is None else np.uint8
+      if pixel_stats is not None and np.asarray(images).dtype != np.uint8:
+        raise ValueError(f'{name} {split}: pixel_stats needs uint8 images.')
+      images = np.asarray(images, dtype)
       labels = np.asarray(labels, np.int32)
       if labels.ndim != 1 or images.shape[:1] != labels.shape:
         raise ValueError(
@@ -154,7 +174,10 @@ class InMemoryDataset:
     )
 
   def host_arrays(self, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """The (images, labels) host arrays of 'train' or 'test'."""
+    """The (images, labels) host arrays of 'train' or 'test'.
+
+    Images are float32, or uint8 pixels when the dataset has `pixel_stats`.
+    """
     return self._host[split]
 
   def _on_device(self, split: str, replicated: jax.sharding.Sharding):
@@ -193,7 +216,7 @@ class InMemoryDataset:
       raise ValueError(f'start_step must be >= 0, got {start_step}.')
     replicated = replicated_like(sharding)
     images, labels = self._on_device('train', replicated)
-    gather = _gather_fn(sharding)
+    gather = _gather_fn(sharding, self.pixel_stats)
     steps_per_epoch = self.num_train // batch_size
     epoch, perm = -1, None
     step = start_step
@@ -219,7 +242,7 @@ class InMemoryDataset:
     check_divisible(batch_size, sharding)
     replicated = replicated_like(sharding)
     images, labels = self._on_device('test', replicated)
-    gather = _gather_fn(sharding)
+    gather = _gather_fn(sharding, self.pixel_stats)
     for start in range(0, self.num_test, batch_size):
       idx = np.arange(start, start + batch_size)
       mask = (idx < self.num_test).astype(np.float32)

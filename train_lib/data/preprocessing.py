@@ -1,22 +1,26 @@
-"""Host-side preprocessing of TFDS images (numpy and Pillow, no TensorFlow).
+"""Image statistics and crop geometry of CIFAR and ImageNet (no jax).
 
-* CIFAR-10/100: uint8 [32, 32, 3] -> float32 in [0, 1] -> per-channel
-  standardisation with the training-set statistics. The CIFAR-10 values are
-  the mean and (population) standard deviation of the 50,000 training images,
-  mean (0.4914, 0.4822, 0.4465), std (0.2470, 0.2435, 0.2616); CIFAR-100:
-  mean (0.5071, 0.4865, 0.4409), std (0.2673, 0.2564, 0.2762). (The often
+* CIFAR-10/100: uint8 [32, 32, 3] pixels, standardised per channel on
+  device (train_lib.data.normalize) with the training-set statistics. The
+  CIFAR-10 values are the mean and (population) standard deviation of the
+  50,000 training images, mean (0.4914, 0.4822, 0.4465), std (0.2470,
+  0.2435, 0.2616); CIFAR-100: mean (0.5071, 0.4865, 0.4409), std (0.2673,
+  0.2564, 0.2762). (The often
   copied std (0.2023, 0.1994, 0.2010) is the mean of per-image stds, not the
   dataset std.) Padding-crop, flips, cutout and mixup are done on device in
   the train step, not here.
 * ImageNet: the usual ResNet recipe (He et al. 2016; Szegedy et al. 2015 for
   the crop). Training: an Inception-style random-resized crop (a box of
   8%-100% of the area and aspect ratio in [3/4, 4/3], 10 attempts, else the
-  central square) resized to `image_size` x `image_size` with bilinear
-  interpolation. Evaluation: resize the shorter side to `image_size / 0.875`
-  (256 for 224), then take the central `image_size` square. Both then scale
-  to [0, 1] and standardise with the ImageNet statistics mean (0.485, 0.456,
-  0.406), std (0.229, 0.224, 0.225). The horizontal flip is left to the train
-  step on device, like every other augmentation.
+  central square, `random_resized_crop_box`) resized to `image_size` x
+  `image_size` with bilinear interpolation. Evaluation: resize the shorter
+  side to `image_size / 0.875` (256 for 224), then take the central
+  `image_size` square (`resize_shorter_side`, `center_crop`: the full-size
+  reference of `jpeg_crop.eval_crop`). Both are then standardised on device
+  with the ImageNet statistics mean (0.485, 0.456, 0.406), std (0.229, 0.224,
+  0.225). The crops themselves are made from the JPEG bytes by `jpeg_crop`;
+  the horizontal flip is left to the train step on device, like every other
+  augmentation.
 """
 
 import math
@@ -37,12 +41,6 @@ STATS = {
   'cifar100': (CIFAR100_MEAN, CIFAR100_STD),
   'imagenet2012': (IMAGENET_MEAN, IMAGENET_STD),
 }
-
-
-def normalize(image: np.ndarray, mean, std) -> np.ndarray:
-  """uint8 [H, W, C] -> float32 (image / 255 - mean) / std per channel."""
-  x = np.asarray(image, np.float32) / 255.0
-  return (x - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
 
 
 def _as_rgb(image: np.ndarray) -> Image.Image:
@@ -97,24 +95,3 @@ def random_resized_crop_box(
       return top, left, h, w
   side = min(height, width)
   return (height - side) // 2, (width - side) // 2, side, side
-
-
-def imagenet_train(
-  image: np.ndarray, rng: np.random.Generator, image_size: int
-) -> np.ndarray:
-  """Random-resized crop to [image_size, image_size, 3], normalised."""
-  pil = _as_rgb(image)
-  top, left, h, w = random_resized_crop_box(rng, pil.size[1], pil.size[0])
-  crop = pil.resize(
-    (image_size, image_size),
-    Image.BILINEAR,
-    box=(left, top, left + w, top + h),
-  )
-  return normalize(np.asarray(crop), IMAGENET_MEAN, IMAGENET_STD)
-
-
-def imagenet_eval(image: np.ndarray, image_size: int) -> np.ndarray:
-  """Shorter side to image_size / 0.875, central crop, normalised."""
-  resized = resize_shorter_side(image, round(image_size / EVAL_CROP_FRACTION))
-  crop = center_crop(resized, image_size)
-  return normalize(crop, IMAGENET_MEAN, IMAGENET_STD)
