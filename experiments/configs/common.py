@@ -38,6 +38,9 @@ def get_config() -> ml_collections.ConfigDict:
   # None = the tfds default (~/tensorflow_datasets or $TFDS_DATA_DIR).
   config.data.data_dir = ml_collections.config_dict.placeholder(str)
   config.data.image_size = 224  # ImageNet crop size.
+  # ImageNet: processes that decode training batches (0 = threads of the
+  # training process, -1 = one per CPU); the batches do not depend on it.
+  config.data.num_workers = -1
   config.data.synthetic_shape = (32, 32, 3)
   config.data.synthetic_num_classes = 10
   config.data.synthetic_num_train = 1024
