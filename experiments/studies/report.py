@@ -334,16 +334,31 @@ def predict(
     (probabilities [N, K] float64, labels [N] int).
   """
   from train_lib import data as data_lib  # noqa: PLC0415 (slow import)
-  from train_lib import step as step_lib  # noqa: PLC0415
-  from train_lib import trainer  # noqa: PLC0415
 
   dataset = data_lib.get_dataset(config.data, seed=config.seed)
   images, labels = dataset.host_arrays(split)
-  model = trainer.create_model(config, dataset.num_classes)
+  probs = predict_images(config, state, images, dataset.num_classes)
+  return probs, np.asarray(labels)
+
+
+def predict_images(
+  config: ml_collections.ConfigDict,
+  state: Any,
+  images: np.ndarray,
+  num_classes: int = 10,
+) -> np.ndarray:
+  """Softmax probabilities [N, K] of a trained state on any `images`.
+
+  As `predict`, on inputs the caller provides (already scaled as the
+  run's data set scales its own), e.g. fresh signals from a generator.
+  """
+  from train_lib import step as step_lib  # noqa: PLC0415
+  from train_lib import trainer  # noqa: PLC0415
+
+  model = trainer.create_model(config, num_classes)
   variables = step_lib.variables(state.params, state.batch_stats)
   logits = jax.jit(model.apply)(variables, images)
-  probs = np.asarray(jax.nn.softmax(np.asarray(logits, np.float64), axis=-1))
-  return probs, np.asarray(labels)
+  return np.asarray(jax.nn.softmax(np.asarray(logits, np.float64), axis=-1))
 
 
 def plain_sgd(

@@ -20,7 +20,9 @@ or over per-seed differences of two arms that share the seeds (paired).
 `log_t_interval` is the same on the log scale, for ratios (speed-ups,
 factors), whose spread is multiplicative. `bootstrap_interval` is the
 percentile bootstrap of any statistic over paired rows (examples, or
-examples x seeds), with a fixed resampling seed so the json is reproducible.
+examples x seeds), with a fixed resampling seed so the json is reproducible;
+`bootstrap_seeds_examples` resamples seeds and examples both, for paired
+differences of two arms over several seeds on one test set.
 An interval from one value (one seed, one exact count) is the point itself;
 a study that has only that says so in its `interval` text.
 """
@@ -201,3 +203,45 @@ def bootstrap_interval(
   low, high = np.percentile(draws, [tail, 100 - tail])
   estimate = float(statistic(*arrays))
   return estimate, float(min(low, estimate)), float(max(high, estimate))
+
+
+def bootstrap_seeds_examples(
+  diff: np.ndarray,
+  *,
+  n_resamples: int = 2000,
+  seed: int = 0,
+  confidence: float = CONFIDENCE,
+) -> tuple[float, float, float]:
+  """(mean, low, high): percentile bootstrap over seeds and examples.
+
+  For paired per-(seed, example) differences of two arms scored on one
+  test set (e.g. ensemble minus best member correctness, -1, 0 or 1), each
+  resample draws seeds with replacement and, independently, examples with
+  replacement (the same examples for every seed, which share the test set),
+  so the interval covers both the training seeds and the test sample.
+
+  Args:
+    diff: ``[seeds, examples]`` paired differences.
+    n_resamples: bootstrap resamples.
+    seed: the resampling seed (fixed, so the interval is reproducible).
+    confidence: the interval's coverage.
+
+  Returns:
+    The mean difference and its percentile interval.
+  """
+  d = np.asarray(diff, np.float64)
+  if d.ndim != 2 or 0 in d.shape or not np.all(np.isfinite(d)):
+    raise ValueError(f'need a finite [seeds, examples] array: {d.shape}')
+  rng = np.random.default_rng(seed)
+  n_seeds, n_examples = d.shape
+  draws = np.empty(n_resamples)
+  for i in range(n_resamples):
+    rows = rng.integers(0, n_seeds, n_seeds)
+    cols = rng.integers(0, n_examples, n_examples)
+    # Mean over the resampled grid: the per-example sums over the drawn
+    # seeds, gathered at the drawn examples.
+    draws[i] = d[rows].sum(axis=0)[cols].mean() / n_seeds
+  tail = (1 - confidence) / 2 * 100
+  low, high = np.percentile(draws, [tail, 100 - tail])
+  mean = float(d.mean())
+  return mean, float(min(low, mean)), float(max(high, mean))

@@ -189,3 +189,29 @@ def test_subclaim_rejects_an_estimate_outside_its_interval():
     _subclaim(estimate=2.5)
   with pytest.raises(ValueError, match='direction'):
     _subclaim(direction='up')
+
+
+def test_bootstrap_seeds_examples_hand_cases():
+  # Every difference 1: the interval is the point.
+  assert verdict.bootstrap_seeds_examples(np.ones((3, 20))) == (1.0, 1.0, 1.0)
+  # Seeds disagree wholesale (one seed +1 everywhere, two seeds 0): the
+  # resampled seeds carry the spread, from 0 (no +1 seed drawn) to 1.
+  d = np.zeros((3, 50))
+  d[0] = 1.0
+  mean, low, high = verdict.bootstrap_seeds_examples(d, n_resamples=500)
+  assert mean == pytest.approx(1 / 3)
+  assert low == 0.0 and high >= 2 / 3
+  # Examples disagree within seeds alike: the example resampling carries
+  # it; near a normal interval of the mean, +-1.96 sd / sqrt(n).
+  rng = np.random.default_rng(0)
+  row = rng.choice([-1.0, 0.0, 1.0], size=2000, p=[0.1, 0.7, 0.2])
+  mean, low, high = verdict.bootstrap_seeds_examples(
+    np.tile(row, (3, 1)), n_resamples=500
+  )
+  half = 1.96 * row.std() / np.sqrt(row.size)
+  assert (high - low) / 2 == pytest.approx(half, rel=0.2)
+  assert verdict.bootstrap_seeds_examples(
+    np.tile(row, (3, 1)), n_resamples=500
+  ) == (mean, low, high)
+  with pytest.raises(ValueError, match='seeds, examples'):
+    verdict.bootstrap_seeds_examples(np.ones(5))
