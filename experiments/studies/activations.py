@@ -33,8 +33,9 @@ Protocol, fixed before the full run:
 3. Separate the init from the activation: the main arm gives each
    activation its own init (`nets.layers.init_for`: He before ReLU, Xavier
    before tanh/sigmoid); the `SAME_INIT` arm gives every activation the
-   same zero-mean Gaussian of std 0.01 on every layer (Krizhevsky et al.
-   2012, Sec. 5), and repeats steps 1-2 on `SAME_INIT_SEEDS`.
+   same small zero-mean Gaussian on every layer (std `SAME_INIT_STD`; as
+   Krizhevsky et al. 2012, Sec. 5, one Gaussian for all), and repeats
+   steps 1-2 on `SAME_INIT_SEEDS`.
 
 A run that misses the target within the budget counts as `budget` steps,
 which it took at least: its ratio is a lower bound, and the interval's upper
@@ -77,7 +78,16 @@ SELECT_SEED = 0
 # Four measured seeds: the paired log-ratio interval uses t(3) = 3.18 (three
 # seeds would use t(2) = 4.30); a fifth did not fit the 5-minute budget.
 SEEDS = (1, 2, 3, 4)
-SAME_INIT = 'normal:0.01'
+# The same-init arm's std: smaller than He's and Xavier's in every layer
+# of cnn1d (Xavier's smallest is 0.078), the same for every activation.
+# Krizhevsky et al.'s 0.01 (their Sec. 5, with biases of 1 before some
+# ReLUs, which cnn1d does not have) was probed first: at lr 0.1, seed 0,
+# the ReLU net stayed at chance for 1,200 steps (the signal shrinks ~1e4x
+# through four such layers), so that arm would time the escape from a
+# near-zero start, not the activation; at 0.05 it reached 25% error at
+# step 190. Chosen on that probe, before the full run.
+SAME_INIT_STD = 0.05
+SAME_INIT = f'normal:{SAME_INIT_STD}'
 SAME_INIT_SEEDS = (1, 2, 3)
 # "Much faster": at least twice as fast. The paper's 6x is the notes'
 # example ("e.g."), reported beside the interval, not the threshold.
@@ -201,7 +211,7 @@ def run(quick: bool = False) -> report.Result:
       where = (
         'each with its own init'
         if arm == MAIN
-        else 'every net with the same N(0, 0.01^2) init'
+        else f'every net with the same N(0, {SAME_INIT_STD:g}^2) init'
       )
       subclaims.append(
         speedup_subclaim(
@@ -292,8 +302,10 @@ PROTOCOL = (
     "zero-mean Gaussians (std 0.01 in their Sec. 5; the Fig. 1 net's not "
     'stated)',
     'own init: He before ReLU, Xavier before tanh/sigmoid; same init: '
-    'N(0, 0.01^2) on every layer for every activation',
-    'the same-init arm separates the activation from its init',
+    f'N(0, {SAME_INIT_STD:g}^2) on every layer for every activation',
+    'the same-init arm separates the activation from its init; std 0.01 '
+    'left the ReLU net at chance for 1,200 steps in a probe (no bias-1 '
+    'trick here), so the std is 0.05, still below He and Xavier',
   ),
 )
 

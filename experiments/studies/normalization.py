@@ -1,427 +1,280 @@
-"""BatchNorm speeds up and stabilises training; GroupNorm does not need a batch.
+"""BatchNorm speeds up and stabilises training; its statistics need a batch.
 
 Notes (lecture 2, seed 002, "Normalization Methods"): batch normalization
-(Ioffe & Szegedy 2015) normalises each channel with the mini-batch's mean and
-variance, then scales and shifts with the learned gamma, beta; the paper's
-title promises "accelerating deep network training", and its Sec. 3.3 that
-BN "enables higher learning rates" without divergence. The notes' "Layer
-Normalization" slide then warns that "batch normalization is dependent on the
-mini-batch size", which group normalization (Wu & He 2018, the notes' "Other
-Normalization Methods") removes: it normalises each example over groups of
-channels, so its output never depends on the other examples in the batch.
+(Ioffe & Szegedy 2015, "accelerating deep network training") normalises each
+channel with the mini-batch's mean and variance; the paper's Sec. 3.3 adds
+that BN "enables higher learning rates". The notes' "Layer Normalization"
+slide warns that "batch normalization is dependent on the mini-batch size",
+which group normalization (Wu & He 2018) removes: it normalises each example
+over groups of channels.
 
-The study trains the same small plain CNN on the digits (`cnn_small`: two
-stages of two 3x3 convs, ReLU, global average pooling; `norm='batch'` puts a
-BatchNorm after every conv and drops the conv biases) with SGD + momentum 0.9
-at a constant learning rate, in two parts:
+The study scales down both papers' experiments on one deeper net, a 1-D
+ResNet-8 (`resnet8_cifar_tiny`, He et al.'s 6n+2 net with n = 1, widths 8,
+16, 32; `spatial_dims=1`, k x 1 kernels) on MNIST-1D, SGD + momentum 0.9 at
+a constant rate, batch 32, no weight decay or augmentation:
 
-1. with and without BN at several learning rates: steps to reach a training
-   loss of `LOSS_TARGET`, and whether the net trains at all (a non-finite
-   loss stops the trainer with `DivergedError`; the arm is recorded as
-   diverged at that step, and an arm whose training accuracy stays under
-   `TRAINED_ACCURACY` is recorded as failed);
-2. BN against GroupNorm at batch sizes 2, 4, 8, 32 for the same number of
-   epochs, the learning rate scaled linearly with the batch (Wu & He's
-   protocol, their Fig. 1): the spread of the test error over the batch
-   sizes for each norm.
+1. Speed and stability (Ioffe & Szegedy, Fig. 2 and Sec. 3.3): the net with
+   BN (`norm='batch'`) and its twin without any norm (`norm='none'`; the
+   convs keep no bias either way) train on a common grid of rates on
+   `SELECT_SEED`. Each net's best rate is the one that reaches
+   `TARGET_ERROR` training error in the fewest steps (`lr_grid`); both are
+   then measured on fresh `SEEDS`. Stability: the largest grid rate at
+   which each net still reaches the target.
+2. Batch dependence as Wu & He's per-device statistics (their Sec. 2 and
+   Fig. 1: BN's batch is the examples on one GPU): the batch stays 32 and
+   the steps the same, and BN computes its statistics over groups of g in
+   `GROUP_SIZES` examples (`norm='batch:g'`, `nets.norms.BatchNorm.
+   group_size`; the running averages, used at test time, average the group
+   statistics). GroupNorm (`norm='group:4'`: 4 groups, 2 to 8 channels
+   each) does not look at the other examples at all. All arms at the BN
+   net's best rate (Wu & He train every norm with the same schedule); test
+   error from BN's running statistics, as at test time.
 
-Where the papers differ from the notes: Ioffe & Szegedy explain BN's effect
-by "internal covariate shift", which the notes list next to the smoother
-loss surface of Santurkar et al. 2018; this study measures the effect, not
-its cause. Wu & He measure ResNet-50 on ImageNet (BN's error rises from 23.6%
-at batch 32 to 34.7% at batch 2, GN's stays at 24.1 to 24.8%); here the net
-and data are tiny, so the size of the effect differs.
+The three-way verdict of each sub-claim uses paired intervals over the
+measured seeds (`verdict.log_t_interval` for speed ratios, `t_interval` for
+error differences); the stability sub-claim is a count on the selection
+seed's grid (no interval). Notes and papers: Ioffe & Szegedy explain BN by
+"internal covariate shift", the notes also cite Santurkar et al. 2018; the
+study measures the effect, not its cause.
 """
 
-import dataclasses
 import math
-import re
 
-from experiments.configs import digits
+import numpy as np
+
+from experiments.configs import mnist1d
+from experiments.studies import lr_grid
 from experiments.studies import report
-from train_lib import trainer
+from experiments.studies import verdict as verdict_lib
 
 CLAIM = (
-  'BatchNorm speeds up and stabilises training (the same plain CNN reaches '
-  'a low training loss in fewer steps and still trains at a learning rate '
-  'where it fails without BN), and BN depends on the batch size while '
-  'GroupNorm does not.'
+  'BatchNorm speeds up and stabilises training (each net at its own best '
+  'learning rate, a ResNet with BN reaches a low training error in fewer '
+  'steps and still trains at larger rates), and BN depends on the batch '
+  'its statistics see while GroupNorm does not.'
 )
 SOURCE = (
   'notes, lecture 2, "Normalization Methods" and "Layer Normalization" '
-  '(Ioffe & Szegedy 2015; Wu & He 2018, Fig. 1)'
+  '(Ioffe & Szegedy 2015, Fig. 2, Sec. 3.3; Wu & He 2018, Sec. 2, Fig. 1)'
 )
 
-LOSS_TARGET = 0.5  # Training loss (cross-entropy, nats) "reached".
-TRAINED_ACCURACY = 0.5  # Final training accuracy below this: failed.
-MOMENTUM = report.PLAIN_SGD_MOMENTUM
-# Batch sizes of Wu & He's Fig. 1 that a 899-image training set affords.
-BATCH_SIZES = (2, 4, 8, 32)
-# GroupNorm's groups: 4 and 8 channels per group in layers of 16 and 32
-# (Wu & He's 32 groups would leave one channel per group here, which is
-# instance norm, a different method).
-GROUPS = 4
-BATCH_LR = 0.1  # Part 2's lr at batch 32, scaled linearly with the batch.
+MODEL = 'resnet8_cifar_tiny'
+WIDTHS = (8, 16, 32)
+BATCH = 32  # Wu & He's largest per-GPU batch (their Fig. 1).
+# 600 steps = 4.8 epochs of 4,000 signals; a probe of ResNet-20 with BN at
+# lr 0.1 was at 6% training error by then. A net that misses the target
+# counts as the budget (a bound).
+BUDGET = 600
+LOG_EVERY = 20
+TARGET_ERROR = 0.25  # Training error (mean minibatch error of 20 steps).
+GRID = (0.01, 0.03, 0.1, 0.3, 1.0)  # Common to both nets, x3 apart.
+SELECT_SEED = 0
+SEEDS = (1, 2, 3)
+GROUP_SIZES = (2, 4, 8, 32)
+GN = 'group:4'
+# A diverged arm's test error: chance, 9 of 10 classes wrong.
+CHANCE_ERROR = 0.9
+EXACT = (
+  'one grid on the selection seed: the largest rate that reaches the '
+  'target (no interval; a grid edge makes it a bound)'
+)
 
 
-@dataclasses.dataclass
-class Arm:
-  """One training run: its train curve, test accuracy, or its divergence."""
-
-  steps: list
-  losses: list
-  accuracies: list
-  test_accuracy: float = math.nan
-  diverged_at: int | None = None
-
-  @property
-  def trained(self) -> bool:
-    """It did not diverge and its last training accuracy is high enough."""
-    return (
-      self.diverged_at is None
-      and bool(self.accuracies)
-      and self.accuracies[-1] >= TRAINED_ACCURACY
-    )
-
-
-def diverged_step(error: Exception) -> int | None:
-  """The step a `DivergedError` names ('loss is nan at step 37'), or None."""
-  match = re.search(r'at step (\d+)', str(error))
-  return int(match.group(1)) if match else None
-
-
-def steps_to_reach(steps, losses, target: float) -> int | None:
-  """The first logged step whose training loss is <= target, or None."""
-  for step, loss in zip(steps, losses, strict=True):
-    if loss <= target:
-      return int(step)
-  return None
-
-
-def batch_spread(errors: dict[int, float]) -> float:
-  """Largest minus smallest test error over the batch sizes."""
-  values = list(errors.values())
-  return float(max(values) - min(values))
-
-
-def config_for(
-  *,
-  norm: str | None,
-  lr: float,
-  batch_size: int,
-  total_steps: int,
-  log_every_steps: int,
-  stage_channels: tuple[int, ...],
-  seed: int = 0,
-):
-  """The digits `cnn_small` config of one arm: plain SGD + momentum."""
-  config = digits.get_config('cnn')
-  # No regulariser, schedule or augmentation: only the norm changes.
+def config_for(norm: str, *, lr: float, seed: int, steps: int):
+  """The MNIST-1D ResNet-8 config of one run: plain SGD + momentum."""
+  config = mnist1d.get_config('cnn')
   report.plain_sgd(
     config,
     seed=seed,
     lr=lr,
-    batch_size=batch_size,
-    eval_batch_size=1024,  # The 898 test images in one (padded) batch.
-    total_steps=total_steps,
-    log_every_steps=log_every_steps,
+    batch_size=BATCH,
+    eval_batch_size=1000,  # The 1,000 test signals in one batch.
+    total_steps=steps,
+    log_every_steps=LOG_EVERY,
   )
-  config.model_kw.stage_channels = tuple(stage_channels)
-  if norm is not None:
-    config.model_kw.norm = norm
-  if norm == 'group':
-    config.model_kw.norm_groups = GROUPS
+  config.model = MODEL
+  config.model_kw.widths = WIDTHS
+  config.model_kw.spatial_dims = 1
+  config.model_kw.norm = norm
   return config
 
 
-def train_arm(config) -> Arm:
-  """Trains one arm; a divergence is recorded, not raised."""
+def train_run(norm: str, *, lr: float, seed: int, steps: int):
+  """(lr_grid.Run of training error, test error) of one run."""
+  from train_lib import trainer  # noqa: PLC0415 - heavy; not for --list.
+
   try:
-    run = report.train(config)
-  except trainer.DivergedError as e:
-    return Arm(steps=[], losses=[], accuracies=[], diverged_at=diverged_step(e))
-  steps, losses = run.series('loss')
-  _, accuracies = run.series('accuracy')
-  return Arm(
-    steps=steps,
-    losses=losses,
-    accuracies=accuracies,
-    test_accuracy=float(run.final('accuracy')),
+    run = report.train(config_for(norm, lr=lr, seed=seed, steps=steps))
+  except trainer.DivergedError:
+    return lr_grid.Run(steps=[], values=[], diverged=True), CHANCE_ERROR
+  steps_logged, accuracy = run.series('accuracy')
+  errors = [1.0 - a for a in accuracy]
+  test_error = 1.0 - float(run.final('accuracy'))
+  return lr_grid.Run(steps=steps_logged, values=errors), test_error
+
+
+def largest_trainable(tuned: lr_grid.Tuned) -> float | None:
+  """The largest grid rate whose run reached the target; None if none."""
+  grid = tuned.grid
+  ok = [
+    lr for lr, run in grid.items() if math.isfinite(run.reach(tuned.target))
+  ]
+  return max(ok) if ok else None
+
+
+def stability_subclaim(
+  bn_max: float | None, plain_max: float | None, grid
+) -> verdict_lib.Subclaim:
+  """BN's largest trainable rate over the plain net's, from one grid.
+
+  A net at the grid's top edge could train higher: its rate is a lower
+  bound (BN) or an upper bound (plain). A plain net that trains at no rate
+  counts as the rate below the grid, so the ratio is a lower bound.
+  """
+  below = min(grid) / 3
+  bn = bn_max if bn_max is not None else below
+  plain = plain_max if plain_max is not None else below
+  ratio = bn / plain
+  low, high = ratio, ratio
+  if bn_max == max(grid) or plain_max is None:
+    high = math.inf  # BN might train higher; plain at nothing: a bound.
+  if plain_max == max(grid):
+    low = 0.0  # The plain net might train higher still.
+  return verdict_lib.Subclaim(
+    claim='BN trains at a larger rate: the largest grid rate at which the '
+    'ResNet reaches 25% training error is higher with BN than without.',
+    estimate=ratio,
+    ci_low=low,
+    ci_high=high,
+    threshold=1.0,
+    direction='above',
+    seeds=1,
+    interval=EXACT,
+    threshold_why='"enables higher learning rates" (Ioffe & Szegedy, '
+    'Sec. 3.3): a ratio above 1',
+  )
+
+
+def speed_subclaim(bn: lr_grid.Tuned, plain: lr_grid.Tuned, budget: int):
+  """The plain net's steps to target over BN's, each at its best rate."""
+  estimate, low, high = lr_grid.ratio_interval(bn.reach, plain.reach, budget)
+  return verdict_lib.Subclaim(
+    claim='Each net at its own best rate, the ResNet with BN reaches 25% '
+    'training error in fewer steps than without a norm.',
+    estimate=estimate,
+    ci_low=low,
+    ci_high=high,
+    threshold=1.0,
+    direction='above',
+    seeds=len(bn.reach),
+    interval='paired log-t over seeds of the ratio of steps (a miss counts '
+    'as the budget: a bound)',
+    threshold_why='"accelerating deep network training": a ratio above 1',
+  )
+
+
+def difference_subclaim(claim, worse, better, why) -> verdict_lib.Subclaim:
+  """Paired test-error difference worse - better (points) above 0."""
+  diffs = 100 * (np.asarray(worse) - np.asarray(better))
+  estimate, low, high = verdict_lib.t_interval(diffs)
+  return verdict_lib.Subclaim(
+    claim=claim,
+    estimate=estimate,
+    ci_low=low,
+    ci_high=high,
+    threshold=0.0,
+    direction='above',
+    seeds=len(diffs),
+    interval='paired t over seeds of the test-error difference (points)',
+    threshold_why=why,
   )
 
 
 def _sizes(quick: bool) -> dict:
   if quick:
     return dict(
-      lrs=(0.3,),
-      lr_steps=60,
-      lr_log=5,
-      batch_sizes=(4, 32),
-      epochs=2,
-      channels=(16, 32),
+      grid=(0.1,), seeds=(SELECT_SEED,), groups=(2, 32), budget=60, gn=False
     )
   return dict(
-    # lr 1 was tried too: it fails with and without BN (BN widens the range
-    # of learning rates; it does not remove the limit).
-    lrs=(0.01, 0.1, 0.3),
-    lr_steps=150,
-    lr_log=10,
-    batch_sizes=BATCH_SIZES,
-    epochs=5,
-    channels=(16, 32),
+    grid=GRID, seeds=SEEDS, groups=GROUP_SIZES, budget=BUDGET, gn=True
   )
 
 
-def _learning_rates(sizes) -> dict:
-  """Part 1: {(norm, lr): Arm} for norm None and 'batch'."""
-  arms = {}
-  for lr in sizes['lrs']:
-    for norm in (None, 'batch'):
-      arms[(norm, lr)] = train_arm(
-        config_for(
-          norm=norm,
-          lr=lr,
-          batch_size=32,
-          total_steps=sizes['lr_steps'],
-          log_every_steps=sizes['lr_log'],
-          stage_channels=sizes['channels'],
-        )
-      )
-  return arms
+def _tuned(norm: str, sizes: dict, tests: dict) -> lr_grid.Tuned:
+  """Grid on the selection seed, fresh seeds at the best rate."""
 
+  def train(lr, seed):
+    run, test_error = train_run(norm, lr=lr, seed=seed, steps=sizes['budget'])
+    tests[(norm, lr, seed)] = test_error
+    return run
 
-def _batch_sizes(sizes, base_lr: float = BATCH_LR) -> dict:
-  """Part 2: {(norm, batch): Arm}, same epochs, lr = base_lr * batch / 32."""
-  arms = {}
-  for batch in sizes['batch_sizes']:
-    steps = max(1, sizes['epochs'] * digits_train_size() // batch)
-    for norm in ('batch', 'group'):
-      arms[(norm, batch)] = train_arm(
-        config_for(
-          norm=norm,
-          lr=base_lr * batch / 32,
-          batch_size=batch,
-          total_steps=steps,
-          log_every_steps=max(1, steps // 4),
-          stage_channels=sizes['channels'],
-        )
-      )
-  return arms
-
-
-def digits_train_size() -> int:
-  """Training images of the digits split (899)."""
-  from train_lib.data import small  # noqa: PLC0415
-
-  return small.DIGITS_NUM_TRAIN
-
-
-def _fmt_step(step: int | None) -> str:
-  return 'never' if step is None else str(step)
-
-
-def _status(arm: Arm) -> str:
-  if arm.diverged_at is not None:
-    return f'diverged at step {arm.diverged_at}'
-  return 'trained' if arm.trained else 'failed to train'
-
-
-def _plot(ax_lr, ax_batch, lr_arms, batch_arms, sizes) -> None:
-  colours = dict(
-    zip(sizes['lrs'], ('C0', 'C1', 'C2', 'C3', 'C4'), strict=False)
+  return lr_grid.tune_and_measure(
+    train,
+    start=sizes['grid'],
+    ladder=sizes['grid'],
+    extensions=0,  # The common grid is the whole search.
+    select_seed=SELECT_SEED,
+    seeds=sizes['seeds'],
+    target=TARGET_ERROR,
   )
-  for (norm, lr), arm in lr_arms.items():
-    style = '-' if norm else '--'
-    label = f'lr {lr:g}, {"BN" if norm else "no norm"}'
-    if arm.diverged_at is not None:
-      ax_lr.plot(
-        [arm.diverged_at],
-        [3.0],
-        'x',
-        ms=10,
-        mew=2,
-        color=colours[lr],
-        label=f'{label}: diverged (step {arm.diverged_at})',
-      )
-    else:
-      ax_lr.plot(arm.steps, arm.losses, style, color=colours[lr], label=label)
-  ax_lr.axhline(LOSS_TARGET, color='grey', ls=':', lw=1)
-  ax_lr.set_yscale('log')
-  ax_lr.set_xlabel('training step (batch 32)')
-  ax_lr.set_ylabel('training loss (cross-entropy, nats; log scale)')
-  ax_lr.set_title('With / without BatchNorm, SGD + momentum')
-  ax_lr.legend(fontsize=7, ncol=2, loc='lower left')
-
-  for norm, marker in (('batch', 'o'), ('group', 's')):
-    batches = sizes['batch_sizes']
-    errors = [100 * (1 - batch_arms[(norm, b)].test_accuracy) for b in batches]
-    name = 'BatchNorm' if norm == 'batch' else 'GroupNorm'
-    ax_batch.plot(batches, errors, marker=marker, label=name)
-  ax_batch.set_xscale('log', base=2)
-  ax_batch.set_xticks(
-    sizes['batch_sizes'], [str(b) for b in sizes['batch_sizes']]
-  )
-  ax_batch.set_xlabel('batch size (images per step, log scale)')
-  ax_batch.set_ylabel('test error (%)')
-  ax_batch.set_title(f'Same {sizes["epochs"]} epochs, lr ∝ batch')
-  ax_batch.legend()
 
 
 def run(quick: bool = False) -> report.Result:
-  """Trains the arms of both parts; `quick` trains fewer, shorter ones."""
+  """Part 1 (BN vs none on a grid), part 2 (per-device BN vs GN)."""
   sizes = _sizes(quick)
-  lr_arms = _learning_rates(sizes)
-  batch_arms = _batch_sizes(sizes)
-
-  # Part 1: speed at the smallest lr (both train there), stability above.
-  low = min(sizes['lrs'])
-  reach = {
-    norm: steps_to_reach(
-      lr_arms[(norm, low)].steps, lr_arms[(norm, low)].losses, LOSS_TARGET
-    )
-    for norm in (None, 'batch')
-  }
-  reach_by_lr = {
-    lr: tuple(
-      steps_to_reach(
-        lr_arms[(norm, lr)].steps, lr_arms[(norm, lr)].losses, LOSS_TARGET
+  tests = {}  # (norm, lr, seed) -> test error
+  tuned = {norm: _tuned(norm, sizes, tests) for norm in ('batch', 'none')}
+  lr = tuned['batch'].best_lr
+  seeds = sizes['seeds']
+  norms = [f'batch:{g}' for g in sizes['groups'] if g != BATCH]
+  norms += [GN] if sizes['gn'] else []
+  runs = {}
+  for norm in norms:
+    for seed in seeds:
+      runs[(norm, seed)], tests[(norm, lr, seed)] = train_run(
+        norm, lr=lr, seed=seed, steps=sizes['budget']
       )
-      for norm in (None, 'batch')
-    )
-    for lr in sizes['lrs']
+  # g = 32 is the BN net itself (one group of the whole batch).
+  error = {
+    norm: [tests[(norm, lr, s)] for s in seeds] for norm in norms + ['batch']
   }
-  faster = reach['batch'] is not None and (
-    reach[None] is None or reach['batch'] < reach[None]
-  )
-  rescued = [
-    lr
-    for lr in sizes['lrs']
-    if lr_arms[('batch', lr)].trained and not lr_arms[(None, lr)].trained
-  ]
-  diverged = [lr for lr in sizes['lrs'] if lr_arms[(None, lr)].diverged_at]
-  # Part 2: how much the test error moves with the batch size.
-  errors = {
-    norm: {
-      b: 1 - batch_arms[(norm, b)].test_accuracy for b in sizes['batch_sizes']
-    }
-    for norm in ('batch', 'group')
-  }
-  spread = {norm: batch_spread(errors[norm]) for norm in errors}
-  smallest = min(sizes['batch_sizes'])
-  batch_dependent = (
-    spread['batch'] > spread['group']
-    and errors['batch'][smallest] > errors['group'][smallest]
-  )
-  holds = faster and bool(rescued) and batch_dependent
-
-  fig, (ax_lr, ax_batch) = report.new_figure(ncols=2)
-  _plot(ax_lr, ax_batch, lr_arms, batch_arms, sizes)
-  fig.suptitle(
-    'BatchNorm trains faster and at larger learning rates; '
-    'GroupNorm does not depend on the batch'
-  )
-  rows = []
-  for (norm, lr), arm in lr_arms.items():
-    rows.append(
-      (
-        '1: lr',
-        'BatchNorm' if norm else 'none',
-        f'lr {lr:g}, batch 32',
-        _fmt_step(steps_to_reach(arm.steps, arm.losses, LOSS_TARGET)),
-        arm.accuracies[-1] if arm.accuracies else math.nan,
-        arm.test_accuracy,
-        _status(arm),
-      )
-    )
-  for (norm, batch), arm in batch_arms.items():
-    rows.append(
-      (
-        '2: batch',
-        'BatchNorm' if norm == 'batch' else 'GroupNorm',
-        f'lr {BATCH_LR * batch / 32:g}, batch {batch}',
-        '',
-        arm.accuracies[-1] if arm.accuracies else math.nan,
-        arm.test_accuracy,
-        _status(arm),
-      )
-    )
-  verdict = _verdict(reach, low, rescued, diverged, spread, errors, smallest)
-  pairs = [
-    f'lr {lr:g}: {_fmt_step(p)} without, {_fmt_step(b)} with'
-    for lr, (p, b) in reach_by_lr.items()
-  ]
-  verdict += f' Steps to training loss {LOSS_TARGET}: ' + '; '.join(pairs) + '.'
-  if not holds:
-    verdict = 'Contrary to the notes on this run: ' + verdict
-  return report.Result(
-    figure=fig,
-    columns=(
-      'part',
-      'norm',
-      'setting',
-      f'steps to train loss {LOSS_TARGET}',
-      'final train acc',
-      'test acc',
-      'outcome',
+  error[f'batch:{BATCH}'] = error.pop('batch')
+  smallest = f'batch:{min(sizes["groups"])}'
+  subclaims = [
+    speed_subclaim(tuned['batch'], tuned['none'], sizes['budget']),
+    stability_subclaim(
+      largest_trainable(tuned['batch']),
+      largest_trainable(tuned['none']),
+      sizes['grid'],
     ),
-    rows=rows,
-    holds=holds,
-    verdict=verdict,
-    values={
-      'steps_to_target_bn': reach['batch'],
-      'steps_to_target_plain': reach[None],
-      'lr_low': low,
-      'steps_to_target_by_lr': {
-        str(lr): {'plain': p, 'bn': b} for lr, (p, b) in reach_by_lr.items()
-      },
-      'bn_faster': faster,
-      'lrs_only_bn_trains': rescued,
-      'lrs_plain_diverged': diverged,
-      'bn_error_by_batch': {str(b): e for b, e in errors['batch'].items()},
-      'gn_error_by_batch': {str(b): e for b, e in errors['group'].items()},
-      'bn_batch_spread': spread['batch'],
-      'gn_batch_spread': spread['group'],
-      'batch_dependent': batch_dependent,
-    },
-    notes=(
-      f'Data: scikit-learn digits (899 train / 898 test, 8x8). Net: '
-      f'cnn_small, stage channels {sizes["channels"]}, SGD + momentum '
-      f'{MOMENTUM}, constant lr, no weight decay, augmentation or label '
-      'smoothing; seed 0.',
-      f'Part 1: {sizes["lr_steps"]} steps of batch 32; "failed to train": '
-      f'final training accuracy under {TRAINED_ACCURACY:.0%}; "diverged": '
-      "the trainer's DivergedError (a non-finite loss) at that step.",
-      f'Part 2: {sizes["epochs"]} epoch(s) per arm, lr = {BATCH_LR:g} x '
-      'batch / 32; final train acc: the mean over the last quarter; '
-      f"GroupNorm with {GROUPS} groups per layer. BN's test error uses its "
-      'running statistics, as at test time.',
+    difference_subclaim(
+      f'BN depends on the batch its statistics see: with statistics over '
+      f'{min(sizes["groups"])} examples its test error is higher than over '
+      f'{BATCH} (same batch, steps and rate).',
+      error[smallest],
+      error[f'batch:{BATCH}'],
+      '"batch normalization is dependent on the mini-batch size": a '
+      'difference above 0',
     ),
-  )
-
-
-def _verdict(reach, low, rescued, diverged, spread, errors, smallest) -> str:
-  speed = (
-    f'At lr {low:g} the net with BN reaches training loss {LOSS_TARGET} at '
-    f'step {_fmt_step(reach["batch"])}, without BN at step '
-    f'{_fmt_step(reach[None])}.'
-  )
-  if rescued:
-    lrs = ', '.join(f'{lr:g}' for lr in rescued)
-    stable = f' At lr {lrs} only the net with BN trains'
-    if diverged:
-      stable += (
-        ' (without BN the loss became non-finite at lr '
-        + ', '.join(f'{lr:g}' for lr in diverged)
-        + ')'
+  ]
+  if sizes['gn']:
+    subclaims.append(
+      difference_subclaim(
+        f'GroupNorm, which sees no other example, has a lower test error '
+        f'than BN with statistics over {min(sizes["groups"])} examples.',
+        error[smallest],
+        error[GN],
+        'Wu & He: GN "is independent of batch sizes" where small-batch BN '
+        'degrades: a difference above 0',
       )
-    stable += '.'
-  else:
-    stable = ' No learning rate tried trains with BN but not without.'
-  batch = (
-    f' Over batch sizes {smallest} to 32 the test error of BN moves by '
-    f'{100 * spread["batch"]:.1f} points (batch {smallest}: '
-    f"{100 * errors['batch'][smallest]:.1f}%), GroupNorm's by "
-    f'{100 * spread["group"]:.1f} (batch {smallest}: '
-    f'{100 * errors["group"][smallest]:.1f}%).'
+    )
+  from experiments.studies import normalization_report  # noqa: PLC0415
+
+  return normalization_report.result(
+    tuned=tuned,
+    error=error,
+    runs=runs,
+    lr=lr,
+    sizes=sizes,
+    subclaims=subclaims,
   )
-  return speed + stable + batch

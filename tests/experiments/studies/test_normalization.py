@@ -1,114 +1,118 @@
-"""The normalization study (BatchNorm vs none, BN vs GroupNorm by batch)."""
+"""The normalization study: its configs, sub-claims and stand-in arms."""
+
+import math
 
 import pytest
 
+from experiments.studies import lr_grid
 from experiments.studies import normalization
 from experiments.studies import report
 from tests.experiments.studies import studies_testing
 from train_lib import trainer
 
-
-def test_diverged_step_reads_the_trainers_message():
-  error = trainer.DivergedError(
-    'loss is nan at step 37: training stopped without saving this state; '
-    'no checkpoint was saved yet'
-  )
-  assert normalization.diverged_step(error) == 37
-  assert normalization.diverged_step(ValueError('no step here')) is None
+GRID = normalization.GRID
 
 
-def test_steps_to_reach_is_the_first_logged_step_at_or_under_target():
-  steps, losses = [10, 20, 30, 40], [2.0, 0.31, 0.3, 0.1]
-  assert normalization.steps_to_reach(steps, losses, 0.3) == 30
-  assert normalization.steps_to_reach(steps, losses, 0.05) is None
+def test_configs_differ_only_in_the_norm():
+  kw = dict(lr=0.1, seed=0, steps=10)
+  plain = normalization.config_for('none', **kw).to_dict()
+  bn = normalization.config_for('batch:2', **kw).to_dict()
+  assert bn['model_kw'].pop('norm') == 'batch:2'
+  assert plain['model_kw'].pop('norm') == 'none'
+  assert plain == bn
+  assert plain['batch_size'] == 32 and plain['data']['name'] == 'mnist1d'
+  assert plain['model_kw']['widths'] == (8, 16, 32)
 
 
-def test_batch_spread_and_trained():
-  assert normalization.batch_spread({2: 0.30, 4: 0.1, 32: 0.05}) == (
-    pytest.approx(0.25)
-  )
-  trained = normalization.Arm(steps=[1], losses=[0.1], accuracies=[0.9])
-  stuck = normalization.Arm(steps=[1], losses=[2.3], accuracies=[0.1])
-  gone = normalization.Arm(steps=[], losses=[], accuracies=[], diverged_at=3)
-  assert trained.trained and not stuck.trained and not gone.trained
-
-
-def test_a_divergence_is_recorded_with_its_step(monkeypatch):
+def test_a_divergence_is_a_miss_at_chance_error(monkeypatch):
   def diverge(config):
-    raise trainer.DivergedError('loss is inf at step 12: training stopped')
+    raise trainer.DivergedError('loss is nan at step 12: training stopped')
 
   monkeypatch.setattr(report, 'train', diverge)
-  arm = normalization.train_arm(None)
-  assert arm.diverged_at == 12 and not arm.trained
+  run, error = normalization.train_run('none', lr=1.0, seed=0, steps=10)
+  assert run.diverged and run.reach(0.25) == math.inf
+  assert error == normalization.CHANCE_ERROR
 
 
-def test_other_training_errors_are_not_swallowed(monkeypatch):
-  def bad_config(config):
-    raise trainer.ConfigError('unknown model')
+@pytest.mark.parametrize(
+  'bn_max, plain_max, verdict, low, high',
+  [
+    (0.3, 0.03, 'holds', 10.0, 10.0),
+    (0.1, 0.1, 'does not hold', 1.0, 1.0),  # touching 1: inconclusive
+    (0.03, 0.3, 'does not hold', 0.1, 0.1),
+    (1.0, 0.1, 'holds', 10.0, math.inf),  # BN at the top edge: a bound
+    (0.1, 1.0, 'does not hold', 0.0, 0.1),  # plain at the edge: a bound
+    (0.01, None, 'holds', 3.0, math.inf),  # plain trains at no rate
+  ],
+)
+def test_stability_ratio_and_its_bounds(bn_max, plain_max, verdict, low, high):
+  sub = normalization.stability_subclaim(bn_max, plain_max, GRID)
+  assert (sub.ci_low, sub.ci_high) == pytest.approx((low, high))
+  want = 'inconclusive' if low <= 1.0 <= high else verdict
+  assert sub.verdict == want
 
-  monkeypatch.setattr(report, 'train', bad_config)
-  with pytest.raises(trainer.ConfigError):
-    normalization.train_arm(None)
+
+def _tuned(reach, grid=None):
+  runs = {
+    s: lr_grid.Run(steps=[r] if math.isfinite(r) else [10], values=[0.2])
+    if math.isfinite(r)
+    else lr_grid.Run(steps=[10], values=[0.9])
+    for s, r in enumerate(reach, start=1)
+  }
+  return lr_grid.Tuned(grid=grid or {}, best_lr=0.1, runs=runs, target=0.25)
 
 
-def test_config_changes_only_the_norm():
-  kw = dict(
-    lr=0.1,
-    batch_size=32,
-    total_steps=10,
-    log_every_steps=5,
-    stage_channels=(8, 16),
+def test_speed_and_batch_subclaims_flip_with_the_data():
+  bn, slow = _tuned([100, 120, 110]), _tuned([300, 330, 360])
+  assert normalization.speed_subclaim(bn, slow, 600).verdict == 'holds'
+  same = _tuned([105, 115, 112])
+  assert normalization.speed_subclaim(bn, same, 600).verdict != 'holds'
+  grid = {lr: lr_grid.Run([20], [0.1 if lr <= 0.1 else 0.9]) for lr in GRID}
+  assert normalization.largest_trainable(_tuned([1], grid)) == 0.1
+  worse = normalization.difference_subclaim(
+    'c', [0.30, 0.35, 0.33], [0.10, 0.12, 0.11], 'w'
   )
-  plain = normalization.config_for(norm=None, **kw).to_dict()
-  bn = normalization.config_for(norm='batch', **kw).to_dict()
-  assert bn['model_kw'].pop('norm') == 'batch'
-  assert plain == bn
-  assert plain['model'] == 'cnn_small' and plain['data']['name'] == 'digits'
+  assert worse.verdict == 'holds' and worse.estimate == pytest.approx(
+    21.67, 1e-3
+  )
+  flat = normalization.difference_subclaim(
+    'c', [0.10, 0.13, 0.11], [0.11, 0.12, 0.12], 'w'
+  )
+  assert flat.verdict == 'inconclusive'
+
+
+def _fake_train(config):
+  """report.train stand-in: BN trains at rates up to 0.3, plain up to 0.03;
+  BN's test error grows as its statistics see fewer examples."""
+  norm, lr = config.model_kw.norm, config.lr
+  if lr > (0.03 if norm == 'none' else 0.3):
+    raise trainer.DivergedError('loss is nan at step 5')
+  reach = 300 if norm == 'none' else 100
+  records = [
+    {'step': s, 'split': 'train', 'accuracy': 0.9 if s >= reach else 0.5}
+    for s in range(20, config.total_steps + 1, 20)
+  ]
+  group = norm.partition(':')[2]
+  test = {'2': 0.6, '4': 0.8, '8': 0.85}.get(group, 0.88)
+  records.append(
+    {'step': config.total_steps, 'split': 'eval', 'accuracy': test}
+  )
+  return report.TrainRun(records=records, state=None)
+
+
+@pytest.mark.slow  # ~5 s idle: 25 configs and a figure
+def test_the_protocol_on_stand_in_arms(monkeypatch):
+  monkeypatch.setattr(report, 'train', _fake_train)
+  result = normalization.run(quick=False)
+  values = result.values
+  assert values['best_lr'] == {'batch': 0.01, 'none': 0.01}
+  assert values['test_error']['batch:2'] == pytest.approx([0.4] * 3)
+  assert [s.verdict for s in result.subclaims] == ['holds'] * 4
+  assert result.subclaims[1].estimate == pytest.approx(10.0)  # 0.3 / 0.03
 
 
 @pytest.mark.slow
 def test_quick_cli(tmp_path):
   record = studies_testing.run_quick('normalization', tmp_path)
-  values = record['values']
-  # Robust at quick size: at lr 0.3 the plain CNN does not train (its
-  # training accuracy stays near chance), with BN it does.
-  assert values['lrs_only_bn_trains'] == [0.3]
-  assert set(values['bn_error_by_batch']) == {'4', '32'}
-
-
-def _fake_train(test_accuracy):
-  """A report.train stand-in: BN trains, no norm stays at chance at lr 0.3."""
-
-  def train(config):
-    norm = config.model_kw.to_dict().get('norm')
-    steps = list(range(5, config.total_steps + 1, 5))
-    if norm is None:
-      losses, accuracy = [2.3] * len(steps), 0.1
-    else:
-      losses, accuracy = [1.0 / s for s in steps], 0.95
-    records = [
-      {'step': s, 'split': 'train', 'loss': loss, 'accuracy': accuracy}
-      for s, loss in zip(steps, losses, strict=True)
-    ]
-    acc = test_accuracy.get((norm, config.batch_size), 0.9)
-    records.append({'step': steps[-1], 'split': 'eval', 'accuracy': acc})
-    return report.TrainRun(records=records, state=None)
-
-  return train
-
-
-@pytest.mark.parametrize(
-  'bn_small_batch_acc,holds', [(0.6, True), (0.9, False)]
-)
-def test_verdict_follows_the_arms(monkeypatch, bn_small_batch_acc, holds):
-  accuracy = {('batch', 4): bn_small_batch_acc, ('group', 4): 0.88}
-  monkeypatch.setattr(report, 'train', _fake_train(accuracy))
-  result = normalization.run(quick=True)
-  values = result.values
-  assert values['lrs_only_bn_trains'] == [0.3]
-  assert values['steps_to_target_plain'] is None
-  assert values['steps_to_target_bn'] == 5
-  assert values['bn_error_by_batch']['4'] == pytest.approx(
-    1 - bn_small_batch_acc
-  )
-  assert result.holds is holds and values['batch_dependent'] is holds
+  assert set(record['values']['test_error']) == {'batch:2', 'batch:32'}
+  assert len(record['subclaims']) == 3
