@@ -52,6 +52,7 @@ _NAMED_INITS = (
   'xavier_normal',
   'xavier_uniform',
   'lecun_normal',
+  'standard_uniform',
   'zeros',
   'ones',
 )

@@ -231,3 +231,12 @@ def lecun_normal(mode: str = 'fan_in', groups: int = 1) -> Initializer:
 def lecun_uniform(mode: str = 'fan_in', groups: int = 1) -> Initializer:
   """LeCun uniform: variance ``1/n``, bound ``sqrt(3/n)``."""
   return variance_scaling(1.0, mode, 'uniform', groups)
+
+
+def standard_uniform(groups: int = 1) -> Initializer:
+  """Glorot & Bengio's "standard" init: ``U[-1/sqrt(n), 1/sqrt(n)]``.
+
+  ``n`` is the fan-in; the variance is ``1/(3n)``, a third of LeCun's. The
+  heuristic their paper starts from (and the saturation study trains).
+  """
+  return variance_scaling(1.0 / 3.0, 'fan_in', 'uniform', groups)

@@ -113,6 +113,13 @@ def test_normal_uniform_constant():
   assert inits.zeros() is inits.zeros
 
 
+def test_standard_uniform_is_glorot_and_bengios_heuristic():
+  # U[-1/sqrt(n), 1/sqrt(n)] with n the fan-in (400 here): bound 0.05.
+  w = np.asarray(inits.standard_uniform()(KEY, (400, 300)))
+  assert w.max() <= 0.05 and w.min() >= -0.05 and w.max() > 0.0499
+  np.testing.assert_allclose(w.std(), 0.05 / math.sqrt(3), rtol=0.02)
+
+
 FACTORIES = {
   'normal': inits.normal(1.0),
   'uniform': inits.uniform(1.0),
