@@ -59,14 +59,57 @@ def test_logged_lr_error_is_zero_for_the_trainers_convention():
   )
 
 
+def test_still_falling_and_spread_by_hand():
+  # 20 logs: the last two average 1.0, the two before 1.25: a 20% drop.
+  losses = [2.0] * 16 + [1.25, 1.25, 1.0, 1.0]
+  assert lr_schedules.still_falling(losses) == pytest.approx(20.0)
+  assert lr_schedules.still_falling([1.0] * 20) == 0.0
+  assert lr_schedules.spread([0.5, 2.0, 1.0]) == pytest.approx(np.log(4))
+
+
+def _runs(final, sweep, falling=True):
+  """Stand-in runs: {(name, lr, seed): record} for the sub-claims."""
+  seeds, peak = (1, 2, 3), 0.1
+  runs = {}
+  for s in seeds:
+    jitter = 1 + 0.01 * s
+    for name, value in final.items():
+      tail = [1.0, 1.0, 0.9, 0.9] if falling else [0.9, 0.9, 0.9 * jitter, 0.9]
+      runs[(name, peak, s)] = {
+        'final': value * jitter,
+        'losses': [2.0] * 16 + tail,
+      }
+    for lr, value in sweep.items():
+      runs.setdefault(
+        ('cosine', lr, s), {'final': value * jitter, 'losses': []}
+      )
+  sizes = {'names': tuple(final), 'sweep': tuple(sweep), 'seeds': seeds}
+  return runs, peak, sizes
+
+
+def test_subclaims_follow_the_rule_and_flip_with_the_data():
+  final = {'constant': 0.5, 'step': 0.3, 'cosine': 0.25}
+  sweep = {0.1: 0.25, 0.01: 0.6, 0.0001: 2.2}
+  verdicts = [s.verdict for s in lr_schedules.subclaims(*_runs(final, sweep))]
+  assert verdicts == ['holds'] * 4
+  worse = {'constant': 0.3, 'step': 0.5, 'cosine': 0.25}
+  subs = lr_schedules.subclaims(*_runs(worse, sweep, falling=False))
+  assert subs[0].verdict != 'holds'  # the budget does not bind
+  assert subs[1].verdict == 'does not hold'  # step ends worse
+  flat = {0.1: 0.25, 0.01: 0.26, 0.0001: 0.27}
+  assert lr_schedules.subclaims(*_runs(final, flat))[-1].verdict == (
+    'does not hold'
+  )
+
+
 @pytest.mark.slow
 def test_quick_cli_writes_the_files(tmp_path):
   record = studies_testing.run_quick('lr_schedules', tmp_path)
   values = record['values']
   # The trainer logs the schedule's rate (float32, to rounding).
   assert values['max_logged_lr_error'] < 1e-7
-  assert set(values['logged_lr_error']) == set(lr_schedules.QUICK_NAMES)
-  # 1e-4 with SGD barely moves in 150 steps: magnitude matters most.
-  sweep = values['sweep_accuracy']
-  assert sweep['0.0001'] < max(sweep.values()) - 0.1
-  assert values['magnitude_first'] is True
+  assert set(values['final_loss']) == set(lr_schedules.QUICK_NAMES)
+  # 1e-4 with SGD barely moves in 200 steps: magnitude matters most.
+  sweep = values['sweep_final_loss']
+  assert sweep['0.0001'][0] > 2 * sweep['0.1'][0]
+  assert record['subclaims'][-1]['verdict'] == 'holds'
