@@ -100,8 +100,13 @@ class BatchNorm(nn.Module):
     scale, bias = _scale_bias(self, features)
     if train and self.group_size is not None:
       return self._grouped(x, scale, bias, running_mean, running_var)
+    dtype = layers.compute_dtype(x, self.dtype)
     if train:
-      mean, var = normalization.batch_norm_stats(x, axes)
+      # One op with a hand-written gradient: far fewer passes over x than
+      # the autodiff of batch_norm_stats + batch_norm (same values).
+      y, mean, var = normalization.batch_norm_train(
+        x, scale=scale, bias=bias, eps=self.epsilon, axes=axes, dtype=dtype
+      )
       if self.is_mutable_collection('batch_stats') and (
         not self.is_initializing()
       ):
@@ -111,9 +116,9 @@ class BatchNorm(nn.Module):
         running_var.value = normalization.update_running(
           running_var.value, var, self.momentum
         )
-    else:
-      mean, var = running_mean.value, running_var.value
-    x = x.astype(layers.compute_dtype(x, self.dtype))
+      return y
+    mean, var = running_mean.value, running_var.value
+    x = x.astype(dtype)
     return normalization.batch_norm(
       x, mean=mean, var=var, scale=scale, bias=bias, eps=self.epsilon
     )

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from ops import normalization
+from train_lib import sharding
 
 
 def _np_normalize(x, axes, eps):
@@ -236,3 +237,128 @@ def test_remaining_ops_under_jit_match_numpy():
   )
   np.testing.assert_allclose(running, 0.25 * x[0, 0, 0], rtol=1e-6)
   np.testing.assert_allclose(z, (x - mean) / std, rtol=1e-4, atol=1e-5)
+
+
+# batch_norm_train: one op with a hand-written gradient. Its reference is
+# the autodiff of batch_norm_stats + batch_norm (and float64 numpy).
+def _reference_train(x, scale, bias, eps=1e-5, dtype=None):
+  axes = tuple(range(x.ndim - 1))
+  mean, var = normalization.batch_norm_stats(x, axes)
+  x = x if dtype is None else x.astype(dtype)
+  y = normalization.batch_norm(
+    x, mean=mean, var=var, scale=scale, bias=bias, eps=eps
+  )
+  return y, mean, var
+
+
+def _train_inputs(shape, dtype, seed=0):
+  rng = np.random.default_rng(seed)
+  c = shape[-1]
+  x = jnp.asarray(rng.normal(size=shape) * 2.0 + 0.5, dtype)
+  scale = jnp.asarray(rng.uniform(0.5, 1.5, c), jnp.float32)
+  bias = jnp.asarray(rng.normal(size=c), jnp.float32)
+  cts = (
+    jnp.asarray(rng.normal(size=shape), dtype),
+    jnp.asarray(rng.normal(size=c), jnp.float32),  # on the mean
+    jnp.asarray(rng.normal(size=c), jnp.float32),  # on the variance
+  )
+  return x, scale, bias, cts
+
+
+def _value_and_vjp(fn, x, scale, bias, cts):
+  out, vjp = jax.vjp(fn, x, scale, bias)
+  return out, vjp(cts)
+
+
+_TRAIN_TOL = {jnp.float32: 2e-5, jnp.bfloat16: 2e-2}
+
+
+@pytest.mark.parametrize('dtype', [jnp.float32, jnp.bfloat16])
+@pytest.mark.parametrize('shape', [(16, 5), (4, 5, 6, 8), (3, 2, 2, 2, 4)])
+def test_batch_norm_train_matches_autodiff_of_the_composite(shape, dtype):
+  x, scale, bias, cts = _train_inputs(shape, dtype)
+  new = lambda x, s, b: normalization.batch_norm_train(x, scale=s, bias=b)
+  got = jax.jit(lambda *a: _value_and_vjp(new, *a))(x, scale, bias, cts)
+  want = jax.jit(lambda *a: _value_and_vjp(_reference_train, *a))(
+    x, scale, bias, cts
+  )
+  assert got[0][0].dtype == dtype and got[1][0].dtype == dtype
+  tol = _TRAIN_TOL[dtype]
+  for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+    a, b = np.asarray(a, np.float32), np.asarray(b, np.float32)
+    scale_ = max(1.0, float(np.max(np.abs(b))))
+    np.testing.assert_allclose(a, b, atol=tol * scale_, rtol=0)
+  y = np.asarray(got[0][0], np.float64)
+  np.testing.assert_allclose(  # and the notes' algorithm in float64
+    y,
+    _np_normalize(x, tuple(range(x.ndim - 1)), 1e-5) * scale + bias,
+    atol=2e-5 if dtype == jnp.float32 else 5e-2,
+  )
+
+
+def test_batch_norm_train_check_grads_and_second_order():
+  x, scale, bias, _ = _train_inputs((4, 2, 2, 3), jnp.float32, seed=1)
+  x = x.astype(jnp.float64) if jax.config.x64_enabled else x
+
+  def f(x, s, b):
+    y, mean, var = normalization.batch_norm_train(x, scale=s, bias=b)
+    return jnp.sum(jnp.sin(y)) + jnp.sum(mean * var)
+
+  jax.test_util.check_grads(
+    f, (x, scale, bias), order=2, modes=['rev'], atol=5e-2, rtol=5e-2
+  )
+
+
+def test_batch_norm_train_vmap_and_dtype_and_errors():
+  x, scale, bias, cts = _train_inputs((3, 4, 2, 2, 5), jnp.float32, seed=2)
+  f = lambda x: normalization.batch_norm_train(x, scale=scale, bias=bias)
+  g = lambda x: jax.grad(lambda x: jnp.sum(f(x)[0] * cts[0][0]))(x)
+  batched = jax.jit(jax.vmap(g))(x)
+  for i in range(3):
+    np.testing.assert_allclose(batched[i], g(x[i]), rtol=1e-5, atol=1e-6)
+  y, mean, var = normalization.batch_norm_train(x[0], dtype=jnp.bfloat16)
+  assert y.dtype == jnp.bfloat16 and mean.dtype == var.dtype == jnp.float32
+  with pytest.raises(ValueError, match='all but the last'):
+    normalization.batch_norm_train(x, axes=(0,))
+  with pytest.raises(ValueError, match='eps'):
+    normalization.batch_norm_train(x, eps=-1.0)
+
+
+def test_batch_norm_train_large_mean_is_stable():
+  rng = np.random.default_rng(3)
+  x = (1e4 + 1e-2 * rng.normal(size=(64, 4, 4, 3))).astype(np.float32)
+  y, _, var = normalization.batch_norm_train(x, eps=0.0)
+  x64 = x.astype(np.float64)
+  np.testing.assert_allclose(var, x64.var(axis=(0, 1, 2)), rtol=1e-2)
+  np.testing.assert_allclose(np.var(y, axis=(0, 1, 2)), 1.0, rtol=2e-2)
+
+
+def test_batch_norm_train_global_statistics_on_the_mesh():
+  # Each device holds 2 of 16 examples; statistics are over all 16.
+  mesh = sharding.make_mesh()
+  x, scale, bias, cts = _train_inputs((16, 3, 3, 4), jnp.float32, seed=4)
+
+  def loss(x, s, b):
+    y, mean, var = normalization.batch_norm_train(x, scale=s, bias=b)
+    return jnp.sum(y * cts[0]) + jnp.sum(mean * cts[1] + var * cts[2])
+
+  step = jax.jit(jax.value_and_grad(loss, (0, 1, 2)))
+  single = step(x, scale, bias)
+  xs = jax.device_put(x, sharding.batch_sharding(mesh))
+  sharded = step(xs, scale, bias)
+  chex.assert_trees_all_close(sharded, single, rtol=1e-5, atol=1e-5)
+  chex.assert_trees_all_close(
+    single,
+    jax.value_and_grad(  # the composite, unsharded
+      lambda x, s, b: (
+        jnp.sum(_reference_train(x, s, b)[0] * cts[0])
+        + jnp.sum(
+          _reference_train(x, s, b)[1] * cts[1]
+          + _reference_train(x, s, b)[2] * cts[2]
+        )
+      ),
+      (0, 1, 2),
+    )(x, scale, bias),
+    rtol=1e-4,
+    atol=1e-4,
+  )
