@@ -104,6 +104,27 @@ def test_gain_subclaim_follows_its_bootstrap(ensemble_accuracy, want):
 
 
 @pytest.mark.slow
+def test_fresh_signals_are_scaled_as_the_loader_scales_its_own():
+  from mnist1d.data import get_dataset_args  # noqa: PLC0415
+  from mnist1d.data import make_dataset  # noqa: PLC0415
+
+  raw = make_dataset(get_dataset_args())['x']
+  assert raw.mean(dtype=np.float64) == pytest.approx(
+    ensemble.MNIST1D_TRAIN_MEAN, abs=1e-12
+  )
+  assert raw.std(dtype=np.float64) == pytest.approx(
+    ensemble.MNIST1D_TRAIN_STD, rel=1e-12
+  )
+  x, y = ensemble.fresh_signals(100)
+  assert x.shape == (100, 40, 1) and y.shape == (100,)
+  assert abs(float(x.mean())) < 0.2 and 0.8 < float(x.std()) < 1.2
+  # New signals: none equals a training signal of the project's split.
+  train = (raw - ensemble.MNIST1D_TRAIN_MEAN) / ensemble.MNIST1D_TRAIN_STD
+  gaps = np.abs(x[:20, None, :, 0] - train[None, :, :]).sum(-1)
+  assert gaps.min() > 1.0
+
+
+@pytest.mark.slow
 def test_quick_cli_writes_the_files(tmp_path):
   record = studies_testing.run_quick('ensemble', tmp_path)
   values = record['values']
