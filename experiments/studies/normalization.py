@@ -61,13 +61,16 @@ SOURCE = (
 MODEL = 'resnet8_cifar_tiny'
 WIDTHS = (8, 16, 32)
 BATCH = 32  # Wu & He's largest per-GPU batch (their Fig. 1).
-# 600 steps = 4.8 epochs of 4,000 signals; a probe of ResNet-20 with BN at
-# lr 0.1 was at 6% training error by then. A net that misses the target
-# counts as the budget (a bound).
-BUDGET = 600
+# 500 steps = 4 epochs of 4,000 signals; a probe of ResNet-20 with BN at
+# lr 0.1 was at ~10% training error by then, without a norm at lr 0.03 at
+# ~50%. A net that misses the target counts as the budget (a bound).
+BUDGET = 500
 LOG_EVERY = 20
 TARGET_ERROR = 0.25  # Training error (mean minibatch error of 20 steps).
-GRID = (0.01, 0.03, 0.1, 0.3, 1.0)  # Common to both nets, x3 apart.
+# Common to both nets, x3 apart; 0.01 left out to fit the budget (the
+# net without a norm was slow at 0.03 in the probe, so 0.01 would not be
+# its fastest rate).
+GRID = (0.03, 0.1, 0.3, 1.0)
 SELECT_SEED = 0
 SEEDS = (1, 2, 3)
 GROUP_SIZES = (2, 4, 8, 32)

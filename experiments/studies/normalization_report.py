@@ -32,7 +32,7 @@ PROTOCOL = (
     'Ioffe & Szegedy: SGD + momentum, BN nets at up to 30x the rate; Wu & '
     'He: the same schedule for every norm and batch',
     'SGD + momentum 0.9, constant rate, batch 32; each net (BN, none) at '
-    'its best rate of the grid 0.01-1 (x3 apart) on seed 0; part 2 at the '
+    'its best rate of the grid 0.03-1 (x3 apart) on seed 0; part 2 at the '
     "BN net's best rate for every g and for GN",
     "a constant rate isolates the norm; the grid stands for each paper's "
     'tuned rate',
@@ -49,7 +49,7 @@ PROTOCOL = (
   (
     'budget',
     'millions of steps; Wu & He: 100 epochs at every batch',
-    f'{study.BUDGET} steps of batch {study.BATCH} (4.8 epochs) for every '
+    f'{study.BUDGET} steps of batch {study.BATCH} (4 epochs) for every '
     'arm; a miss counts as the budget (a bound)',
     'the same steps for every g, as per-device BN at a fixed global batch',
   ),

@@ -42,7 +42,7 @@ def test_a_divergence_is_a_miss_at_chance_error(monkeypatch):
     (0.03, 0.3, 'does not hold', 0.1, 0.1),
     (1.0, 0.1, 'holds', 10.0, math.inf),  # BN at the top edge: a bound
     (0.1, 1.0, 'does not hold', 0.0, 0.1),  # plain at the edge: a bound
-    (0.01, None, 'holds', 3.0, math.inf),  # plain trains at no rate
+    (0.03, None, 'holds', 3.0, math.inf),  # plain trains at no rate
   ],
 )
 def test_stability_ratio_and_its_bounds(bn_max, plain_max, verdict, low, high):
@@ -105,7 +105,7 @@ def test_the_protocol_on_stand_in_arms(monkeypatch):
   monkeypatch.setattr(report, 'train', _fake_train)
   result = normalization.run(quick=False)
   values = result.values
-  assert values['best_lr'] == {'batch': 0.01, 'none': 0.01}
+  assert values['best_lr'] == {'batch': 0.03, 'none': 0.03}
   assert values['test_error']['batch:2'] == pytest.approx([0.4] * 3)
   assert [s.verdict for s in result.subclaims] == ['holds'] * 4
   assert result.subclaims[1].estimate == pytest.approx(10.0)  # 0.3 / 0.03
