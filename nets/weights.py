@@ -192,6 +192,7 @@ def from_state_dict(
   *,
   like: Mapping,
   new_head: bool = False,
+  gray_stem: bool = False,
 ) -> tuple[dict[str, Any], list[str]]:
   """Builds the zoo's variables for ``model`` from a PyTorch state_dict.
 
@@ -203,6 +204,9 @@ def from_state_dict(
     new_head: when the file's classifier has another number of outputs,
       keep ``like``'s classifier (fine-tuning on other classes) instead of
       raising.
+    gray_stem: when the model's first convolution takes one channel and the
+      file's three, sum the file's kernel over its input channels: exactly
+      the PyTorch net applied to the gray image repeated in R, G and B.
 
   Returns:
     ``({'params': ..., 'batch_stats': ...}, re-initialised head paths)``,
@@ -216,6 +220,11 @@ def from_state_dict(
   plan = _plan(layout, _modules(like))
   sd = {layout.fix_key(k): np.asarray(v) for k, v in state_dict.items()}
   sd = {k: v for k, v in sd.items() if not k.endswith('num_batches_tracked')}
+  stem = f'{layout.rename(layout.stem)}.weight'
+  if gray_stem and stem in sd and stem in plan:
+    wanted = plan[stem][3].shape  # [kh, kw, in, out]
+    if wanted[2] == 1 and sd[stem].ndim == 4 and sd[stem].shape[1] == 3:
+      sd[stem] = sd[stem].sum(axis=1, keepdims=True)
   extra = [k for k in sd if k not in plan]
   extra = [k for k in extra if not k.startswith(layout.optional)]
   missing = [k for k in plan if k not in sd]

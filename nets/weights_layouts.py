@@ -45,6 +45,7 @@ class Layout:
     fix_key: renames legacy state_dict keys before matching.
     optional: PyTorch key prefixes a file may hold that the zoo model
       need not have (GoogLeNet's auxiliary classifiers).
+    stem: flax path of the first convolution (the one that sees the image).
   """
 
   source: str
@@ -56,6 +57,7 @@ class Layout:
   heads: tuple[Path, ...] = ()
   fix_key: Callable[[str], str] = lambda key: key
   optional: tuple[str, ...] = ()
+  stem: Path = ('stem_conv',)
 
 
 def _resnet(model: resnet.ResNet) -> Layout:
@@ -105,6 +107,7 @@ def _vgg(model: vgg.VGG) -> Layout:
     rename=lambda path: names.get('/'.join(path)),
     flatten_chw={('fc6',): (c, s, s)},
     heads=(('fc8',),),
+    stem=('conv1_1',),
   )
 
 
@@ -126,6 +129,7 @@ def _alexnet(model: alexnet.AlexNet) -> Layout:
     rename=lambda path: names.get('/'.join(path)),
     flatten_chw=flatten,
     heads=(('fc8',),),
+    stem=('conv1',),
   )
 
 
@@ -183,6 +187,7 @@ def _mobilenet(model: mobilenet.MobileNetV1) -> Layout:
     source='timm MobileNet v1 (mobilenetv1_100)',
     rename=lambda path: names.get('/'.join(path)),
     heads=(('fc',),),
+    stem=('conv0',),
   )
 
 
@@ -212,6 +217,7 @@ def _googlenet(model: googlenet.GoogLeNet) -> Layout:
     flatten_chw={(aux, 'fc1'): (128, 4, 4) for aux in ('aux_4a', 'aux_4d')},
     heads=(('head',), ('aux_4a', 'fc2'), ('aux_4d', 'fc2')),
     optional=('aux1.', 'aux2.'),
+    stem=('conv1', 'conv'),
   )
 
 

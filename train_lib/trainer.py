@@ -40,6 +40,7 @@ import nets
 from train_lib import checkpoint as checkpoint_lib
 from train_lib import data as data_lib
 from train_lib import evaluate as evaluate_lib
+from train_lib import init_from as init_from_lib
 from train_lib import metrics as metrics_lib
 from train_lib import optim
 from train_lib import profiling
@@ -203,6 +204,10 @@ def train_and_evaluate(
         f'model {config.model!r} cannot be built with model_kw '
         f'{config.model_kw.to_dict()}: {type(e).__name__}: {e}'
       ) from e
+  if config.init_from:  # New states only: the workdir's checkpoints win.
+    create_fn = init_from_lib.starting_from(
+      config.init_from, create_fn, model=model, tx=tx, error=ConfigError
+    )
   with (
     _open_workdir(
       config, workdir, create_fn, mesh, allow_config_change, command
