@@ -21,6 +21,7 @@ from experiments.studies import report
 # Name -> module, in the order of the notes.
 STUDIES = {
   'activations': 'experiments.studies.activations',
+  'dead_relu': 'experiments.studies.dead_relu',
   'saturation': 'experiments.studies.saturation',
   'initialization': 'experiments.studies.initialization',
   'normalization': 'experiments.studies.normalization',
