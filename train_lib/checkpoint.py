@@ -11,8 +11,21 @@ The newest `keep` checkpoints are kept, and besides them the best-evaluated
 one (`prune`), so that a run that diverges slowly cannot rotate out its last
 healthy state. `restore_latest` resumes from the newest intact checkpoint:
 one that cannot be read (a truncated file, a missing folder or metadata) is
-reported in one line and moved aside to `<workdir>/corrupt_checkpoints/`
+reported in one short line (the damage, not orbax's message, which embeds the
+whole TensorStore spec) and moved aside to `<workdir>/corrupt_checkpoints/`
 (never deleted), and the next older one is tried.
+
+A failed read leaves work behind. orbax reads the arrays in coroutines on an
+event loop of its own, which it closes as soon as one read fails; the reads
+still in flight then end in leftovers that Python reports through
+`sys.unraisablehook` or asyncio's logger, long after the error was handled:
+tensorstore's completion callbacks find the loop closed (`RuntimeError:
+Event loop is closed` in `call_soon_threadsafe`), and the abandoned
+coroutines, closed when collected, raise their error again (`Exception ignored
+in: <coroutine object _read_array_index_and_device_put>`). From the first
+failed read until the checkpointer closes, `_OrbaxLeftovers` drops exactly
+those reports (logged at debug level, `--verbosity=1`); every other
+unraisable exception and log record still reaches the terminal.
 
 Restoring always uses an abstract target (shapes, dtypes and shardings of the
 state the trainer built), which is what orbax needs to give back the optax
@@ -22,15 +35,23 @@ checkpoint of a different model raises one `ValueError` naming the workdir
 and the first differences, and nothing on disk is touched.
 """
 
+import gc
+import inspect
+import logging
 import os
+import re
 import shutil
+import sys
 import time
+import traceback
 from typing import Any
 
+from absl import logging as absl_logging
 import jax
 import orbax.checkpoint as ocp
 
 _MAX_REPORTED = 3
+_ORBAX_DIR = os.path.dirname(os.path.abspath(ocp.__file__))
 
 
 class CorruptCheckpointError(Exception):
@@ -92,6 +113,86 @@ def describe_mismatch(stored: Any, expected: Any) -> list[str]:
   return changed + missing + extra
 
 
+def _is_orbax_leftover(unraisable: Any) -> bool:
+  """Whether an unraisable exception is the remains of a failed orbax read."""
+  obj, error = unraisable.object, unraisable.exc_value
+  if inspect.iscoroutine(obj):  # Closed when collected, while suspended.
+    return obj.cr_code.co_filename.startswith(_ORBAX_DIR)
+  if isinstance(error, RuntimeError) and str(error) == 'Event loop is closed':
+    frames = traceback.extract_tb(error.__traceback__)
+    return bool(frames) and frames[0].name == 'call_soon_threadsafe'
+  return False
+
+
+class _OrbaxLeftovers(logging.Filter):
+  """Keeps the leftovers of failed orbax reads off the terminal (see above)."""
+
+  def __init__(self):
+    super().__init__()
+    self.active = False
+    self._previous_hook = None
+
+  def start(self) -> None:
+    if not self.active:
+      self.active = True
+      self._previous_hook = sys.unraisablehook
+      sys.unraisablehook = self._hook
+      logging.getLogger('asyncio').addFilter(self)
+
+  def stop(self) -> None:
+    """Collects abandoned coroutines (reported here), then stops filtering."""
+    if self.active:
+      gc.collect()
+      if sys.unraisablehook == self._hook:
+        sys.unraisablehook = self._previous_hook
+      logging.getLogger('asyncio').removeFilter(self)
+      self.active = False
+
+  def _hook(self, unraisable: Any) -> None:
+    if _is_orbax_leftover(unraisable):
+      absl_logging.debug(
+        'dropped after a failed checkpoint read: %r', unraisable.exc_value
+      )
+    else:
+      self._previous_hook(unraisable)
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    # asyncio's 'Task was destroyed but it is pending!' and 'Task exception
+    # was never retrieved', for tasks that run orbax's coroutines.
+    return _ORBAX_DIR not in record.getMessage()
+
+
+def _describe_damage(error: BaseException, root: str) -> str:
+  """A short account of why the checkpoint in folder `root` cannot be read.
+
+  orbax wraps the error of tensorstore or of the file system in messages that
+  embed the whole TensorStore spec; the innermost error says what is wrong.
+  """
+  while error.__cause__ is not None:
+    error = error.__cause__
+  text = ' '.join(str(error).split())
+  truncated = re.search(
+    r'local file "([^"]+)": Requested byte range \[\d+, (\d+)\) is not '
+    r'valid for value of size (\d+)',
+    text,
+  )
+  if truncated:
+    path, wanted, size = truncated.groups()
+    array = re.search(r'Error reading "([^"/]+)[^"]*" in OCDBT', text)
+    where = os.path.relpath(path, root)
+    if path.endswith('/'):  # An OCDBT database: the file is not named.
+      where = f'a data file in {where}/'
+    return (
+      f'{where} is truncated ({size} bytes where at '
+      f'least {wanted} are needed'
+      + (f', reading {array.group(1)})' if array else ')')
+    )
+  text = re.sub(r' ?\[(tensorstore_spec|source locations)=.*', '', text)
+  text = re.sub(r'<bound method .*', '...', text)
+  text = text.replace(root + os.sep, '')
+  return text if len(text) <= 200 else text[:197] + '...'
+
+
 class Checkpointer:
   """Saves and restores `TrainState`s under `<workdir>/checkpoints`."""
 
@@ -117,6 +218,7 @@ class Checkpointer:
       options=options,
       item_handlers=ocp.StandardCheckpointHandler(),
     )
+    self._leftovers = _OrbaxLeftovers()
 
   def latest_step(self) -> int | None:
     """The newest saved step, or None when there is no checkpoint."""
@@ -158,7 +260,10 @@ class Checkpointer:
     try:
       metadata = self._manager.item_metadata(step)
     except Exception as e:  # noqa: BLE001 - any read failure is corruption.
-      raise CorruptCheckpointError(f'unreadable metadata: {e}') from e
+      raise CorruptCheckpointError(
+        'unreadable metadata: '
+        + _describe_damage(e, os.path.join(self.directory, str(step)))
+      ) from e
     stored = getattr(metadata, 'tree', metadata)
     if stored is None:
       raise CorruptCheckpointError('its metadata is missing')
@@ -204,19 +309,24 @@ class Checkpointer:
         checkpoints exist but none of them is intact.
     """
     steps = self.all_steps()
+    self._leftovers.start()  # A read may fail: filter its leftovers.
     for step in reversed(steps):
       try:
         self.check_compatible(step, abstract_state)
         state = self._manager.restore(
           step, args=ocp.args.StandardRestore(abstract_state)
         )
+        if step == steps[-1]:  # Nothing failed: nothing left behind.
+          self._leftovers.stop()
         return step, state
       except CorruptCheckpointError as e:
         reason = str(e)
       except ValueError:
         raise  # Readable, but written for another model or config.
       except Exception as e:  # noqa: BLE001 - tensorstore, file errors...
-        reason = ' '.join(f'{type(e).__name__}: {e}'.split())[:200]
+        reason = _describe_damage(e, os.path.join(self.directory, str(step)))
+      # Filtered until close(): orbax's reads may end after this line.
+      gc.collect()  # The abandoned coroutines, reported while filtered.
       moved = self._move_aside(step)
       print(
         f'warning: checkpoint {self.directory}/{step} is unreadable '
@@ -229,6 +339,7 @@ class Checkpointer:
         f'(they were moved to {self._corrupt_dir()}); use a new --workdir '
         'to start afresh'
       )
+    self._leftovers.stop()
     return None
 
   def _corrupt_dir(self) -> str:
@@ -250,8 +361,11 @@ class Checkpointer:
 
   def close(self) -> None:
     """Waits for pending saves and releases the manager."""
-    self._manager.wait_until_finished()
-    self._manager.close()
+    try:
+      self._manager.wait_until_finished()
+      self._manager.close()
+    finally:
+      self._leftovers.stop()
 
 
 def abstract_like(state: Any, sharding: jax.sharding.Sharding) -> Any:
