@@ -14,7 +14,7 @@ PROTOCOL = (
     'architecture',
     'none: the notes give candidates and shapes, no experiment (seed 002, '
     '"Learning Rates" to "Warmup")',
-    'MLP 40-256-256-10, ReLU (He init), no dropout',
+    'MLP 40-64-64-10, ReLU (He init), no dropout',
     'a net small enough for 50 runs on 2 CPU cores',
   ),
   (
@@ -22,7 +22,8 @@ PROTOCOL = (
     '-',
     'MNIST-1D: 4,000 training signals, 1,000 test',
     'a set this MLP cannot fit in the budget, so a schedule has something '
-    'to refine (digits, the old data, were fitted exactly)',
+    'to refine (digits, the old data, were fitted exactly; so was MNIST-1D '
+    'by 256 + 256 units in a probe)',
   ),
   (
     'optimizer and learning-rate selection',
@@ -88,7 +89,7 @@ def result(runs, peak, sizes, subclaims) -> report.Result:
   summary = (
     f'Peak rate {peak:g} (best of the sweep on seed {study.SELECT_SEED}). '
     f'Constant-rate loss still falling at the end by '
-    f'{subclaims[0].estimate:.2g}% per tenth of the run; final loss '
+    f'{subclaims[0].estimate:.2g}% per fifth of the run; final loss '
     f'constant / schedule: {ratios}. '
     f'Magnitude spread minus schedule spread (log): '
     f'{subclaims[-1].estimate:.2g}. The logged lr equals the schedule '
@@ -114,6 +115,11 @@ def result(runs, peak, sizes, subclaims) -> report.Result:
       'warmup: linear from 0 over 1/10 of the run.',
       'A diverged run counts as the loss of a uniform prediction, ln 10.',
     ),
+    redesign='the net and budget were set on probes before this run: with '
+    '256 + 256 hidden units the MLP fitted MNIST-1D by 1,000 steps and the '
+    'constant rate ended below cosine (0.002 vs 0.012), a budget that does '
+    'not bind; 64 + 64 units ended at 0.38 (constant) and 0.18 (cosine). '
+    'The thresholds, seeds and rule were not changed.',
   )
 
 

@@ -60,8 +60,8 @@ def test_logged_lr_error_is_zero_for_the_trainers_convention():
 
 
 def test_still_falling_and_spread_by_hand():
-  # 20 logs: the last two average 1.0, the two before 1.25: a 20% drop.
-  losses = [2.0] * 16 + [1.25, 1.25, 1.0, 1.0]
+  # 20 logs: the last four average 1.0, the four before 1.25: a 20% drop.
+  losses = [2.0] * 12 + [1.25] * 4 + [1.0] * 4
   assert lr_schedules.still_falling(losses) == pytest.approx(20.0)
   assert lr_schedules.still_falling([1.0] * 20) == 0.0
   assert lr_schedules.spread([0.5, 2.0, 1.0]) == pytest.approx(np.log(4))
@@ -74,10 +74,10 @@ def _runs(final, sweep, falling=True):
   for s in seeds:
     jitter = 1 + 0.01 * s
     for name, value in final.items():
-      tail = [1.0, 1.0, 0.9, 0.9] if falling else [0.9, 0.9, 0.9 * jitter, 0.9]
+      tail = [1.0] * 4 + [0.9] * 4 if falling else [0.9] * 7 + [0.9 * jitter]
       runs[(name, peak, s)] = {
         'final': value * jitter,
-        'losses': [2.0] * 16 + tail,
+        'losses': [2.0] * 12 + tail,
       }
     for lr, value in sweep.items():
       runs.setdefault(
