@@ -264,6 +264,7 @@ def train_and_evaluate(
           _save_checkpoint(ckpt, log, step, state)
         if stop.signum and step < total:
           raise _interrupted(stop.signum, step, ckpt)
+    ckpt.wait()  # The last save on disk (or its WriteError) before 'done'.
     log.final_line(workdir)
   return state
 
