@@ -1,25 +1,37 @@
-r"""Benchmark: the convolution backends on whole train steps and conv layers.
+r"""Benchmark: whole train steps against PyTorch, conv layers, the input.
 
-The CIFAR ResNet-18 train step (nets `resnet18_cifar`, SGD with momentum,
-BatchNorm, float32 and bfloat16 compute) and each of its convolution layer
-shapes (forward + both gradients), for every available backend of
-`ops.convolution.conv2d` ('xla', 'onednn'), and, when PyTorch is installed,
-the same network written in PyTorch (channels_last; bfloat16 by autocast)
-timed in the same sitting. Every variant is compiled and warmed up first;
-then the variants run interleaved, one call each per round, and each line
-reports the median of the rounds and its ratio to PyTorch (or to XLA for
-the layer shapes). MobileNet v1 (depthwise) and ResNeXt-50 32x4d (grouped)
-steps show the convolutions where XLA:CPU is weakest.
+`steps` (the default part): a jitted SGD-with-momentum train step (softmax
+cross-entropy, BatchNorm in training mode) of the CIFAR ResNet-18, He et
+al.'s ResNet-20 and LeNet-5 on 28x28x1, batch 128, in float32 and bfloat16
+compute, against the same nets in PyTorch (channels_last; bfloat16 by
+autocast; experiments/bench_torch.py). PyTorch runs in a process of its own,
+as a user would run it: inside the JAX process its step was 10-20% slower
+(two OpenMP runtimes). The two sides take turns (A B A B ...), never
+running at the same time; each is warmed up first and reports the median of
+`--rounds` steps. Then one step of each is profiled and its time split into
+convolutions, normalisation, copies/converts, the optimizer and the rest
+(JAX: `train_lib.profiling.breakdown` of a `jax.profiler` trace; PyTorch:
+`torch.profiler` self times). Profiles add up thread time, so with 2 threads
+a kind can exceed its share of the wall time.
 
-  python -m experiments.bench            # ~10 min on 2 cores
-  python -m experiments.bench --quick    # smaller batches, 3 rounds
-  python -m experiments.bench --only=layers --dtypes=float32
+`layers`: ResNet-18-CIFAR's conv layer shapes, forward and both gradients,
+XLA against oneDNN. `others`: MobileNet v1 and ResNeXt-50 steps, XLA against
+oneDNN. `input`: the input pipeline (experiments/bench_input.py).
 
-Measured numbers and the machine: README, "Native convolution".
+  python -m experiments.bench                 # steps, ~10 min on 2 cores
+  python -m experiments.bench --quick         # batch 32, 3 rounds
+  python -m experiments.bench --only=steps --models=resnet18_cifar
+
+Every line starts with the CPU model, its bfloat16/AMX flags and the load
+average. Measured numbers and the machine: README, "CPU train step".
 """
 
+import json
+import os
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 
 from absl import app
@@ -33,20 +45,24 @@ from experiments import cli
 import nets
 from ops import convolution
 from ops import native
+from train_lib import profiling
 
-_BATCH = flags.DEFINE_integer('batch', 128, 'ResNet-18 batch size.')
+_BATCH = flags.DEFINE_integer('batch', 128, 'Batch size of the steps.')
 _ROUNDS = flags.DEFINE_integer('rounds', 5, 'Timed rounds (median).')
 _DTYPES = flags.DEFINE_list(
   'dtypes', ['float32', 'bfloat16'], 'Compute dtypes.'
 )
 _ONLY = flags.DEFINE_list(
-  'only', ['resnet18', 'layers', 'others'], 'Parts to run.'
+  'only', ['steps'], 'Parts to run: steps, layers, others, input.'
+)
+_MODELS = flags.DEFINE_list(
+  'models', ['resnet18_cifar', 'resnet20_cifar', 'lenet5'], 'steps: nets.'
 )
 _QUICK = flags.DEFINE_bool(
   'quick', False, 'Batch 32, 3 rounds, small MobileNet/ResNeXt batches.'
 )
 
-PARTS = ('resnet18', 'layers', 'others')
+PARTS = ('steps', 'layers', 'others', 'input')
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
 # ResNet-18-CIFAR's convolutions: (H, C, O, k, stride) on H x H inputs.
 RESNET18_LAYERS = (
@@ -69,17 +85,22 @@ def backends() -> list[str]:
   return ['xla', 'onednn'] if native.available() else ['xla']
 
 
-def flax_step(name: str, batch: int, dtype, impl: str, hw: int = 32):
-  """A jitted SGD train step of registered model `name`; () -> loss."""
+def flax_step(name: str, batch: int, dtype, impl: str = 'auto'):
+  """A jitted SGD train step of registered model `name`; () -> None.
+
+  The returned function has `.hlo`, the compiled program's text, for
+  `profiling.breakdown`.
+  """
   model = nets.create(name, num_classes=10, dtype=dtype)
   rng = np.random.default_rng(0)
-  x = jnp.asarray(rng.standard_normal((batch, hw, hw, 3)), jnp.float32)
+  shape = nets.default_input_shape(name)
+  x = jnp.asarray(rng.standard_normal((batch, *shape)), jnp.float32)
   y = jnp.asarray(rng.integers(0, 10, batch))
   with native.auto_impl(impl):
     variables = jax.jit(lambda x: model.init(jax.random.key(0), x))(x[:1])
-  tx = optax.sgd(0.1, momentum=0.9)
-  state = (variables['params'], variables['batch_stats'], None)
-  state = (*state[:2], tx.init(state[0]))
+  tx = optax.sgd(0.01, momentum=0.9)
+  params, stats = variables['params'], variables.get('batch_stats', {})
+  state = (params, stats, tx.init(params))
 
   def loss_fn(params, stats):
     logits, upd = model.apply(
@@ -91,7 +112,7 @@ def flax_step(name: str, batch: int, dtype, impl: str, hw: int = 32):
     loss = optax.softmax_cross_entropy_with_integer_labels(
       logits.astype(jnp.float32), y
     ).mean()
-    return loss, upd['batch_stats']
+    return loss, upd.get('batch_stats', {})
 
   def step(state):
     params, stats, opt = state
@@ -107,7 +128,110 @@ def flax_step(name: str, batch: int, dtype, impl: str, hw: int = 32):
     box[0] = jitted(box[0])
     jax.block_until_ready(box[0])
 
+  run.hlo = jitted.as_text()
   return run
+
+
+def jax_breakdown(run) -> dict[str, float]:
+  """{kind: ms} of one step of a `flax_step` (a jax.profiler trace)."""
+  with tempfile.TemporaryDirectory() as tmp:
+    with jax.profiler.trace(tmp):
+      run()
+    return profiling.breakdown(tmp, run.hlo)
+
+
+class TorchWorker:
+  """PyTorch in its own process (experiments/bench_torch.py)."""
+
+  def __init__(self):
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    self._proc = subprocess.Popen(
+      [sys.executable, '-m', 'experiments.bench_torch'],
+      stdin=subprocess.PIPE,
+      stdout=subprocess.PIPE,
+      stderr=subprocess.DEVNULL,  # the profiler's start/stop lines
+      text=True,
+      cwd=root,
+    )
+    self.status = self.ask('version')
+
+  @property
+  def available(self) -> bool:
+    return self.status != 'unavailable'
+
+  def ask(self, command: str) -> str:
+    self._proc.stdin.write(command + '\n')
+    self._proc.stdin.flush()
+    reply = self._proc.stdout.readline().strip()
+    if not reply or reply.startswith('error'):
+      raise RuntimeError(f'PyTorch worker: {command!r} -> {reply!r}')
+    return reply
+
+  def close(self) -> None:
+    self._proc.communicate('quit\n', timeout=60)
+
+
+def machine_line() -> str:
+  """CPU model, its bfloat16 / AMX flags, and the load average."""
+  model, flags_ = 'unknown CPU', set()
+  try:
+    with open('/proc/cpuinfo') as f:
+      for line in f:
+        if line.startswith('model name') and model == 'unknown CPU':
+          model = line.split(':', 1)[1].strip()
+        elif line.startswith('flags') and not flags_:
+          flags_ = set(line.split(':', 1)[1].split())
+  except OSError:
+    pass
+  have = [
+    f for f in ('avx2', 'avx512f', 'avx512_bf16', 'amx_bf16') if f in flags_
+  ]
+  missing = [f for f in ('avx512_bf16', 'amx_bf16') if f not in flags_]
+  load = ', '.join(f'{v:.1f}' for v in os.getloadavg())
+  return (
+    f'CPU: {model}, {len(os.sched_getaffinity(0))} cores; has '
+    f'{" ".join(have) or "none of avx2/avx512"}; lacks '
+    f'{" ".join(missing) or "nothing"}; load average {load}'
+  )
+
+
+def _kinds_line(side: str, kinds: dict[str, float] | None) -> str:
+  if kinds is None:
+    return f'  {side:<6} (no profile)'
+  parts = '  '.join(f'{k} {v:7.1f}' for k, v in kinds.items())
+  return f'  {side:<6} ms/step by kind: {parts}  sum {sum(kinds.values()):.1f}'
+
+
+def bench_steps(models, dtypes, batch: int, rounds: int, worker) -> None:
+  """Each net's step, JAX against PyTorch, A B interleaved; breakdowns."""
+  for name in models:
+    for dname in dtypes:
+      run = flax_step(name, batch, DTYPES[dname])
+      runs = {'jax': run}
+      if worker.available:
+        worker.ask(f'setup {name} {dname} {batch}')
+        runs['torch'] = lambda: float(worker.ask('step'))
+      run()  # the worker warmed itself up
+      times = {side: [] for side in runs}
+      for _ in range(rounds):
+        for side, fn in runs.items():
+          start = time.perf_counter()
+          took = fn()
+          times[side].append(took or time.perf_counter() - start)
+      med = {side: statistics.median(t) for side, t in times.items()}
+      ratio = (
+        f'  {med["jax"] / med["torch"]:.2f}x torch' if 'torch' in med else ''
+      )
+      sides = '  '.join(f'{k} {v * 1e3:8.1f} ms' for k, v in med.items())
+      load = os.getloadavg()[0]
+      print(
+        f'{name} step, batch {batch}, {dname}: {sides}{ratio} '
+        f'(median of {rounds}, load {load:.1f})',
+        flush=True,
+      )
+      print(_kinds_line('jax', jax_breakdown(run)), flush=True)
+      if worker.available:
+        print(_kinds_line('torch', json.loads(worker.ask('profile'))))
 
 
 def conv_layer(h, c, o, k, s, batch, dtype, impl):
@@ -122,94 +246,6 @@ def conv_layer(h, c, o, k, s, batch, dtype, impl):
 
   jitted = jax.jit(jax.grad(f, (0, 1))).lower(x, w).compile()
   return lambda: jax.block_until_ready(jitted(x, w))
-
-
-def _torch():
-  """The torch module, or None when PyTorch is not installed."""
-  try:
-    import torch  # noqa: PLC0415 (optional, never a dependency)
-  except ImportError:
-    return None
-  return torch
-
-
-def torch_status() -> str:
-  torch = _torch()
-  if torch is None:
-    return 'PyTorch: not installed (pip install torch==2.13.0 to compare)'
-  return f'PyTorch {torch.__version__}, {torch.get_num_threads()} threads'
-
-
-def torch_resnet18(torch):
-  """ResNet-18 for CIFAR (3x3 stem, no max-pool), as nets.resnet18_cifar."""
-  nn = torch.nn
-
-  class Block(nn.Module):
-    def __init__(self, cin, cout, stride):
-      super().__init__()
-      self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
-      self.bn1 = nn.BatchNorm2d(cout)
-      self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
-      self.bn2 = nn.BatchNorm2d(cout)
-      self.proj = None
-      if stride != 1 or cin != cout:
-        self.proj = nn.Sequential(
-          nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout)
-        )
-
-    def forward(self, x):
-      y = torch.relu(self.bn1(self.conv1(x)))
-      y = self.bn2(self.conv2(y))
-      return torch.relu(y + (x if self.proj is None else self.proj(x)))
-
-  layers = [nn.Conv2d(3, 64, 3, 1, 1, bias=False), nn.BatchNorm2d(64)]
-  layers.append(nn.ReLU())
-  cin = 64
-  for cout, stride in ((64, 1), (128, 2), (256, 2), (512, 2)):
-    layers += [Block(cin, cout, stride), Block(cout, cout, 1)]
-    cin = cout
-  layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(512, 10)]
-  return nn.Sequential(*layers)
-
-
-def torch_resnet18_step(batch: int, dname: str):
-  """() -> one channels_last SGD step of PyTorch's ResNet-18, or None."""
-  torch = _torch()
-  if torch is None:
-    return None
-  torch.manual_seed(0)
-  model = torch_resnet18(torch).to(memory_format=torch.channels_last)
-  opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-  x = torch.randn(batch, 3, 32, 32).to(memory_format=torch.channels_last)
-  y = torch.randint(0, 10, (batch,))
-  bf16 = dname == 'bfloat16'
-
-  def run():
-    opt.zero_grad(set_to_none=True)
-    with torch.autocast('cpu', dtype=torch.bfloat16, enabled=bf16):
-      loss = torch.nn.functional.cross_entropy(model(x), y)
-    loss.backward()
-    opt.step()
-
-  return run
-
-
-def torch_conv_layer(h, c, o, k, s, batch, dname):
-  """() -> forward and both gradients of one channels_last conv, or None."""
-  torch = _torch()
-  if torch is None:
-    return None
-  dtype = torch.bfloat16 if dname == 'bfloat16' else torch.float32
-  x = torch.randn(batch, c, h, h, dtype=dtype)
-  x = x.to(memory_format=torch.channels_last).requires_grad_()
-  w = torch.randn(o, c, k, k, dtype=dtype)
-  w = w.to(memory_format=torch.channels_last).requires_grad_()
-
-  def run():
-    y = torch.nn.functional.conv2d(x, w, stride=s, padding=k // 2)
-    torch.autograd.grad((y.float() ** 2).sum(), (x, w))
-
-  return run
 
 
 def time_interleaved(runs: dict, rounds: int) -> dict[str, float]:
@@ -232,23 +268,6 @@ def report(title: str, medians: dict[str, float], reference: str) -> None:
     print(f'{title:<34} {name:<16} {sec * 1e3:9.1f} ms{ratio}', flush=True)
 
 
-def bench_resnet18(batch: int, dtypes: list[str], rounds: int) -> None:
-  runs = {}
-  for dname in dtypes:
-    for impl in backends() + (['auto'] if native.available() else []):
-      runs[f'{impl} {dname}'] = flax_step(
-        'resnet18_cifar', batch, DTYPES[dname], impl
-      )
-    torch_run = torch_resnet18_step(batch, dname)
-    if torch_run is not None:
-      runs[f'torch {dname}'] = torch_run
-  medians = time_interleaved(runs, rounds)
-  for dname in dtypes:
-    group = {k: v for k, v in medians.items() if k.endswith(dname)}
-    ref = f'torch {dname}' if f'torch {dname}' in group else f'xla {dname}'
-    report(f'resnet18_cifar step, batch {batch}', group, ref)
-
-
 def bench_layers(batch: int, dtypes: list[str], rounds: int) -> None:
   for dname in dtypes:
     for h, c, o, k, s in RESNET18_LAYERS:
@@ -256,9 +275,6 @@ def bench_layers(batch: int, dtypes: list[str], rounds: int) -> None:
         impl: conv_layer(h, c, o, k, s, batch, DTYPES[dname], impl)
         for impl in backends()
       }
-      torch_run = torch_conv_layer(h, c, o, k, s, batch, dname)
-      if torch_run is not None:
-        runs['torch'] = torch_run
       title = f'conv {h}x{h}x{c}->{o} k{k} s{s} {dname}'
       report(title, time_interleaved(runs, rounds), 'xla')
 
@@ -275,7 +291,7 @@ def bench_others(quick: bool, dtypes: list[str], rounds: int) -> None:
 
 
 def main(argv: list[str]) -> None:
-  if len(argv) > 1:
+  if len(argv) > 1 and 'input' not in _ONLY.value:
     cli.fail(f'unexpected arguments {argv[1:]}')
   quick = _QUICK.value
   batch = 32 if quick and not _BATCH.present else _BATCH.value
@@ -284,18 +300,33 @@ def main(argv: list[str]) -> None:
     cli.fail(f'--batch and --rounds must be positive, got {batch}, {rounds}')
   unknown = [d for d in _DTYPES.value if d not in DTYPES]
   unknown += [p for p in _ONLY.value if p not in PARTS]
+  unknown += [m for m in _MODELS.value if m not in nets.list_models()]
   if unknown:
-    cli.fail(f'unknown --dtypes/--only values {unknown}')
+    cli.fail(f'unknown --dtypes/--only/--models values {unknown}')
   cli.quiet_library_logs()
+  print(machine_line(), flush=True)
   print(native.backend_status(), flush=True)
   print(f'jax {jax.__version__}, {len(jax.devices())} device(s)', flush=True)
-  print(torch_status(), flush=True)
-  if 'resnet18' in _ONLY.value:
-    bench_resnet18(batch, _DTYPES.value, rounds)
+  if 'steps' in _ONLY.value:
+    worker = TorchWorker()
+    print(
+      worker.status
+      if worker.available
+      else 'PyTorch: not installed (pip install torch==2.13.0 to compare)',
+      flush=True,
+    )
+    try:
+      bench_steps(_MODELS.value, _DTYPES.value, batch, rounds, worker)
+    finally:
+      worker.close()
   if 'layers' in _ONLY.value:
     bench_layers(batch, _DTYPES.value, rounds)
   if 'others' in _ONLY.value:
     bench_others(quick, _DTYPES.value, rounds)
+  if 'input' in _ONLY.value:
+    from experiments import bench_input  # noqa: PLC0415 (its own flags)
+
+    bench_input.main(argv)
 
 
 if __name__ == '__main__':
