@@ -111,5 +111,5 @@ def test_quick_cli_writes_the_files(tmp_path):
   assert set(values['final_loss']) == set(lr_schedules.QUICK_NAMES)
   # 1e-4 with SGD barely moves in 200 steps: magnitude matters most.
   sweep = values['sweep_final_loss']
-  assert sweep['0.0001'][0] > 2 * sweep['0.1'][0]
+  assert sweep['0.0001'][0] > sweep['0.1'][0] + 0.5  # nats
   assert record['subclaims'][-1]['verdict'] == 'holds'
