@@ -28,10 +28,16 @@ ImageNet"; tfds stores them under `--config.data.data_dir`):
     --workdir runs/cifar10_resnet20
 
 Expected metric: the paper numbers above (eval accuracy = 1 - error).
+Input: both splits are decoded once into uint8 arrays held in device
+memory and standardised on device (train_lib/data/tfds_source.py); the
+crop and flip run in the train step.
+
 Hardware and wall time: NOT measured here. The machine that wrote this
-repository had 2 CPU cores and no access to the CIFAR download, so only a
-smoke run on mock data was done (tests/experiments/test_configs.py). Speed
-measured there instead, on synthetic 32x32x3 images (idle 2-core CPU):
+repository had 2 CPU cores and no access to the CIFAR download, so only
+smoke runs on a small format-faithful copy were done (tfds's cifar10 3.0.2
+builder writing generated PNGs, tests/train_lib/test_data_tfds_slow.py).
+Speed measured there instead, on synthetic 32x32x3 images (idle 2-core
+CPU):
 
   python -m experiments.main \
     --config experiments/configs/synthetic.py:resnet20_cifar,32x32x3 \
