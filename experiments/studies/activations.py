@@ -226,16 +226,6 @@ def run(quick: bool = False) -> report.Result:
   return _result(results, subclaims, labels, sizes)
 
 
-def format_steps(per_seed: Sequence[float], budget: int) -> str:
-  """Mean +- std of steps to the target, or '> budget (k/n missed)'."""
-  missed = sum(not math.isfinite(s) for s in per_seed)
-  if missed:
-    return f'> {budget} ({missed}/{len(per_seed)} seeds missed)'
-  if len(per_seed) == 1:
-    return f'{per_seed[0]:.0f}'
-  return f'{np.mean(per_seed):.0f} +- {np.std(per_seed, ddof=1):.0f}'
-
-
 def format_grid(tuned: lr_grid.Tuned) -> str:
   """'0.03: 160, 0.1: 110, 0.3: never' (steps to target per rate tried)."""
   parts = []
@@ -324,17 +314,17 @@ def _result(results, subclaims, labels, sizes) -> report.Result:
           act,
           format_grid(tuned),
           tuned.best_lr,
-          format_steps(reach, budget),
+          lr_grid.format_steps(reach, budget),
           float(np.mean(finals)),
         )
       )
       values[arm][act] = {
         'best_lr': tuned.best_lr,
         'grid_steps': {
-          f'{lr:g}': _finite(run.reach(TARGET_ERROR))
+          f'{lr:g}': lr_grid.finite_or_none(run.reach(TARGET_ERROR))
           for lr, run in tuned.grid.items()
         },
-        'steps_to_target': [_finite(s) for s in reach],
+        'steps_to_target': [lr_grid.finite_or_none(s) for s in reach],
       }
   speed = '; '.join(
     f'{label}: {s.estimate:.2g}x [{s.ci_low:.2g}, {s.ci_high:.2g}]'
@@ -379,13 +369,12 @@ def _figure(results, subclaims, labels, budget):
   for arm, tuned_by_act in results.items():
     style = '-' if arm == MAIN else '--'
     for act, tuned in tuned_by_act.items():
-      curves = [r for r in tuned.runs.values() if r.values]
-      if not curves:
+      curve = lr_grid.mean_curve(list(tuned.runs.values()))
+      if curve is None:
         continue
-      n = min(len(r.values) for r in curves)
-      mean = np.mean([r.values[:n] for r in curves], axis=0)
+      steps, mean = curve
       ax.plot(
-        curves[0].steps[:n],
+        steps,
         100 * mean,
         style,
         color=colors[act],
@@ -420,8 +409,3 @@ def _figure(results, subclaims, labels, budget):
   bx.legend(fontsize=7, loc='lower right')
   fig.suptitle('ReLU vs tanh/sigmoid: steps to 25% training error, MNIST-1D')
   return fig
-
-
-def _finite(x: float) -> float | None:
-  """JSON has no inf: None for a missed target."""
-  return float(x) if math.isfinite(x) else None

@@ -171,3 +171,27 @@ def ratio_interval(
   if not all(math.isfinite(s) for s in reference):
     low = 0.0
   return estimate, low, high
+
+
+def format_steps(reach: Sequence[float], budget: int) -> str:
+  """Mean +- sd of steps to the target, or '> budget (k/n seeds missed)'."""
+  missed = sum(not math.isfinite(s) for s in reach)
+  if missed:
+    return f'> {budget} ({missed}/{len(reach)} seeds missed)'
+  if len(reach) == 1:
+    return f'{reach[0]:.0f}'
+  return f'{np.mean(reach):.0f} +- {np.std(reach, ddof=1):.0f}'
+
+
+def mean_curve(runs: Sequence[Run]) -> tuple[list, np.ndarray] | None:
+  """(steps, mean value) over the runs that logged, to the shortest; None."""
+  curves = [r for r in runs if r.values]
+  if not curves:
+    return None
+  n = min(len(r.values) for r in curves)
+  return curves[0].steps[:n], np.mean([r.values[:n] for r in curves], axis=0)
+
+
+def finite_or_none(x: float) -> float | None:
+  """JSON has no inf: None for a missed target."""
+  return float(x) if math.isfinite(x) else None

@@ -4,10 +4,9 @@ Kept apart from `normalization.py` (the experiment and its sub-claims) so
 that each file stays one screen of one idea.
 """
 
-import math
-
 import numpy as np
 
+from experiments.studies import lr_grid
 from experiments.studies import normalization as study
 from experiments.studies import report
 
@@ -70,15 +69,6 @@ PROTOCOL = (
 )
 
 
-def _steps(reach, budget):
-  missed = sum(not math.isfinite(r) for r in reach)
-  if missed:
-    return f'> {budget} ({missed}/{len(reach)} missed)'
-  if len(reach) == 1:
-    return f'{reach[0]:.0f}'
-  return f'{np.mean(reach):.0f} +- {np.std(reach, ddof=1):.0f}'
-
-
 def _label(norm: str) -> str:
   if norm.startswith('batch:'):
     return f'BN, g = {norm.partition(":")[2]}'
@@ -98,7 +88,7 @@ def result(*, tuned, error, runs, lr, sizes, subclaims) -> report.Result:
           str(study.SELECT_SEED),
           'diverged'
           if run.diverged
-          else _steps([run.reach(arm.target)], budget),
+          else lr_grid.format_steps([run.reach(arm.target)], budget),
           '',
         )
       )
@@ -109,7 +99,7 @@ def result(*, tuned, error, runs, lr, sizes, subclaims) -> report.Result:
         _label(norm),
         arm.best_lr,
         ', '.join(map(str, arm.runs)),
-        _steps(arm.reach, budget),
+        lr_grid.format_steps(arm.reach, budget),
         '',
       )
     )
@@ -130,12 +120,14 @@ def result(*, tuned, error, runs, lr, sizes, subclaims) -> report.Result:
     'best_lr': {norm: arm.best_lr for norm, arm in tuned.items()},
     'grid_steps': {
       norm: {
-        f'{g:g}': _finite(run.reach(arm.target)) for g, run in arm.grid.items()
+        f'{g:g}': lr_grid.finite_or_none(run.reach(arm.target))
+        for g, run in arm.grid.items()
       }
       for norm, arm in tuned.items()
     },
     'steps_to_target': {
-      norm: [_finite(r) for r in arm.reach] for norm, arm in tuned.items()
+      norm: [lr_grid.finite_or_none(r) for r in arm.reach]
+      for norm, arm in tuned.items()
     },
     'test_error': {norm: list(map(float, e)) for norm, e in error.items()},
     'part2_lr': lr,
@@ -146,8 +138,8 @@ def result(*, tuned, error, runs, lr, sizes, subclaims) -> report.Result:
   summary = (
     f'Best rates: BN {tuned["batch"].best_lr:g}, no norm '
     f'{tuned["none"].best_lr:g}; steps to 25% training error '
-    f'{_steps(tuned["batch"].reach, budget)} with BN, '
-    f'{_steps(tuned["none"].reach, budget)} without (ratio '
+    f'{lr_grid.format_steps(tuned["batch"].reach, budget)} with BN, '
+    f'{lr_grid.format_steps(tuned["none"].reach, budget)} without (ratio '
     f'{subclaims[0].estimate:.2g}). Test error at lr {lr:g}: {words}.'
   )
   return report.Result(
@@ -179,13 +171,11 @@ def _figure(tuned, error, lr, sizes):
   fig, (ax, bx) = report.new_figure(ncols=2)
   for norm, color in (('batch', 'C0'), ('none', 'C1')):
     arm = tuned[norm]
-    curves = [r for r in arm.runs.values() if r.values]
-    if curves:
-      n = min(len(r.values) for r in curves)
-      mean = np.mean([r.values[:n] for r in curves], axis=0)
+    curve = lr_grid.mean_curve(list(arm.runs.values()))
+    if curve is not None:
       ax.plot(
-        curves[0].steps[:n],
-        100 * mean,
+        curve[0],
+        100 * curve[1],
         color=color,
         label=f'{_label(norm)}, lr {arm.best_lr:g} (best)',
       )
@@ -214,8 +204,3 @@ def _figure(tuned, error, lr, sizes):
   bx.legend(fontsize=7)
   fig.suptitle('BatchNorm: speed, stability and batch dependence (MNIST-1D)')
   return fig
-
-
-def _finite(x: float) -> float | None:
-  """JSON has no inf: None for a missed target."""
-  return float(x) if math.isfinite(x) else None
