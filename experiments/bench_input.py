@@ -1,0 +1,204 @@
+r"""Benchmark: the CIFAR and ImageNet input pipelines, in images/s per core.
+
+On the format-faithful tfds fixtures (train_lib/data/fixtures.py: real
+JPEGs of ImageNet's sizes, 32x32 PNGs for CIFAR), built into a temporary
+directory unless --data_dir holds them already:
+
+* one process, one thread, images per CPU-second (= per core) and per
+  wall-second: reading the records (tfds' parse), the full JPEG decode, the
+  training map (bytes -> uint8 224x224 random-resized crop, at reduced scale
+  where the box allows, and without it for comparison) and the eval map
+  (shorter side 256, central 224);
+* the training pipeline (`ImagenetDataset.local_train_batches`, batches of
+  32) with 0 workers (threads) and 1 and 2 spawned worker processes, in
+  images per wall-second after the first batch, and the 1 -> 2 scaling;
+* CIFAR decoded once (`tfds_source.decode_split`) with 1 thread (per core)
+  and with one thread per CPU;
+* the host-to-device copy of a uint8 and a float32 batch of 128 crops.
+
+  python -m experiments.bench_input      # about 1 CPU-minute (5 min loaded)
+  python -m experiments.bench_input --data_dir=/tmp/fx --cifar_images=50000
+
+The machine (CPU model, CPU count, load average before and after) is
+printed with the numbers: on a shared machine they are lower bounds.
+Results: README, "Input pipeline: tfds and grain".
+"""
+
+import argparse
+from collections.abc import Callable, Sequence
+import os
+import tempfile
+import time
+
+import jax
+import numpy as np
+
+from train_lib.data import fixtures
+from train_lib.data import imagenet
+from train_lib.data import jpeg_crop
+from train_lib.data import tfds_source
+
+SIZE = 224
+
+
+def cpu_model() -> str:
+  """The 'model name' line of /proc/cpuinfo (or the platform's name)."""
+  try:
+    with open('/proc/cpuinfo') as f:
+      for line in f:
+        if line.startswith('model name'):
+          return line.split(':', 1)[1].strip()
+  except OSError:
+    pass
+  import platform  # noqa: PLC0415
+
+  return platform.processor() or 'unknown CPU'
+
+
+def load_average() -> str:
+  return ', '.join(f'{x:.2f}' for x in os.getloadavg())
+
+
+def _rate(fn: Callable[[int], object], n: int, rounds: int) -> tuple:
+  """(per CPU-second, per wall-second) of `rounds` passes of fn(0..n-1)."""
+  fn(0)  # Warm-up: imports, first allocations.
+  cpu, wall = time.process_time(), time.perf_counter()
+  for _ in range(rounds):
+    for i in range(n):
+      fn(i)
+  cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+  return rounds * n / cpu, rounds * n / wall
+
+
+def _row(name: str, rates: tuple) -> None:
+  print(f'| {name} | {rates[0]:,.0f} | {rates[1]:,.0f} |', flush=True)
+
+
+def bench_maps(data_dir: str, rounds: int) -> None:
+  """One thread: reading, decoding and the two maps, per CPU-second."""
+  source = tfds_source.open_source('imagenet2012', 'train', data_dir)
+  n = len(source)
+  records = [source[i] for i in range(n)]
+  jpegs = [r['image'] for r in records]
+  pixels = sum(np.prod(jpeg_crop.open_image(j).size) for j in jpegs) / n
+  kbytes = sum(len(j) for j in jpegs) / n / 1000
+  print(
+    f'\nImageNet fixture: {n} JPEGs, {pixels / 1000:.0f}k pixels and '
+    f'{kbytes:.0f} KB on average; one thread.\n'
+  )
+  print('| step | images per CPU-s (per core) | images per wall-s |')
+  print('| --- | ---: | ---: |')
+  _row('read the record (tfds parse)', _rate(lambda i: source[i], n, rounds))
+  _row(
+    'full decode to RGB', _rate(lambda i: jpeg_crop.decode(jpegs[i]), n, rounds)
+  )
+  train = jpeg_crop.TrainMap(SIZE)
+  full = jpeg_crop.TrainMap(SIZE, reduced=False)
+  rng = lambda i: np.random.default_rng(i)  # noqa: E731
+  _row(
+    'train map (crop box, reduced decode, resize)',
+    _rate(lambda i: train(records[i], rng(i)), n, rounds),
+  )
+  _row(
+    'train map, full-scale decode',
+    _rate(lambda i: full(records[i], rng(i)), n, rounds),
+  )
+  _row(
+    'eval map (shorter side 256, centre 224)',
+    _rate(lambda i: jpeg_crop.eval_crop(jpegs[i], SIZE), n, rounds),
+  )
+
+
+def bench_workers(data_dir: str, batches: int) -> None:
+  """The training pipeline with 0, 1 and 2 workers, per wall-second."""
+  ds = imagenet.ImagenetDataset(data_dir=data_dir, image_size=SIZE)
+  key, batch = jax.random.key(0), 32
+  print(
+    f'\nImageNet training batches of {batch} (wall clock, first batch '
+    'excluded).\n'
+  )
+  print('| workers | images per wall-s |')
+  print('| --- | ---: |')
+  rates = {}
+  for workers in (0, 1, 2):
+    it = ds.local_train_batches(key, local_batch=batch, num_workers=workers)
+    try:
+      next(it)  # Start-up (worker processes spawn and import).
+      start = time.perf_counter()
+      for _ in range(batches):
+        next(it)
+      rates[workers] = batches * batch / (time.perf_counter() - start)
+    finally:
+      close = getattr(it, 'close', None)
+      if close:
+        close()
+    print(f'| {workers} | {rates[workers]:,.0f} |', flush=True)
+  print(f'\nScaling 1 -> 2 workers: {rates[2] / rates[1] / 2:.0%} of linear.')
+
+
+def bench_cifar(data_dir: str) -> None:
+  source = tfds_source.open_source('cifar10', 'train', data_dir)
+  n = len(source)
+  print(f'\nCIFAR-10 fixture: {n} PNGs decoded once.\n')
+  print('| threads | images per CPU-s | images per wall-s |')
+  print('| --- | ---: | ---: |')
+  for threads in sorted({1, tfds_source.num_threads()}):
+    cpu, wall = time.process_time(), time.perf_counter()
+    tfds_source.decode_split(source, threads=threads)
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    print(f'| {threads} | {n / cpu:,.0f} | {n / wall:,.0f} |', flush=True)
+
+
+def bench_transfer(rounds: int) -> None:
+  device = jax.devices()[0]
+  print(f'\nHost-to-device copy of 128 crops to {device.platform}.\n')
+  print('| dtype | MB | ms | GB/s |')
+  print('| --- | ---: | ---: | ---: |')
+  for dtype in (np.uint8, np.float32):
+    batch = np.ones((128, SIZE, SIZE, 3), dtype)
+    jax.device_put(batch, device).block_until_ready()
+    start = time.perf_counter()
+    for _ in range(rounds):
+      jax.device_put(batch, device).block_until_ready()
+    seconds = (time.perf_counter() - start) / rounds
+    print(
+      f'| {np.dtype(dtype).name} | {batch.nbytes / 1e6:.1f} | '
+      f'{seconds * 1e3:.2f} | {batch.nbytes / seconds / 1e9:.1f} |'
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+  """Runs the input benchmark; `argv` as sys.argv (program name first)."""
+  parser = argparse.ArgumentParser(
+    prog='python -m experiments.bench_input', description=__doc__.split('\n')[0]
+  )
+  parser.add_argument('--data_dir', help='where the fixtures are (or go)')
+  parser.add_argument('--imagenet_images', type=int, default=100)
+  parser.add_argument('--cifar_images', type=int, default=10_000)
+  parser.add_argument('--rounds', type=int, default=3, help='passes timed')
+  parser.add_argument('--batches', type=int, default=12, help='per workers')
+  args = parser.parse_args(list(argv or ['bench_input'])[1:])
+  import tensorflow_datasets as tfds  # noqa: PLC0415
+
+  tfds.disable_progress_bar()
+  data_dir = args.data_dir or tempfile.mkdtemp(prefix='bench_input_')
+  start_load = load_average()
+  fixtures.build_imagenet(
+    data_dir, num_train=args.imagenet_images, num_validation=10
+  )
+  fixtures.build_cifar(data_dir, num_train=args.cifar_images, num_test=10)
+  print(
+    f'CPU: {cpu_model()}, {os.cpu_count()} CPUs ({tfds_source.num_threads()} '
+    f'usable); load average {start_load} (1, 5, 15 min) at the start.'
+  )
+  bench_maps(data_dir, args.rounds)
+  bench_workers(data_dir, args.batches)
+  bench_cifar(data_dir)
+  bench_transfer(args.rounds * 3)
+  print(f'\nLoad average at the end: {load_average()}; data in {data_dir}.')
+
+
+if __name__ == '__main__':
+  import sys
+
+  main(sys.argv)
