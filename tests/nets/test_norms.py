@@ -5,6 +5,7 @@ References: the formulas of the papers written out in numpy (Ioffe & Szegedy
 """
 
 import chex
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -150,3 +151,42 @@ def test_group_norm_by_name_takes_the_most_groups():
   # 8 channels do not split into 16 groups: gcd(16, 8) = 8 groups.
   y8 = norms.GroupNorm(num_groups=8).apply(v, x)
   np.testing.assert_array_equal(norms.by_name('group:16')().apply(v, x), y8)
+
+
+@pytest.mark.parametrize('dtype', [None, jnp.bfloat16])
+def test_batch_norm_train_gradients_match_autodiff_of_the_formula(dtype):
+  # BatchNorm's training path has a hand-written gradient
+  # (ops.normalization.batch_norm_train); the reference is jax.grad of the
+  # paper's formula written out here.
+  x = 2.0 * _rand((6, 3, 3, 4)) + 0.5
+  ct = _rand((6, 3, 3, 4), seed=2)
+  bn = norms.BatchNorm(dtype=dtype)
+  v = bn.init(KEY, x, train=False)
+  v['params'] = {'scale': jnp.arange(1.0, 5.0), 'bias': jnp.arange(4.0)}
+
+  def layer(x, params):
+    y, upd = bn.apply(
+      {'params': params, 'batch_stats': v['batch_stats']},
+      x,
+      train=True,
+      mutable=['batch_stats'],
+    )
+    return jnp.sum(y.astype(jnp.float32) * ct), upd
+
+  def formula(x, params):
+    mean = jnp.mean(x, axis=(0, 1, 2))
+    var = jnp.var(x, axis=(0, 1, 2))
+    y = (x - mean) / jnp.sqrt(var + 1e-5) * params['scale'] + params['bias']
+    return jnp.sum(y * ct)
+
+  (_, upd), got = jax.value_and_grad(layer, (0, 1), has_aux=True)(
+    x, v['params']
+  )
+  want = jax.grad(formula, (0, 1))(x, v['params'])
+  tol = 1e-4 if dtype is None else 5e-2
+  chex.assert_trees_all_close(got, want, atol=tol * 10, rtol=tol)
+  np.testing.assert_allclose(
+    upd['batch_stats']['var'],
+    0.9 + 0.1 * np.var(np.asarray(x), axis=(0, 1, 2)),
+    rtol=1e-5,
+  )
