@@ -1,16 +1,15 @@
-"""The depth study: plain vs residual twins (He et al. 2016, Fig. 4/6)."""
+"""The depth study: plain vs residual 6n+2 twins (He et al. 2016, Fig. 6)."""
 
 import numpy as np
 import pytest
 
 from experiments.studies import depth
-from experiments.studies import report
 from tests.experiments.studies import studies_testing
 
 
 def _by_hand(widths, n, classes=10):
-  """He et al.'s 6n+2 net on one input channel, conv + BN, by hand."""
-  conv_bn = lambda c_in, c_out: 9 * c_in * c_out + 2 * c_out
+  """He et al.'s 6n+2 net with 3 x 1 kernels on one channel, conv + BN."""
+  conv_bn = lambda c_in, c_out: 3 * c_in * c_out + 2 * c_out
   total, c_in = conv_bn(1, widths[0]), widths[0]
   for w in widths:
     for _ in range(n):
@@ -19,36 +18,71 @@ def _by_hand(widths, n, classes=10):
   return total + widths[-1] * classes + classes
 
 
-@pytest.mark.parametrize('layers', [8, 20])
-def test_plain_and_residual_twins_have_the_same_parameters(layers):
-  n = (layers - 2) // 6
-  expected = _by_hand(depth.WIDTHS, n)
-  assert depth.param_count(layers, residual=True) == expected
-  assert depth.param_count(layers, residual=False) == expected
+def test_plain_and_residual_twins_have_the_same_parameters():
+  expected = _by_hand(depth.WIDTHS, 3)
+  assert expected == 23_314
+  assert depth.param_count(20, residual=True) == expected
+  assert depth.param_count(20, residual=False) == expected
 
 
-def test_model_names_and_the_config_of_a_plain_twin():
-  assert depth.model_name(8) == 'resnet8_cifar_tiny'
-  assert depth.model_name(20) == 'resnet20_cifar'
-  config = depth.config_for(
-    depth=20,
-    residual=False,
-    seed=1,
-    lr=0.05,
-    total_steps=10,
-    log_every_steps=5,
-    eval_every_steps=5,
-  )
-  assert config.model == 'resnet20_cifar'
-  assert config.model_kw.to_dict() == {'residual': False, 'widths': (8, 16, 32)}
-  assert (config.data.name, config.augment.crop_padding) == ('mnist', 0)
+def test_the_config_is_he_et_al_recipe_on_mnist1d():
+  config = depth.config_for(depth=56, residual=False, seed=2)
+  assert config.model == 'resnet56_cifar'
+  assert config.model_kw.to_dict() == {
+    'residual': False,
+    'widths': (8, 16, 32),
+    'spatial_dims': 1,
+  }
+  assert (config.data.name, config.seed) == ('mnist1d', 2)
+  assert (config.optimizer, config.optimizer_kw.momentum) == ('momentum', 0.9)
+  assert (config.lr, config.batch_size) == (0.1, 128)
+  assert (config.weight_decay, config.weight_decay_mode) == (1e-4, 'l2')
+  # lr / 10 at 50% and 75% of the run, as 32k and 48k of 64k iterations.
+  assert config.schedule == 'step'
+  assert tuple(config.schedule_kw.boundaries) == (200, 300)
+  assert config.schedule_kw.decay_factor == 0.1
+  assert config.warmup_steps == 0 and config.label_smoothing == 0.0
+  assert config.augment.crop_padding == 0 and config.augment.mixup_alpha == 0
 
 
-def test_final_error_averages_the_last_windows():
-  assert depth.final_error([50.0, 10.0, 4.0, 2.0], last=2) == 3.0
-  assert depth.final_error(np.asarray([9.0, 1.0, 2.0]), last=2) == 1.5
-  with pytest.raises(ValueError, match='no training error'):
-    depth.final_error([])
+def test_eval_mode_fit_by_hand():
+  probs = np.asarray([[0.5, 0.25, 0.25], [0.1, 0.8, 0.1], [0.6, 0.2, 0.2]])
+  labels = np.asarray([0, 1, 1])
+  error, loss = depth.eval_mode_fit(probs, labels)
+  assert error == pytest.approx(100 / 3)
+  assert loss == pytest.approx(-(np.log(0.5) + np.log(0.8) + np.log(0.2)) / 3)
+
+
+def _per_seed(plain56, resnet56, plain20=(10.0, 11.0, 12.0)):
+  """Stand-in per-seed numbers: final and over-the-run errors alike."""
+  resnet20 = (8.0, 9.0, 8.5)
+  arms = {(20, False): plain20, (56, False): plain56}
+  arms.update({(20, True): resnet20, (56, True): resnet56})
+  return {
+    arm: {'final_error': list(v), 'run_error': [x + 5 for x in v]}
+    for arm, v in arms.items()
+  }
+
+
+def test_subclaims_hold_on_the_paper_pattern_and_flip_on_wrong_input():
+  # He et al.'s pattern: plain-56 worse than plain-20, ResNet-56 better.
+  claims = depth.subclaims(_per_seed((20.0, 22.0, 21.0), (6.0, 7.5, 6.5)))
+  assert [c.verdict for c in claims] == ['holds'] * 5
+  first = claims[0]
+  assert first.estimate == pytest.approx(10.0)
+  # Paired: per-seed differences 10, 11, 9 -> sd 1, t(2) = 4.303.
+  assert first.ci_high - first.estimate == pytest.approx(4.303 / 3**0.5, 1e-3)
+  # No degradation: plain-56 clearly below plain-20 -> 'does not hold'.
+  claims = depth.subclaims(_per_seed((5.0, 6.0, 5.5), (6.0, 7.5, 6.5)))
+  assert claims[0].verdict == 'does not hold'
+  assert claims[1].verdict == 'does not hold'
+  # The deep ResNet degrades by 5 points: beyond the margin.
+  claims = depth.subclaims(_per_seed((20.0, 22.0, 21.0), (13.0, 14.0, 13.5)))
+  assert claims[2].verdict == 'does not hold'
+  assert claims[3].verdict == 'does not hold'
+  # ResNet-56 at the margin, with seed noise: the interval straddles it.
+  claims = depth.subclaims(_per_seed((20.0, 22.0, 21.0), (7.0, 11.0, 9.0)))
+  assert claims[2].verdict == 'inconclusive'
 
 
 @pytest.mark.slow
@@ -58,48 +92,9 @@ def test_quick_cli(tmp_path):
   # Robust at any size: option-A twins share every parameter.
   assert values['twins_have_equal_params'] is True
   assert values['params']['plain8'] == values['params']['resnet8']
-  errors = values['final_train_error_pct']
-  assert set(errors) == {'plain8', 'resnet8', 'plain20', 'resnet20'}
-  assert all(0 <= e <= 100 for e in errors.values())
-
-
-def _fake_train(final_errors):
-  """A report.train stand-in: each arm's training error falls to its final."""
-
-  def train(config):
-    arm = ('resnet' if config.model_kw.residual else 'plain') + str(
-      20 if '20' in config.model else 8
-    )
-    end = final_errors[arm] / 100
-    steps = range(10, config.total_steps + 1, 10)
-    last_early = config.total_steps - 10 * depth.LAST_LOGS
-    records = [
-      {
-        'step': s,
-        'split': 'train',
-        # The last LAST_LOGS lines, which final_error averages, sit at `end`.
-        'accuracy': 1 - (end if s > last_early else max(end, 0.5 / s)),
-      }
-      for s in steps
-    ] + [{'step': config.total_steps, 'split': 'eval', 'accuracy': 0.9}]
-    return report.TrainRun(records=records, state=None)
-
-  return train
-
-
-@pytest.mark.parametrize(
-  'plain20,resnet20,holds',
-  [(6.0, 1.0, True), (2.0, 1.0, False), (6.0, 5.0, False)],
-)
-def test_verdict_follows_the_final_training_errors(
-  monkeypatch, plain20, resnet20, holds
-):
-  errors = {'plain8': 2.0, 'resnet8': 2.0, 'plain20': plain20}
-  errors['resnet20'] = resnet20
-  monkeypatch.setattr(report, 'train', _fake_train(errors))
-  result = depth.run(quick=True)
-  got = result.values['final_train_error_pct']
-  assert got == pytest.approx(errors)
-  assert result.holds is holds
-  assert result.values['plain_degrades'] is (plain20 > 2.5)
-  assert ('does NOT' in result.verdict) is (plain20 < 2.5)
+  per_seed = values['per_seed']
+  assert set(per_seed) == {'plain8', 'resnet8', 'plain20', 'resnet20'}
+  for arm in per_seed.values():
+    assert all(0 <= e <= 100 for e in arm['final_error'] + arm['run_error'])
+    assert len(arm['final_error']) == 2
+  assert len(record['subclaims']) == 5
