@@ -269,10 +269,15 @@ def _json_cell(value: Any) -> Any:
 
 @dataclasses.dataclass
 class TrainRun:
-  """One trained arm: the metrics.jsonl records and the final state."""
+  """One trained arm: the metrics.jsonl records and the final state.
+
+  `checkpoints` maps each step the trainer checkpointed to the parameters
+  saved there, when `train(..., keep_checkpoints=True)` asked for them.
+  """
 
   records: list[dict[str, Any]]
   state: Any
+  checkpoints: dict[int, Any] = dataclasses.field(default_factory=dict)
 
   def series(self, key: str, split: str = 'train') -> tuple[list, list]:
     """(steps, values) of `key` in the records of `split`."""
@@ -291,11 +296,21 @@ class TrainRun:
     return values[-1]
 
 
-def train(config: ml_collections.ConfigDict, *, verbose: bool = False):
+def train(
+  config: ml_collections.ConfigDict,
+  *,
+  verbose: bool = False,
+  keep_checkpoints: bool = False,
+):
   """Trains `config` with the project's trainer in a throw-away workdir.
 
   Checkpoints go to the temporary workdir too (the trainer always saves the
-  last step); the printed progress is dropped unless `verbose`.
+  last step); the printed progress is dropped unless `verbose`. With
+  `keep_checkpoints`, the parameters of every checkpoint the config asked
+  for (`checkpoint_every_steps`; `keep_checkpoints` in the config must be
+  large enough to keep them all) are read back before the workdir goes:
+  the states of the one run along its training, for studies that probe
+  them.
 
   Returns:
     A `TrainRun`.
@@ -312,7 +327,21 @@ def train(config: ml_collections.ConfigDict, *, verbose: bool = False):
     with sink:
       state = trainer.train_and_evaluate(config, workdir)
     records = metrics_lib.read_metrics(workdir)
-  return TrainRun(records=records, state=state)
+    checkpoints = _read_checkpoints(workdir, state) if keep_checkpoints else {}
+  return TrainRun(records=records, state=state, checkpoints=checkpoints)
+
+
+def _read_checkpoints(workdir: str, state: Any) -> dict[int, Any]:
+  """{step: params} of every checkpoint in `workdir`, on the host."""
+  from train_lib import checkpoint as checkpoint_lib  # noqa: PLC0415
+
+  ckpt = checkpoint_lib.Checkpointer(workdir, keep=1, async_save=False)
+  sharding = jax.tree.leaves(state)[0].sharding
+  abstract = checkpoint_lib.abstract_like(state, sharding)
+  return {
+    step: jax.device_get(ckpt.restore(step, abstract).params)
+    for step in ckpt.all_steps()
+  }
 
 
 def predict(
