@@ -61,6 +61,7 @@ def test_predicted_stds_by_hand():
   assert one[0] == pytest.approx(np.sqrt(0.394294), abs=1e-5)
 
 
+@pytest.mark.slow
 def test_measured_stds_follow_the_recursion():
   for act, scheme in (('tanh', 'Xavier'), ('relu', 'He')):
     stds, _ = initialization.activation_stds(
