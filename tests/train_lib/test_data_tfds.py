@@ -121,6 +121,9 @@ def test_cifar_validation_split_is_carved_from_train(data_dir):
 
 def test_cifar_decoding_threads_change_nothing(data_dir):
   source = tfds_source.open_source('cifar10', 'train', data_dir)
+  indices = list(range(len(source)))
+  by_tfds = [(r['image'], r['label']) for r in source.__getitems__(indices)]
+  assert tfds_source.encoded_records(source, indices) == by_tfds
   one = tfds_source.decode_split(source, threads=1)
   many = tfds_source.decode_split(source, threads=3)
   for a, b in zip(one, many, strict=True):

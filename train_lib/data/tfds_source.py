@@ -115,6 +115,29 @@ def decode_png(data) -> np.ndarray:
   return np.asarray(image if image.mode == 'RGB' else image.convert('RGB'))
 
 
+def encoded_records(source, indices: list[int]) -> list[tuple[bytes, int]]:
+  """(encoded image, label) of the records at `indices`.
+
+  The records are `tf.train.Example` protos; parsing just these two fields
+  from the raw ArrayRecord bytes is about 4x faster than tfds's generic
+  parse into a dict of every feature (`source[i]`), which was a third of
+  the time of decoding CIFAR. Sources without the raw reader (tfds' mock
+  data) take tfds's parse.
+  """
+  raw_source = getattr(source, 'data_source', None)
+  if raw_source is None:
+    return [(r['image'], r['label']) for r in source.__getitems__(indices)]
+  # tfds's own copy of TensorFlow's Example proto (no TensorFlow needed).
+  from tensorflow_datasets.proto import tf_example_pb2  # noqa: PLC0415
+
+  pairs = []
+  for raw in raw_source.__getitems__(indices):
+    feature = tf_example_pb2.Example.FromString(raw).features.feature
+    image = feature['image'].bytes_list.value[0]
+    pairs.append((image, feature['label'].int64_list.value[0]))
+  return pairs
+
+
 def decode_split(source, threads: int | None = None):
   """All (images uint8 [N, H, W, 3], labels int32 [N]) of a source.
 
@@ -122,15 +145,16 @@ def decode_split(source, threads: int | None = None):
   each chunk written into its slice of the output.
   """
   n = len(source)
-  first = decode_png(source[0]['image'])
+  first = decode_png(encoded_records(source, [0])[0][0])
   images = np.empty((n, *first.shape), np.uint8)
   labels = np.empty((n,), np.int32)
 
   def work(start: int) -> None:
     indices = list(range(start, min(n, start + _CHUNK)))
-    for i, record in zip(indices, source.__getitems__(indices), strict=True):
-      images[i] = decode_png(record['image'])
-      labels[i] = record['label']
+    pairs = encoded_records(source, indices)
+    for i, (image, label) in zip(indices, pairs, strict=True):
+      images[i] = decode_png(image)
+      labels[i] = label
 
   workers = threads or num_threads()
   with concurrent.futures.ThreadPoolExecutor(workers) as pool:
