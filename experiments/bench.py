@@ -15,8 +15,12 @@ convolutions, normalisation, copies/converts, the optimizer and the rest
 a kind can exceed its share of the wall time.
 
 `layers`: ResNet-18-CIFAR's conv layer shapes, forward and both gradients,
-XLA against oneDNN. `others`: MobileNet v1 and ResNeXt-50 steps, XLA against
-oneDNN. `input`: the input pipeline (experiments/bench_input.py).
+XLA against oneDNN. `norm`: BatchNorm (training) + ReLU, forward and
+backward with a fixed cotangent, on ResNet-18-CIFAR's four activation
+shapes: `ops.normalization.batch_norm_train` against the autodiff of
+`batch_norm_stats` + `batch_norm`. `others`: MobileNet v1 and ResNeXt-50
+steps, XLA against oneDNN. `input`: the input pipeline
+(experiments/bench_input.py).
 
   python -m experiments.bench                 # steps, ~10 min on 2 cores
   python -m experiments.bench --quick         # batch 32, 3 rounds
@@ -45,15 +49,17 @@ from experiments import cli
 import nets
 from ops import convolution
 from ops import native
+from ops import normalization
 from train_lib import profiling
 
+PARTS = ('steps', 'layers', 'norm', 'others', 'input')
 _BATCH = flags.DEFINE_integer('batch', 128, 'Batch size of the steps.')
 _ROUNDS = flags.DEFINE_integer('rounds', 5, 'Timed rounds (median).')
 _DTYPES = flags.DEFINE_list(
   'dtypes', ['float32', 'bfloat16'], 'Compute dtypes.'
 )
 _ONLY = flags.DEFINE_list(
-  'only', ['steps'], 'Parts to run: steps, layers, others, input.'
+  'only', ['steps'], 'Parts to run: ' + ', '.join(PARTS) + '.'
 )
 _MODELS = flags.DEFINE_list(
   'models', ['resnet18_cifar', 'resnet20_cifar', 'lenet5'], 'steps: nets.'
@@ -62,7 +68,6 @@ _QUICK = flags.DEFINE_bool(
   'quick', False, 'Batch 32, 3 rounds, small MobileNet/ResNeXt batches.'
 )
 
-PARTS = ('steps', 'layers', 'others', 'input')
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
 # ResNet-18-CIFAR's convolutions: (H, C, O, k, stride) on H x H inputs.
 RESNET18_LAYERS = (
@@ -279,6 +284,42 @@ def bench_layers(batch: int, dtypes: list[str], rounds: int) -> None:
       report(title, time_interleaved(runs, rounds), 'xla')
 
 
+def norm_relu(h, c, batch, dtype, composite: bool):
+  """() -> BatchNorm (training) + ReLU, forward and backward, jitted."""
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.standard_normal((batch, h, h, c)), dtype)
+  ct = jnp.asarray(rng.standard_normal((batch, h, h, c)), dtype)
+  scale, bias = jnp.ones((c,)), jnp.zeros((c,))
+
+  def bn(x, scale, bias):
+    if composite:  # the autodiff of statistics + normalisation
+      mean, var = normalization.batch_norm_stats(x)
+      return normalization.batch_norm(
+        x, mean=mean, var=var, scale=scale, bias=bias
+      )
+    return normalization.batch_norm_train(x, scale=scale, bias=bias)[0]
+
+  def f(x, scale, bias):
+    relu = lambda *a: jnp.maximum(bn(*a), 0).astype(dtype)
+    return jax.vjp(relu, x, scale, bias)[1](ct)  # a fixed cotangent
+
+  jitted = jax.jit(f).lower(x, scale, bias).compile()
+  return lambda: jax.block_until_ready(jitted(x, scale, bias))
+
+
+def bench_norm(batch: int, dtypes: list[str], rounds: int) -> None:
+  """BatchNorm + ReLU per ResNet-18 activation: one op vs the composite."""
+  for dname in dtypes:
+    for h, c in ((32, 64), (16, 128), (8, 256), (4, 512)):
+      runs = {
+        kind: norm_relu(h, c, batch, DTYPES[dname], kind == 'composite')
+        for kind in ('composite', 'one op')
+      }
+      title = f'batchnorm+relu {h}x{h}x{c} {dname}'
+      report(title, time_interleaved(runs, rounds), 'composite')
+    print(f'load average {os.getloadavg()[0]:.1f}', flush=True)
+
+
 def bench_others(quick: bool, dtypes: list[str], rounds: int) -> None:
   for name, batch in (('mobilenet_v1', 64), ('resnext50_32x4d', 32)):
     batch = batch // 4 if quick else batch
@@ -321,6 +362,8 @@ def main(argv: list[str]) -> None:
       worker.close()
   if 'layers' in _ONLY.value:
     bench_layers(batch, _DTYPES.value, rounds)
+  if 'norm' in _ONLY.value:
+    bench_norm(batch, _DTYPES.value, rounds)
   if 'others' in _ONLY.value:
     bench_others(quick, _DTYPES.value, rounds)
   if 'input' in _ONLY.value:
