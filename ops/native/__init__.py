@@ -13,8 +13,10 @@ PyTorch's CPU convolutions) instead, when it can:
     differentiable, vmap-able, batch-sharded ops.
 
 `conv2d(impl='auto')` uses it on the CPU backend when the library loaded
-(`available()`), else XLA; `backend_status()` is the one line that says
-which and why.
+(`available()`) and can build a convolution of the dtype on this CPU
+(`supports`: oneDNN 3.2's bfloat16 kernels need AVX-512, so an AVX2-only
+CPU keeps XLA for bfloat16), else XLA; `backend_status()` is the one line
+that says which and why.
 
 Threads. oneDNN runs each call on an OpenMP team; XLA runs its own ops on
 its own pool, and on a multi-device CPU run (e.g. 8 fake devices) the
