@@ -210,14 +210,39 @@ def render(records: Sequence[dict], out_dir: str) -> str:
       f'[{folder}/{r["name"]}.md]({folder}/{r["name"]}.md)'
       f'{" (--quick)" if r["quick"] else ""}.',
     ]
-  verdicts = [r['verdict'] for r in records]
-  lines += [
-    '',
-    f'All {len(records)} studies ({_counts(verdicts)}): {_machines(records)} '
-    "(the sum of the studies' wall times, from their jsons).",
-    '',
-  ]
+  lines += ['', total_line(records), '']
   return '\n'.join(lines)
+
+
+README_COLUMNS = ('study', 'verdict', 'sub-claims', 'wall time')
+
+
+def readme_table(records: Sequence[dict], out_dir: str = 'docs/studies') -> str:
+  """The README's verdict table: one row per study, linked to its section.
+
+  The README copies this table from the gallery's jsons (a test compares
+  them), so it never says what the committed studies did not.
+  """
+  page = os.path.normpath(out_dir) + '.md'
+  rows = [
+    [
+      f'[`{r["name"]}`]({page}#{r["name"]})',
+      r['verdict'],
+      _counts([s['verdict'] for s in r['subclaims']]),
+      f'{r["wall_time_s"] / 60:.1f} min',
+    ]
+    for r in records
+  ]
+  return report.markdown_table(README_COLUMNS, rows)
+
+
+def total_line(records: Sequence[dict]) -> str:
+  """'All N studies (counts): X min on M' from the jsons."""
+  verdicts = [r['verdict'] for r in records]
+  return (
+    f'All {len(records)} studies ({_counts(verdicts)}): {_machines(records)} '
+    "(the sum of the studies' wall times, from their jsons)."
+  )
 
 
 def write_gallery(out_dir: str, names: Sequence[str] | None = None) -> str:

@@ -7,7 +7,8 @@ verdict must follow from its interval, threshold and direction by the rule,
 the headline from the sub-claims by `verdict.combine`, and NAME.md must show
 the same sub-claims, results and the protocol table with the six aspects.
 docs/studies.md must be exactly what `python -m experiments.studies
---gallery_only --out_dir docs/studies` builds from those jsons.
+--gallery_only --out_dir docs/studies` builds from those jsons, and the
+README's verdict table what `gallery.readme_table` makes of them.
 """
 
 import glob
@@ -63,3 +64,11 @@ def test_committed_index_is_what_the_gallery_builds_from_the_jsons():
   assert [row[2].strip('*') for row in rows[1:]] == [
     r['verdict'] for r in records
   ]
+
+
+def test_readme_verdict_table_is_the_galleries():
+  with open(os.path.join(_ROOT, 'README.md')) as f:
+    readme = f.read()
+  records = gallery.load_records(STUDIES_DIR)
+  assert gallery.readme_table(records) in readme
+  assert gallery.total_line(records) in readme
