@@ -28,8 +28,12 @@ def child_env() -> dict[str, str]:
   return env
 
 
-def run_cli(*args: str, timeout: int = 240) -> subprocess.CompletedProcess:
-  """`python -m experiments.studies ARGS` in a child process."""
+def run_cli(*args: str, timeout: int = 900) -> subprocess.CompletedProcess:
+  """`python -m experiments.studies ARGS` in a child process.
+
+  The timeout only stops a hung child: a --quick study takes under 30 s on
+  2 idle cores, and several times that on a shared machine.
+  """
   return subprocess.run(
     [sys.executable, '-m', 'experiments.studies', *args],
     cwd=_ROOT,
