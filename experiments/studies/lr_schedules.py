@@ -136,6 +136,15 @@ def logged_lr_error(config, steps, logged) -> float:
   return float(np.max(np.abs(np.asarray(logged, np.float64) - want)))
 
 
+def mean_rate(name: str, steps: int) -> float:
+  """The schedule's mean rate over the run, as a share of its peak."""
+  from train_lib import schedules  # noqa: PLC0415 (slow import)
+
+  config = arm_config(name, lr=1.0, steps=steps, seed=0, log_every=steps)
+  rates = schedules.create_schedule(config)(np.arange(steps))
+  return float(np.mean(np.asarray(rates, np.float64)))
+
+
 def still_falling(losses) -> float:
   """Relative drop (%) of the training loss over the run's last fifth.
 

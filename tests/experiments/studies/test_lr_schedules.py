@@ -67,6 +67,14 @@ def test_still_falling_and_spread_by_hand():
   assert lr_schedules.spread([0.5, 2.0, 1.0]) == pytest.approx(np.log(4))
 
 
+def test_mean_rate_is_the_schedules_average_over_the_run():
+  assert lr_schedules.mean_rate('constant', T) == pytest.approx(1.0)
+  assert lr_schedules.mean_rate('cosine', T) == pytest.approx(0.5, abs=3e-3)
+  # 0.01 ** (t / T) for t = 0 .. T - 1, averaged: a geometric sum.
+  want = 0.99 / (T * (1 - 0.01 ** (1 / T)))  # ~0.2175, ~(1 - 0.01) / ln 100
+  assert lr_schedules.mean_rate('exponential', T) == pytest.approx(want, 1e-5)
+
+
 def _runs(final, sweep, falling=True):
   """Stand-in runs: {(name, lr, seed): record} for the sub-claims."""
   seeds, peak = (1, 2, 3), 0.1
