@@ -192,7 +192,7 @@ def _figure(runs, peak, sizes):
     )
   ax_sweep.set_xlabel('peak lr (cosine schedule)')
   ax_sweep.set_ylabel('final training loss')
-  ax_sweep.set_title("the notes' sweep (a line per seed)", fontsize=9)
+  ax_sweep.set_title("the notes' sweep (line: a seed)", fontsize=9)
   fig.suptitle(
     f'Learning rate: magnitude and schedule (MNIST-1D MLP, SGD + momentum, '
     f'{steps} steps)'
