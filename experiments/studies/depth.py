@@ -73,11 +73,12 @@ LR = 0.1  # He et al. Sec. 4.2.
 MOMENTUM = report.PLAIN_SGD_MOMENTUM  # 0.9, He et al.
 WEIGHT_DECAY = 1e-4  # He et al., an L2 term in the loss (SGD's classic form).
 BATCH = 128  # He et al.
-# 400 steps (13 epochs of 4,000 signals): in the design probes plain-56 sat
+# 300 steps (10 epochs of 4,000 signals): in the design probes plain-56 sat
 # at chance for its first 100 steps and ResNet-56 ended at 46% training error
-# after 170 steps, 13% after 300; the 4 arms x 3 seeds take about 0.06 s a
-# ResNet-56 step (XLA convolutions), about 5 minutes on 2 idle cores.
-STEPS = 400
+# after 170 steps, 13% after 300 (not memorised); a ResNet-56 step takes
+# about 0.06 CPU-s (XLA convolutions), so the 4 arms x 3 seeds with their
+# compilations take about 4 minutes on 2 idle cores.
+STEPS = 300
 DECAY_AT = (0.5, 0.75)  # Of STEPS: He et al. divide by 10 at 32k and 48k/64k.
 LOG_EVERY = 20  # 20 points per training curve.
 # "Do not degrade": ResNet-56 within 1 point of ResNet-20's training error.

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from experiments.studies import depth
+from experiments.studies import report
 from tests.experiments.studies import studies_testing
 
 
@@ -39,7 +40,7 @@ def test_the_config_is_he_et_al_recipe_on_mnist1d():
   assert (config.weight_decay, config.weight_decay_mode) == (1e-4, 'l2')
   # lr / 10 at 50% and 75% of the run, as 32k and 48k of 64k iterations.
   assert config.schedule == 'step'
-  assert tuple(config.schedule_kw.boundaries) == (200, 300)
+  assert tuple(config.schedule_kw.boundaries) == (150, 225)
   assert config.schedule_kw.decay_factor == 0.1
   assert config.warmup_steps == 0 and config.label_smoothing == 0.0
   assert config.augment.crop_padding == 0 and config.augment.mixup_alpha == 0
@@ -98,3 +99,47 @@ def test_quick_cli(tmp_path):
     assert all(0 <= e <= 100 for e in arm['final_error'] + arm['run_error'])
     assert len(arm['final_error']) == 2
   assert len(record['subclaims']) == 5
+
+
+def test_run_turns_stand_in_training_into_the_result(monkeypatch):
+  # report.train and report.predict stand-ins: plain-20 ends at 10%, plain-8
+  # at 20% on every seed, so 'plain-20 ends higher' is false by 10 points.
+  final = {'plain8': 20.0, 'resnet8': 6.0, 'plain20': 10.0, 'resnet20': 4.0}
+
+  def arm(config):
+    kind = 'resnet' if config.model_kw.residual else 'plain'
+    return kind + ('8' if 'tiny' in config.model else '20')
+
+  def train(config):
+    err = final[arm(config)] / 100
+    steps = range(5, config.total_steps + 1, 5)
+    line = {'split': 'train', 'accuracy': 1 - err, 'loss': 1.0}
+    records = [dict(line, step=s) for s in steps]
+    records.append(
+      {'step': config.total_steps, 'split': 'eval', 'accuracy': 0.5}
+    )
+    return report.TrainRun(records=records, state=config)
+
+  def predict(config, state, split):
+    assert split == 'train'
+    n_wrong = int(final[arm(config)])
+    labels = np.zeros(100, int)
+    probs = np.tile([[0.9, 0.1]], (100, 1))
+    probs[:n_wrong] = [0.1, 0.9]
+    return probs, labels
+
+  monkeypatch.setattr(report, 'train', train)
+  monkeypatch.setattr(report, 'predict', predict)
+  result = depth.run(quick=True)
+  got = result.values['per_seed']
+  assert got['plain20']['final_error'] == [10.0, 10.0]
+  assert got['resnet20']['run_error'] == pytest.approx([4.0, 4.0])
+  verdicts = [c.verdict for c in result.subclaims]
+  assert verdicts == ['does not hold'] * 2 + ['holds'] * 3
+  assert result.verdict == 'does not hold'
+  assert [row[0] for row in result.rows] == [
+    'plain-8',
+    'ResNet-8',
+    'plain-20',
+    'ResNet-20',
+  ]

@@ -1,8 +1,10 @@
 """The regularization study: its arms, its paired sub-claims, the CLI."""
 
+import numpy as np
 import pytest
 
 from experiments.studies import regularization
+from experiments.studies import report
 from tests.experiments.studies import studies_testing
 
 
@@ -81,3 +83,40 @@ def test_quick_cli_writes_the_files(tmp_path):
   assert max(test['MLP'][0], test['LeNet-5'][0]) < 50
   assert len(record['subclaims']) == 2
   assert any(row[0] == 'stochastic depth' for row in record['protocol'])
+
+
+def test_run_turns_stand_in_training_into_the_result(monkeypatch):
+  # Stand-ins: each arm's held-out error is fixed per arm, +0.1 per seed, so
+  # every change is exact; dropout and crop help, cutout and mixup hurt.
+  held_out = {'mlp': 5.0, 'dropout': 4.0, 'lenet5': 2.0, 'crop': 1.5}
+  held_out.update({'cutout': 2.5, 'mixup': 2.2})
+
+  def arm(config):
+    if config.model == 'mlp':
+      return 'dropout' if config.model_kw.dropout_rate else 'mlp'
+    aug = config.augment
+    for name, on in (
+      ('crop', aug.crop_padding),
+      ('cutout', aug.cutout_size),
+      ('mixup', aug.mixup_alpha),
+    ):
+      if on:
+        return name
+    return 'lenet5'
+
+  def predict(config, state, split):
+    n_wrong = 0 if split == 'train' else held_out[arm(config)] + config.seed
+    labels = np.zeros(1000, int)
+    probs = np.tile([[0.9, 0.1]], (1000, 1))
+    probs[: int(round(10 * n_wrong))] = [0.1, 0.9]
+    return probs, labels
+
+  monkeypatch.setattr(report, 'train', lambda c: report.TrainRun([], c))
+  monkeypatch.setattr(report, 'predict', predict)
+  result = regularization.run(quick=False)
+  assert result.values['test_error_pct']['MLP'] == pytest.approx([5, 6, 7])
+  changes = [c.estimate for c in result.subclaims]
+  assert changes == pytest.approx([-1.0, -0.5, 0.5, 0.2])
+  verdicts = [c.verdict for c in result.subclaims]
+  assert verdicts == ['holds', 'holds', 'does not hold', 'does not hold']
+  assert result.verdict == 'does not hold'
