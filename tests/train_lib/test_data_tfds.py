@@ -10,6 +10,8 @@ standardisation. Worker processes and the launcher: test_data_tfds_slow.py.
 """
 
 import io
+import struct
+import zlib
 
 import jax
 import numpy as np
@@ -22,6 +24,7 @@ from train_lib import data
 from train_lib.data import fixtures
 from train_lib.data import jpeg_crop
 from train_lib.data import normalize
+from train_lib.data import png_batch
 from train_lib.data import preprocessing
 from train_lib.data import tfds_source
 
@@ -128,6 +131,58 @@ def test_cifar_decoding_threads_change_nothing(data_dir):
   many = tfds_source.decode_split(source, threads=3)
   for a, b in zip(one, many, strict=True):
     np.testing.assert_array_equal(a, b)
+
+
+def _png(image: np.ndarray, kinds) -> bytes:
+  """An 8-bit RGB PNG of `image` with row r filtered by kinds[r] (0-4)."""
+  height, width, _ = image.shape
+  rows, above = [], np.zeros(width * 3, np.int16)
+  for r, kind in enumerate(kinds):
+    x = image[r].reshape(-1).astype(np.int16)
+    left = np.concatenate([np.zeros(3, np.int16), x[:-3]])
+    up_left = np.concatenate([np.zeros(3, np.int16), above[:-3]])
+    p = left + above - up_left
+    pa, pb, pc = np.abs(p - left), np.abs(p - above), np.abs(p - up_left)
+    paeth = np.where(
+      (pa <= pb) & (pa <= pc), left, np.where(pb <= pc, above, up_left)
+    )
+    predicted = [0, left, above, (left + above) // 2, paeth][kind]
+    rows.append(bytes([kind]) + ((x - predicted) % 256).astype('u1').tobytes())
+    above = x
+
+  def chunk(kind: bytes, body: bytes) -> bytes:
+    crc = zlib.crc32(kind + body)
+    return struct.pack('>I', len(body)) + kind + body + struct.pack('>I', crc)
+
+  header = struct.pack('>IIBBBBB', width, height, 8, 2, 0, 0, 0)
+  return (
+    b'\x89PNG\r\n\x1a\n'
+    + chunk(b'IHDR', header)
+    + chunk(b'IDAT', zlib.compress(b''.join(rows)))
+    + chunk(b'IEND', b'')
+  )
+
+
+def test_png_batch_decode_equals_pillow_for_every_filter(data_dir):
+  rng = np.random.default_rng(0)
+  images = rng.integers(0, 256, (12, 32, 32, 3), dtype=np.uint8)
+  images[::2] //= 7  # smoother rows too
+  pngs = [
+    _png(im, [(k + r) % 5 for r in range(32)]) for k, im in enumerate(images)
+  ]
+  pillow = [np.asarray(Image.open(io.BytesIO(p))) for p in pngs]
+  np.testing.assert_array_equal(pillow, images)  # the encoder is right
+  np.testing.assert_array_equal(png_batch.decode_rgb8(pngs, 32, 32), images)
+  source = tfds_source.open_source('cifar10', 'train', data_dir)
+  fixture = [image for image, _ in tfds_source.encoded_records(source, [0, 1])]
+  np.testing.assert_array_equal(
+    png_batch.decode_rgb8(fixture, 32, 32),
+    [np.asarray(Image.open(io.BytesIO(p))) for p in fixture],
+  )
+  grey = io.BytesIO()
+  Image.fromarray(images[0, ..., 0]).save(grey, 'PNG')
+  assert png_batch.decode_rgb8([pngs[0], grey.getvalue()], 32, 32) is None
+  assert png_batch.decode_rgb8(pngs[:1], 16, 64) is None
 
 
 def test_standardize_hand_values():

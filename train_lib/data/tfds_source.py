@@ -7,7 +7,8 @@ it. Records are read with their images still encoded
 (`tfds.decode.SkipDecoding`): the caller decodes them as it needs.
 
 CIFAR-10/100 (`load_cifar`): both splits are read and their 32x32 PNGs
-decoded once, by a thread pool (Pillow decodes outside the GIL), into uint8
+decoded once, a chunk of images at a time by numpy (`png_batch`; zlib
+decompresses outside the GIL, so a thread pool runs the chunks), into uint8
 arrays; `get_dataset` serves them on the in-memory path of the small data
 sets (`InMemoryDataset`: batches gathered on device and standardised there
 with the CIFAR statistics), so no image is decoded twice and the crop and
@@ -26,6 +27,7 @@ import numpy as np
 from PIL import Image
 import tensorflow_datasets as tfds
 
+from train_lib.data import png_batch
 from train_lib.data.base import DatasetNotFoundError
 
 SPLITS = {
@@ -150,11 +152,16 @@ def decode_split(source, threads: int | None = None):
   labels = np.empty((n,), np.int32)
 
   def work(start: int) -> None:
-    indices = list(range(start, min(n, start + _CHUNK)))
-    pairs = encoded_records(source, indices)
-    for i, (image, label) in zip(indices, pairs, strict=True):
-      images[i] = decode_png(image)
-      labels[i] = label
+    stop = min(n, start + _CHUNK)
+    pairs = encoded_records(source, list(range(start, stop)))
+    labels[start:stop] = [label for _, label in pairs]
+    encoded = [image for image, _ in pairs]
+    batch = None
+    if first.ndim == 3 and first.shape[-1] == 3:
+      batch = png_batch.decode_rgb8(encoded, *first.shape[:2])
+    if batch is None:  # Not all 8-bit RGB PNGs of one size: one by one.
+      batch = [decode_png(image) for image in encoded]
+    images[start:stop] = batch
 
   workers = threads or num_threads()
   with concurrent.futures.ThreadPoolExecutor(workers) as pool:
