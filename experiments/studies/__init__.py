@@ -24,6 +24,7 @@ STUDIES = {
   'dead_relu': 'experiments.studies.dead_relu',
   'saturation': 'experiments.studies.saturation',
   'initialization': 'experiments.studies.initialization',
+  'input_standardization': 'experiments.studies.input_standardization',
   'normalization': 'experiments.studies.normalization',
   'depth': 'experiments.studies.depth',
   'regularization': 'experiments.studies.regularization',
