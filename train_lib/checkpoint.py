@@ -27,6 +27,13 @@ failed read until the checkpointer closes, `_OrbaxLeftovers` drops exactly
 those reports (logged at debug level, `--verbosity=1`); every other
 unraisable exception and log record still reaches the terminal.
 
+A checkpoint is written into a temporary folder that orbax renames to
+`<step>` once every array is on disk, so a failed or interrupted save never
+looks complete. Older checkpoints are pruned only after the newer one is
+complete, so a save that fails (a full disk, a quota, an I/O error) loses
+nothing: it raises `WriteError` naming the folder, the file and the cause,
+and orbax's own error logs of that failure (four tracebacks) are dropped.
+
 Restoring always uses an abstract target (shapes, dtypes and shardings of the
 state the trainer built), which is what orbax needs to give back the optax
 state as the right named tuples instead of plain lists. Before reading any
@@ -49,6 +56,8 @@ from typing import Any
 from absl import logging as absl_logging
 import jax
 import orbax.checkpoint as ocp
+
+from train_lib import workdir as workdir_lib
 
 _MAX_REPORTED = 3
 _ORBAX_DIR = os.path.dirname(os.path.abspath(ocp.__file__))
@@ -162,6 +171,45 @@ class _OrbaxLeftovers(logging.Filter):
     return _ORBAX_DIR not in record.getMessage()
 
 
+def _is_write_failure(error: BaseException | None) -> bool:
+  """Whether an error (or one it was raised from) is a failed file write."""
+  while error is not None:
+    text = str(error)
+    if isinstance(error, OSError) or 'Error writing' in text:
+      return True
+    error = error.__cause__ or error.__context__
+  return False
+
+
+def _write_cause(error: BaseException) -> str:
+  """'FILE: No space left on device' from tensorstore's or the OS's error."""
+  if isinstance(error, OSError):
+    return f'{error.filename or ""}: {error.strerror or error}'.lstrip(': ')
+  text = ' '.join(str(error).split())
+  failed = re.search(
+    r'Failed writing: "([^"]+)".*\[os_error_code=\W?(\d+)', text
+  )
+  if failed:
+    return f'{failed.group(1)}: {os.strerror(int(failed.group(2)))}'
+  text = re.sub(r' ?\[(tensorstore_spec|source locations)=.*', '', text)
+  return text if len(text) <= 200 else text[:197] + '...'
+
+
+def _not_a_repeated_write_failure(record: logging.LogRecord) -> bool:
+  """A log filter: False for orbax's error logs of a failed write.
+
+  The failure itself is raised as a WriteError, in one line.
+  """
+  if record.levelno < logging.ERROR or not record.pathname.startswith(
+    _ORBAX_DIR
+  ):
+    return True
+  error = record.exc_info[1] if record.exc_info else None
+  return not (
+    'Error writing' in record.getMessage() or _is_write_failure(error)
+  )
+
+
 def _describe_damage(error: BaseException, root: str) -> str:
   """A short account of why the checkpoint in folder `root` cannot be read.
 
@@ -219,6 +267,8 @@ class Checkpointer:
       item_handlers=ocp.StandardCheckpointHandler(),
     )
     self._leftovers = _OrbaxLeftovers()
+    self._pending = None  # (step, protect) of a save not known complete.
+    logging.getLogger('absl').addFilter(_not_a_repeated_write_failure)
 
   def latest_step(self) -> int | None:
     """The newest saved step, or None when there is no checkpoint."""
@@ -239,9 +289,31 @@ class Checkpointer:
     """
     if step in self._manager.all_steps():
       return False
-    saved = self._manager.save(step, args=ocp.args.StandardSave(state))
-    self.prune(protect)
+    self.wait()  # The previous save: complete (then pruned), or an error.
+    self._pending = (step, protect)
+    try:
+      saved = self._manager.save(step, args=ocp.args.StandardSave(state))
+    except Exception as e:
+      raise self._write_error(e) from e
     return saved
+
+  def _write_error(self, error: Exception) -> Exception:
+    """A WriteError naming the failed save, or `error` if it is no write."""
+    if not _is_write_failure(error):
+      return error
+    step, _ = self._pending
+    self._pending = None
+    kept = self.all_steps()
+    newest = (
+      f'the newest complete checkpoint, {self.directory}/{kept[-1]}, is intact'
+      if kept
+      else 'no checkpoint was complete yet'
+    )
+    return workdir_lib.WriteError(
+      f'cannot write checkpoint {self.directory}/{step}: '
+      f'{_write_cause(error)}; {newest}; free space or fix the cause, then '
+      'relaunch to resume'
+    )
 
   def prune(self, protect: int | None = None) -> None:
     """Deletes all but the newest `keep` checkpoints and step `protect`."""
@@ -356,16 +428,29 @@ class Checkpointer:
     return target
 
   def wait(self) -> None:
-    """Blocks until pending asynchronous saves are on disk."""
-    self._manager.wait_until_finished()
+    """Blocks until pending saves are on disk, then prunes.
+
+    Raises:
+      WriteError: the pending save failed (nothing older was pruned).
+    """
+    if self._pending is None:
+      return
+    try:
+      self._manager.wait_until_finished()
+    except Exception as e:
+      raise self._write_error(e) from e
+    _, protect = self._pending
+    self._pending = None
+    self.prune(protect)
 
   def close(self) -> None:
     """Waits for pending saves and releases the manager."""
     try:
-      self._manager.wait_until_finished()
+      self.wait()
       self._manager.close()
     finally:
       self._leftovers.stop()
+      logging.getLogger('absl').removeFilter(_not_a_repeated_write_failure)
 
 
 def abstract_like(state: Any, sharding: jax.sharding.Sharding) -> Any:

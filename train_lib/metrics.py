@@ -26,6 +26,11 @@ its own event file, which opens with a `SessionLog.START` event at the
 restored step + 1: TensorBoard then drops the older files' points from
 that step on (the purge tensorboardX's `purge_step` writes), so a resumed
 run shows one curve with each step once, as metrics.jsonl does.
+
+A record that cannot be written (a full disk, a quota, an I/O error) stops
+the run with a `WriteError` naming the file and the cause. metrics.jsonl is
+appended one whole record per `write` call and cut back to its previous
+length if that fails, so it never holds a torn line.
 """
 
 from collections.abc import Mapping
@@ -40,6 +45,8 @@ import numpy as np
 from tensorboardX import event_file_writer
 from tensorboardX.proto import event_pb2
 from tensorboardX.proto import summary_pb2
+
+from train_lib import workdir as workdir_lib
 
 FILENAME = 'metrics.jsonl'
 TENSORBOARD_DIR = 'tensorboard'
@@ -74,14 +81,19 @@ class TensorBoardWriter:
         TensorBoard hides the points of earlier event files from this step
         on. None: hide nothing.
     """
-    os.makedirs(logdir, exist_ok=True)
-    # The file name holds the time in seconds and the host; the suffix keeps
-    # two launches of one second apart, and in order (TensorBoard reads the
-    # files of a directory sorted by name).
-    self._events = event_file_writer.EventsWriter(
-      os.path.join(logdir, 'events'),
-      filename_suffix=f'.{time.time_ns():020d}.{os.getpid()}',
-    )
+    self._events = None
+    try:
+      os.makedirs(logdir, exist_ok=True)
+      # The file name holds the time in seconds and the host; the suffix
+      # keeps two launches of one second apart, and in order (TensorBoard
+      # reads the files of a directory sorted by name).
+      self._events = event_file_writer.EventsWriter(
+        os.path.join(logdir, 'events'),
+        filename_suffix=f'.{time.time_ns():020d}.{os.getpid()}',
+      )
+      self._path = self._events._file_name  # noqa: SLF001 - not exposed.
+    except OSError as e:
+      raise workdir_lib.write_error(e.filename or logdir, e) from e
     if purge_step is not None:
       start = event_pb2.SessionLog(status=event_pb2.SessionLog.START)
       self._write(
@@ -93,11 +105,15 @@ class TensorBoardWriter:
   @property
   def path(self) -> str:
     """This launch's event file."""
-    return self._events._file_name  # noqa: SLF001 - not exposed otherwise.
+    return self._path
 
   def _write(self, event: event_pb2.Event) -> None:
-    self._events.write_event(event)
-    self._events.flush()  # On disk now: a kill -9 loses nothing written.
+    try:
+      self._events.write_event(event)
+      self._events.flush()  # On disk now: a kill -9 loses nothing written.
+    except OSError as e:
+      self._events = None  # Broken: close() must not write it again.
+      raise workdir_lib.write_error(self.path, e) from e
 
   def write(self, step: int, split: str, metrics: Mapping[str, Any]) -> None:
     """Writes each numeric value of `metrics` as the scalar `split/key`."""
@@ -116,7 +132,9 @@ class TensorBoardWriter:
       )
 
   def close(self) -> None:
-    self._events.close()
+    if self._events is not None:
+      self._events.close()
+      self._events = None
 
 
 class MetricsWriter:
@@ -167,9 +185,14 @@ class MetricsWriter:
         if isinstance(record, dict) and record.get('step', 0) <= step:
           kept.append(json.dumps(record) + '\n')
     tmp_path = self.path + '.tmp'
-    with open(tmp_path, 'w') as f:
-      f.writelines(kept)
-    os.replace(tmp_path, self.path)
+    try:
+      with open(tmp_path, 'w') as f:
+        f.writelines(kept)
+      os.replace(tmp_path, self.path)
+    except OSError as e:  # metrics.jsonl itself is untouched.
+      if os.path.exists(tmp_path):
+        os.remove(tmp_path)
+      raise workdir_lib.write_error(tmp_path, e) from e
     return len(kept)
 
   def write(self, step: int, split: str, metrics: Mapping[str, Any]) -> None:
@@ -178,8 +201,7 @@ class MetricsWriter:
       return
     record = {'step': int(step), 'split': split}
     record.update({k: _to_python(v) for k, v in metrics.items()})
-    with open(self.path, 'a') as f:
-      f.write(json.dumps(record) + '\n')
+    workdir_lib.append_line(self.path, json.dumps(record) + '\n')
     if self.tensorboard_dir is not None:
       if self._tensorboard is None:
         self._tensorboard = TensorBoardWriter(

@@ -13,6 +13,9 @@
   the data directory) may change freely. Every accepted change is appended to
   `config_history.jsonl` (`record_config_change`, once the run has resumed),
   so what trained each stretch of steps stays known.
+* `append_line`: the JSON-lines files of a run (these, metrics.jsonl) are
+  appended one whole line at a time; a write that fails (a full disk) cuts
+  the file back and raises `WriteError` naming the file and the cause.
 * `record_launch`: every launch that passed these checks and restored its
   state appends one line to `launches.jsonl` (time, the command that
   launched it, start step, host), never rewritten, so the command that
@@ -61,6 +64,50 @@ class WorkdirError(RuntimeError):
 
 class WorkdirBusyError(WorkdirError):
   """Another live launch holds the workdir's lock."""
+
+
+class WriteError(WorkdirError):
+  """A file of the workdir could not be written (full disk, quota, I/O).
+
+  The message names the file and the cause; what was written before (the
+  previous checkpoints, the complete lines of metrics.jsonl) is intact.
+  """
+
+
+def write_error(path: str, error: OSError) -> WriteError:
+  """The WriteError of a failed write of `path`: one line, path and cause."""
+  return WriteError(
+    f'cannot write {path}: {error.strerror or error}; the run stopped (its '
+    'last checkpoint is intact: free space or fix the cause, then relaunch '
+    'to resume)'
+  )
+
+
+def append_line(path: str, line: str) -> None:
+  """Appends `line` whole, or leaves the file as it was.
+
+  One `write` call per line (continued after a short write), and on a
+  failure (a full disk) the file is cut back to its former length, so a
+  JSON-lines file never holds a torn line.
+
+  Raises:
+    WriteError: the line could not be written.
+  """
+  data = line.encode()
+  try:
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+  except OSError as e:
+    raise write_error(path, e) from e
+  try:
+    size = os.fstat(fd).st_size
+    try:
+      while data:
+        data = data[os.write(fd, data) :]
+    except OSError as e:
+      os.ftruncate(fd, size)  # Cutting back needs no space.
+      raise write_error(path, e) from e
+  finally:
+    os.close(fd)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -194,9 +241,11 @@ def check_config_change(
   new = _as_json(config)
   if not resuming or not os.path.exists(path):
     os.makedirs(workdir, exist_ok=True)
-    with open(path, 'w') as f:
-      json.dump(new, f, indent=2, sort_keys=True)
-      f.write('\n')
+    try:
+      with open(path, 'w') as f:
+        f.write(json.dumps(new, indent=2, sort_keys=True) + '\n')
+    except OSError as e:
+      raise write_error(path, e) from e
     return None
   with open(path) as f:
     old = json.load(f)
@@ -231,8 +280,8 @@ def record_config_change(workdir: str, record: dict[str, Any] | None) -> None:
   """Appends an accepted change to `config_history.jsonl` (None: nothing)."""
   if record is None or jax.process_index() != 0:
     return
-  with open(os.path.join(workdir, HISTORY_FILE), 'a') as f:
-    f.write(json.dumps(record, sort_keys=True) + '\n')
+  line = json.dumps(record, sort_keys=True) + '\n'
+  append_line(os.path.join(workdir, HISTORY_FILE), line)
 
 
 def record_launch(
@@ -250,8 +299,7 @@ def record_launch(
     'processes': jax.process_count(),
     'devices': jax.device_count(),
   }
-  with open(os.path.join(workdir, LAUNCHES_FILE), 'a') as f:
-    f.write(json.dumps(record) + '\n')
+  append_line(os.path.join(workdir, LAUNCHES_FILE), json.dumps(record) + '\n')
 
 
 def read_launches(workdir: str) -> list[dict[str, Any]]:

@@ -1,10 +1,14 @@
-"""The fault campaign: runs killed, interrupted, corrupted and raced.
+"""The fault campaign: runs killed, interrupted, corrupted, raced, starved.
 
 Every test launches `experiments.main` as real processes on a tiny synthetic
 run and compares the final parameters, bit for bit, with those of a run that
-was never disturbed (the reference). Slow tier: each launch starts jax.
+was never disturbed (the reference). Full disks are simulated with a file
+size limit (RLIMIT_FSIZE, with SIGXFSZ ignored, so that a write past it fails
+with EFBIG as a write to a full disk fails with ENOSPC: the same code paths).
+Slow tier: each launch starts jax.
 """
 
+import json
 import os
 import random
 import signal
@@ -46,9 +50,29 @@ def _env() -> dict[str, str]:
   return dict(os.environ, JAX_PLATFORMS='cpu', XLA_FLAGS='')
 
 
-def _run(workdir, *extra, check=True) -> subprocess.CompletedProcess:
+def _limited(command: list[str], limit_bytes: int | None) -> list[str]:
+  """`command`, run so that writes past `limit_bytes` fail as on a full disk.
+
+  The limit is set by a small Python program that then becomes the command
+  (exec), not by a preexec_fn: forking this multi-threaded process (jax) and
+  running Python in the child may deadlock.
+  """
+  if limit_bytes is None:
+    return command
+  setup = (
+    'import os, resource, signal, sys; '
+    'signal.signal(signal.SIGXFSZ, signal.SIG_IGN); '  # EFBIG, not a kill.
+    f'resource.setrlimit(resource.RLIMIT_FSIZE, ({limit_bytes},) * 2); '
+    'os.execv(sys.argv[1], sys.argv[1:])'
+  )
+  return [sys.executable, '-c', setup, *command]
+
+
+def _run(
+  workdir, *extra, check=True, file_size_limit=None
+) -> subprocess.CompletedProcess:
   result = subprocess.run(
-    [*_command(workdir), *_ARGS, *extra],
+    _limited([*_command(workdir), *_ARGS, *extra], file_size_limit),
     cwd=_REPO,
     env=_env(),
     capture_output=True,
@@ -196,3 +220,69 @@ def test_relaunch_with_another_learning_rate_is_refused(tmp_path):
   assert forced.returncode == 0
   history = (tmp_path / 'config_history.jsonl').read_text()
   assert '"forced": true' in history and np.isfinite(len(history))
+
+
+def _one_error_line(result) -> str:
+  assert result.returncode == 1, result.stderr
+  assert 'Traceback' not in result.stderr, result.stderr
+  (line,) = result.stderr.strip().splitlines()
+  assert line.startswith('error: '), line
+  return line
+
+
+def _steps(workdir) -> list[int]:
+  ckpt = checkpoint.Checkpointer(str(workdir), keep=10)
+  steps = ckpt.all_steps()
+  ckpt.close()
+  return steps
+
+
+def _check_metrics_whole(workdir) -> list[dict]:
+  text = (workdir / 'metrics.jsonl').read_text()
+  assert text.endswith('\n')
+  return [json.loads(line) for line in text.splitlines()]  # None torn.
+
+
+def test_full_disk_stops_with_one_line_and_loses_nothing(tmp_path, reference):
+  # The compile cache: an entry that cannot be written is one warning.
+  cache = tmp_path / 'cache'
+  result = _run(
+    tmp_path,
+    '--config.total_steps=12',
+    f'--compile_cache_dir={cache}',
+    file_size_limit=20_000,  # Above the checkpoints', below the programs'.
+  )
+  (warning,) = result.stderr.strip().splitlines()
+  assert warning.startswith(f'warning: compile cache {cache}: an entry')
+  assert _steps(tmp_path) == [8, 10, 12]
+
+  # A checkpoint: the save of step 14 fails; step 12 stays the newest.
+  line = _one_error_line(_run(tmp_path, check=False, file_size_limit=6_000))
+  assert f'cannot write checkpoint {tmp_path}/checkpoints/14: ' in line
+  assert 'File too large' in line and 'checkpoints/12, is intact' in line
+  assert _steps(tmp_path) == [8, 10, 12]
+  _check_metrics_whole(tmp_path)
+
+  # metrics.jsonl: the first append fails; the file keeps whole lines only
+  # (the other files written at launch are smaller than it).
+  kept = [r for r in _check_metrics_whole(tmp_path) if r['step'] <= 12]
+  size = sum(len(json.dumps(r)) + 1 for r in kept)  # After the resume.
+  result = _run(tmp_path, check=False, file_size_limit=size + 100)
+  line = _one_error_line(result)
+  assert f'cannot write {tmp_path}/metrics.jsonl: File too large' in line
+  assert _check_metrics_whole(tmp_path) == kept
+  assert _steps(tmp_path) == [8, 10, 12]
+
+  # TensorBoard: its folder cannot be made (a file is in the way).
+  (tmp_path / 'tensorboard').rename(tmp_path / 'tensorboard.moved')
+  (tmp_path / 'tensorboard').write_text('in the way')
+  line = _one_error_line(_run(tmp_path, check=False))
+  assert f'cannot write {tmp_path}/tensorboard: File exists' in line
+  assert _steps(tmp_path) == [8, 10, 12]
+
+  (tmp_path / 'tensorboard').unlink()
+  result = _run(tmp_path)
+  assert f'resumed from {tmp_path}/checkpoints/12' in result.stdout
+  chex.assert_trees_all_equal(_final_params(tmp_path), reference)
+  steps = [r['step'] for r in _check_metrics_whole(tmp_path)]
+  assert steps == sorted(steps) and steps[-1] == _STEPS
