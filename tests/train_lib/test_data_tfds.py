@@ -11,6 +11,7 @@ standardisation. Worker processes and the launcher: test_data_tfds_slow.py.
 
 import io
 import struct
+import types
 import zlib
 
 import jax
@@ -127,6 +128,8 @@ def test_cifar_decoding_threads_change_nothing(data_dir):
   indices = list(range(len(source)))
   by_tfds = [(r['image'], r['label']) for r in source.__getitems__(indices)]
   assert tfds_source.encoded_records(source, indices) == by_tfds
+  plain = types.SimpleNamespace(__getitems__=source.__getitems__)
+  assert tfds_source.encoded_records(plain, indices) == by_tfds
   one = tfds_source.decode_split(source, threads=1)
   many = tfds_source.decode_split(source, threads=3)
   for a, b in zip(one, many, strict=True):

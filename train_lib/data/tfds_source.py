@@ -109,10 +109,8 @@ def num_threads() -> int:
   return len(os.sched_getaffinity(0))
 
 
-def decode_png(data) -> np.ndarray:
-  """One encoded image -> uint8 [H, W, 3] (an array is returned as is)."""
-  if isinstance(data, np.ndarray):  # Already decoded (tfds mock data).
-    return data
+def decode_png(data: bytes) -> np.ndarray:
+  """One encoded image -> uint8 [H, W, 3], with Pillow."""
   image = Image.open(io.BytesIO(data))
   return np.asarray(image if image.mode == 'RGB' else image.convert('RGB'))
 
@@ -123,8 +121,10 @@ def encoded_records(source, indices: list[int]) -> list[tuple[bytes, int]]:
   The records are `tf.train.Example` protos; parsing just these two fields
   from the raw ArrayRecord bytes is about 4x faster than tfds's generic
   parse into a dict of every feature (`source[i]`), which was a third of
-  the time of decoding CIFAR. Sources without the raw reader (tfds' mock
-  data) take tfds's parse.
+  the time of decoding CIFAR. A source without the raw reader (another
+  tfds version) takes tfds's parse. (tfds' `mock_data` cannot serve these
+  sources: it needs TensorFlow to skip decoding; the tests use the
+  format-faithful files of `fixtures` instead.)
   """
   raw_source = getattr(source, 'data_source', None)
   if raw_source is None:
