@@ -54,9 +54,10 @@ MODELS = {'linear': (), 'mlp': (64,)}
 QUICK_MODELS = ('linear',)  # The tests' budget: LeCun's case only.
 # Full-batch gradient descent on cross-entropy tolerates large rates: a
 # probe (linear model, seed 0) had both arms fastest at 10, the top of the
-# grid tried then, so the grid reaches past it (0.3 needed 420-575 steps to
-# the target, so the grid starts at 1).
-LR_GRID = (1.0, 3.0, 10.0, 30.0, 100.0)
+# grid tried then, so the grid reaches past it. 0.3 was added after the
+# first full run picked 1, the grid's smallest rate, for the un-normalised
+# MLP (see `REDESIGN`).
+LR_GRID = (0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
 QUICK_LR_GRID = (1.0, 10.0)
 STEPS = 400
 QUICK_STEPS = 60
@@ -73,6 +74,13 @@ QUICK_SEEDS = (1,)
 # Eigenvalues below this share of the largest are the exact null directions
 # (pixels that are 0 in every training image and stay 0 after z-scoring).
 NULL_EIGENVALUE = 1e-9
+REDESIGN = (
+  'The first full run (grid 1 ... 100) picked 1, the smallest rate of the '
+  'grid, for the un-normalised MLP (45 steps; 3 missed the target), so a '
+  'smaller rate might have been faster; 0.3 was added to the grid and the '
+  'study rerun. The rule, target, budget and seeds did not change. First '
+  'run: linear 2.22x [1.78, 2.77], MLP 2.16x [1.83, 2.56].'
+)
 
 
 def arm_config(
@@ -252,14 +260,14 @@ def _figure(curves, best, cond, target):
     ax.axhline(target, color='k', ls=':', lw=1, label=f'target {target:g}')
     ax.set_xlabel('full-batch gradient step')
     ax.set_ylabel('training loss (cross-entropy)')
-    ax.set_title(
-      f'{model}: each arm at its best rate (selection seed)', fontsize=9
-    )
+    ax.set_title(f'{model}, best rate per arm (selection seed)', fontsize=8)
     ax.legend(fontsize=7)
   ax = axes[2]
   ax.bar(range(len(ARMS)), [cond[a] for a in ARMS], color=['C0', 'C1'])
   ax.set_yscale('log')
-  ax.set_xticks(range(len(ARMS)), ARMS, fontsize=7)
+  ax.set_xticks(
+    range(len(ARMS)), [a.replace(' (', '\n(') for a in ARMS], fontsize=7
+  )
   ax.set_ylabel('condition number of E[[x,1][x,1]^T]')
   ax.set_title('the elongation itself', fontsize=9)
   fig.suptitle('Input standardisation and gradient descent (digits)')
@@ -342,6 +350,7 @@ def run(quick: bool = False) -> report.Result:
     subclaims=claims,
     summary=summary,
     protocol=PROTOCOL,
+    redesign=REDESIGN,
     values={
       'condition_number': cond,
       'best_lr': best,
