@@ -1,7 +1,7 @@
 """Tests of experiments/configs: every config loads, names a registered
 model, keeps the shared key set, rejects unknown variants, and trains end to
-end for a few steps (offline data for real; CIFAR and ImageNet under
-`tfds.testing.mock_data`).
+end for a few steps (offline data for real; CIFAR and ImageNet on the
+format-faithful tfds fixtures of train_lib/data/fixtures.py).
 
 References: the key set of common.get_config() (a config may change values,
 never add keys, or `--config.KEY` overrides would differ between configs),
@@ -14,7 +14,6 @@ import re
 
 import ml_collections
 import pytest
-import tensorflow_datasets as tfds
 
 from experiments.configs import cifar
 from experiments.configs import common
@@ -27,6 +26,7 @@ import nets
 from train_lib import checkpoint
 from train_lib import metrics
 from train_lib import trainer
+from train_lib.data import fixtures
 
 _CASES = [
   (mnist, 'mlp'),
@@ -167,10 +167,12 @@ def test_unknown_variant_lists_choices(module, arg, pattern):
     module.get_config(arg)
 
 
-def _smoke(module, arg, workdir):
+def _smoke(module, arg, workdir, data_dir=None):
   """Runs `module`'s config with smoke=True and checks its outputs."""
   arg = f'{arg},smoke=True' if arg else 'smoke=True'
   config = module.get_config(arg)
+  if data_dir is not None:
+    config.data.data_dir = str(data_dir)
   steps = config.total_steps
   assert steps == 2 and config.batch_size == 8
   trainer.train_and_evaluate(config, str(workdir))
@@ -203,13 +205,15 @@ def test_smoke_offline_configs(module, arg, tmp_path):
 
 
 @pytest.mark.slow
-def test_smoke_cifar_under_mock_data(tmp_path):
-  with tfds.testing.mock_data(num_examples=16):
-    result = _smoke(cifar, 'resnet20_cifar,cifar100', tmp_path)
+def test_smoke_cifar100_on_fixture_files(tmp_path):
+  fixtures.build_cifar(tmp_path / 'tfds', 'cifar100', num_train=16, num_test=16)
+  result = _smoke(
+    cifar, 'resnet20_cifar,cifar100', tmp_path / 'run', tmp_path / 'tfds'
+  )
   assert 'top5_accuracy' in result  # 100 classes.
 
 
 @pytest.mark.slow
-def test_smoke_imagenet_under_mock_data(tmp_path):
-  with tfds.testing.mock_data(num_examples=16):
-    _smoke(imagenet, 'resnet_tiny', tmp_path)
+def test_smoke_imagenet_on_fixture_files(tmp_path):
+  fixtures.build_imagenet(tmp_path / 'tfds', num_train=16, num_validation=16)
+  _smoke(imagenet, 'resnet_tiny', tmp_path / 'run', tmp_path / 'tfds')
