@@ -9,7 +9,11 @@ accuracy on a 2-core CPU (measured numbers in that file's docstring).
 Relaunching with the same --workdir resumes from its latest checkpoint.
 Several processes (hosts) join one run with --jax_distributed, plus
 --coordinator_address, --num_processes and --process_id where no cluster
-is detected (README, 'Several devices and several hosts').
+is detected (README, 'Several devices and several hosts'). Each process then
+gives up with one `error:` line naming the process that died (within
+--peer_timeout_s, 100 s by default) or that never joined (within
+--join_timeout_s, 300 s); its native logs go to
+`<workdir>/logs/process_<i>.log` (`experiments/distributed.py`).
 Compiled programs are kept in a per-user cache folder (jax's persistent
 compilation cache, `experiments/compile_cache.py`), so a relaunch or a rerun
 of a config starts without compiling again; `--compile_cache_dir=` (empty)
@@ -26,6 +30,7 @@ import functools
 import os
 import shlex
 import sys
+import time
 
 from absl import app
 from absl import flags
@@ -33,6 +38,7 @@ from ml_collections import config_flags
 
 from experiments import cli
 from experiments import compile_cache
+from experiments import distributed
 
 _DEFAULT_CONFIG = os.path.join(
   os.path.dirname(os.path.abspath(__file__)), 'configs', 'mnist.py:lenet5'
@@ -80,6 +86,21 @@ _PROCESS_ID = flags.DEFINE_integer(
   None,
   'With --jax_distributed: this process, 0 to --num_processes - 1.',
 )
+_PEER_TIMEOUT = flags.DEFINE_integer(
+  'peer_timeout_s',
+  100,
+  'With --jax_distributed: a process whose heartbeats stop for this long is '
+  'taken as dead (killed, crashed, preempted), and the others stop with one '
+  "line naming it (jax's heartbeat timeout).",
+  lower_bound=1,
+)
+_JOIN_TIMEOUT = flags.DEFINE_integer(
+  'join_timeout_s',
+  300,
+  'With --jax_distributed: how long to wait for all processes to join before '
+  'giving up with one line naming the missing ones.',
+  lower_bound=1,
+)
 
 
 try:
@@ -124,9 +145,18 @@ def _initialize_distributed(settings: dict[str, object]) -> None:
     # older ones). It must be chosen before the backend starts.
     jax.config.update('jax_cpu_collectives_implementation', 'gloo')
   try:
-    jax.distributed.initialize(**settings)
+    jax.distributed.initialize(
+      **settings,
+      initialization_timeout=_JOIN_TIMEOUT.value,
+      heartbeat_timeout_seconds=_PEER_TIMEOUT.value,
+      shutdown_timeout_seconds=_PEER_TIMEOUT.value,
+    )
   except (RuntimeError, ValueError) as e:
-    cli.fail(f'jax.distributed.initialize failed: {cli.last_line(str(e))}')
+    reason = distributed.join_error(
+      e, settings.get('process_id'), _JOIN_TIMEOUT.value
+    )
+    print(f'error: {reason}', file=sys.stderr, flush=True)
+    os._exit(1)  # Not sys.exit: jax's exit handler would wait for the peers.
 
 
 def main(argv: list[str]) -> None:
@@ -138,6 +168,16 @@ def main(argv: list[str]) -> None:
     cli.fail('--workdir is required (e.g. --workdir runs/demo)')
   settings = _distributed_settings()
   if _DISTRIBUTED.value:
+    log = os.environ.get(distributed.WORKER_LOG_ENV)
+    if log is None:  # The launched process: it supervises, the worker trains.
+      distributed.supervise(
+        distributed.log_path(_WORKDIR.value, settings.get('process_id')),
+        process_id=settings.get('process_id'),
+        num_processes=settings.get('num_processes'),
+        peer_timeout_s=_PEER_TIMEOUT.value,
+        join_timeout_s=_JOIN_TIMEOUT.value,
+      )
+    distributed.redirect_native_logs(log)
     _initialize_distributed(settings)
   # Imported here so that `--help` and flag errors answer without jax.
   import jax  # noqa: PLC0415
@@ -166,6 +206,10 @@ def main(argv: list[str]) -> None:
   except trainer.Interrupted as e:
     print(str(e), file=sys.stderr, flush=True)
     sys.exit(e.exit_code)
+  except jax.errors.JaxRuntimeError:
+    if _DISTRIBUTED.value:  # Most likely a dead peer: jax stops this process
+      time.sleep(_PEER_TIMEOUT.value + 30)  # soon, and the supervisor says so.
+    raise
   if leader and (line := compile_cache.summary()):
     print(line, flush=True)
 
