@@ -109,6 +109,8 @@ def supervise(
     peer_timeout_s=peer_timeout_s,
     join_timeout_s=join_timeout_s,
   )
+  if reason == 'stopped by a signal':
+    reason = f'this process was stopped by {signal.Signals(-code).name}'
   print(f'error: {reason} (details: {log})', file=sys.stderr, flush=True)
   sys.exit(1)
 
