@@ -180,3 +180,22 @@ def test_resumed_run_shows_each_step_once(tmp_path):
   wall = dict(got['train/wall_time_s'])
   assert wall[2] == dict(first['train/wall_time_s'])[2]
   assert wall[6] != dict(first['train/wall_time_s'])[6]
+
+
+def test_importing_the_writer_does_not_import_torch():
+  # tensorboardX imports torch when installed (seconds per launch); the
+  # writer hides it. The child fails on the assert if torch was loaded.
+  code = (
+    'import sys, train_lib.metrics; '
+    'assert "torch" not in sys.modules, "torch imported"; '
+    'assert train_lib.metrics.event_pb2.Event is not None'
+  )
+  root = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
+  result = subprocess.run(
+    [sys.executable, '-c', code],
+    cwd=root,
+    capture_output=True,
+    text=True,
+    timeout=120,
+  )
+  assert result.returncode == 0, result.stderr
