@@ -71,14 +71,16 @@ MEMBERS = (
     'cnn1d',
     {'channels': (32, 32, 32), 'kernel_size': 5, 'strides': (1, 2, 2)},
   ),
+  # The first full run had tanh here: 87.3% against 96.9% and 97.7%, not
+  # the similar strength the design asks for (see REDESIGN).
   Member(
-    'CNN 3 x k9 tanh',
+    'CNN 3 x k9 ELU',
     'cnn1d',
     {
       'channels': (32, 32, 32),
       'kernel_size': 9,
       'strides': (1, 2, 2),
-      'activation': 'tanh',
+      'activation': 'elu',
     },
   ),
   Member(
@@ -91,6 +93,14 @@ MEMBERS = (
       'activation': 'gelu',
     },
   ),
+)
+REDESIGN = (
+  'The first full run (members CNN 3 x k5 ReLU, CNN 3 x k9 tanh, CNN 4 x '
+  'k3 GELU) found the tanh member at 87.3% test accuracy against 96.9% and '
+  '97.7%: not members of similar strength, as the design asks; its gain was '
+  '+0.40 points [-0.04, +0.90], inconclusive. The tanh member was replaced '
+  'by the same CNN with ELU (3 x k9) and the study rerun; the rule, '
+  'threshold, seeds, budget and test signals did not change.'
 )
 # Fixed before the run. 1,000 steps of batch 100 (25 epochs) bring the
 # default CNN to about 96.5% (a probe); 3 seeds per member.
@@ -125,7 +135,7 @@ PROTOCOL = (
     'five deep ImageNet CNNs within 1.1 points of each other: Inception-v3, '
     'Inception-v4, Inception-ResNet-v2, ResNet-200, WRN-68-3 (the slide)',
     'three 1-D CNNs (cnn1d) differing in depth (3, 4 conv layers), kernel '
-    'width (3, 5, 9) and activation (ReLU, tanh, GELU)',
+    'width (3, 5, 9) and activation (ReLU, ELU, GELU)',
     'the only non-CNN net for these signals (an MLP, ~76%) is far weaker; '
     'the slide fused members of similar strength',
   ),
@@ -387,6 +397,7 @@ def summarize(
     subclaims=subclaims,
     summary=summary,
     protocol=PROTOCOL,
+    redesign=REDESIGN,
     values={
       'member_accuracy': {
         label: [float(v) for v in test_acc[:, i]]

@@ -71,7 +71,7 @@ def test_fuse_is_the_mean_of_the_members_softmax():
 def test_member_config_uses_the_mnist1d_recipe():
   config = ensemble.member_config(ensemble.MEMBERS[1], steps=300, seed=2)
   assert config.data.name == 'mnist1d' and config.model == 'cnn1d'
-  assert config.model_kw.activation == 'tanh'
+  assert config.model_kw.activation == 'elu'
   assert config.total_steps == 300 and config.warmup_steps == 30
   assert config.lr == 1e-2 and config.seed == 2
   assert config.optimizer == 'adamw' and config.checkpoint_every_steps == 0
