@@ -286,7 +286,8 @@ def initialization_figure(probe, he_arms, width):
     ax.set_xlabel('hidden layer')
     ax.set_ylabel('std of activations (log scale)')
     ax.set_title(
-      f'{act}, {DEPTH} x {width}: dots measured, lines recursion', fontsize=9
+      f'{act}, {DEPTH} x {width}\ndots: measured, lines: recursion',
+      fontsize=9,
     )
     ax.legend(fontsize=6)
   he_check.plot(axes[2], he_arms)

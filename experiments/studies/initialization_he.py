@@ -106,5 +106,5 @@ def plot(ax, arms: dict) -> None:
   ax.axhline(CHANCE_LOSS, color='grey', ls=':', lw=0.8, label='ln 10')
   ax.set_xlabel('step (batch 128)')
   ax.set_ylabel('training loss')
-  ax.set_title('He et al.: deep ReLU MLPs, no BN', fontsize=9)
+  ax.set_title('He et al.: deep ReLU MLPs\nwithout BN', fontsize=9)
   ax.legend(fontsize=7)

@@ -287,12 +287,13 @@ def _figure(before, after, glorot_runs):
     )
   ax.set_xlabel('hidden layer (1 = next to the input)')
   ax.set_ylabel('||dL/dW|| at init (log scale)')
-  ax.set_title('10 layers: gradient norm at init', fontsize=9)
+  ax.set_title('10 layers:\ngradient norm at init', fontsize=9)
   ax.legend()
   bx.set_xlabel('hidden layer')
   bx.set_ylabel('saturated / dead units (%)')
   bx.set_title(
-    f"10 layers: |f'(z)| < {SATURATED_SLOPE:g} on every image", fontsize=9
+    f"10 layers: units with\n|f'(z)| < {SATURATED_SLOPE:g} on every image",
+    fontsize=9,
   )
   bx.legend(fontsize=7)
   glorot.plot(cx, glorot_runs)

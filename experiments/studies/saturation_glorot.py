@@ -150,5 +150,8 @@ def plot(ax, runs: list[dict]) -> None:
   ax.set_ylim(-0.02, 1.0)
   ax.set_xlabel('SGD step (batch 10)')
   ax.set_ylabel('mean sigmoid activation (300 test images)')
-  ax.set_title('Glorot & Bengio: 4 x 1000 sigmoid, U[+-1/sqrt(n)]', fontsize=9)
+  ax.set_title(
+    'Glorot & Bengio: 4 x 1000 sigmoid\nU[-1/sqrt(n), 1/sqrt(n)] init',
+    fontsize=9,
+  )
   ax.legend(fontsize=7)
