@@ -8,6 +8,7 @@ equal the metrics.jsonl value (float32, as event files store them), each
 step once per tag, also after a resume.
 """
 
+import errno
 import json
 import os
 import shutil
@@ -21,6 +22,7 @@ from tensorboard.backend.event_processing import event_accumulator
 from experiments.configs import digits
 from train_lib import metrics
 from train_lib import trainer
+from train_lib import workdir as workdir_lib
 
 
 def _read_events(workdir) -> dict[str, list[tuple[int, float]]]:
@@ -199,3 +201,53 @@ def test_importing_the_writer_does_not_import_torch():
     timeout=120,
   )
   assert result.returncode == 0, result.stderr
+
+
+def _full_disk_after(budget: int):
+  """An os.write that writes `budget` bytes in all, then fails as ENOSPC."""
+  real_write = os.write
+  left = [budget]
+
+  def write(fd, data):
+    if left[0] <= 0:
+      raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    n = real_write(fd, bytes(data[: left[0]]))
+    left[0] -= n
+    return n
+
+  return write
+
+
+def test_a_full_disk_cuts_metrics_jsonl_back_to_whole_lines(
+  tmp_path, monkeypatch
+):
+  writer = metrics.MetricsWriter(str(tmp_path), tensorboard=False)
+  writer.write(1, 'train', {'loss': 1.5})
+  before = (tmp_path / metrics.FILENAME).read_bytes()
+  monkeypatch.setattr(os, 'write', _full_disk_after(10))  # Mid-line.
+  with pytest.raises(workdir_lib.WriteError) as error:
+    writer.write(2, 'train', {'loss': 0.5})
+  monkeypatch.undo()
+  assert str(error.value).startswith(
+    f'cannot write {tmp_path / metrics.FILENAME}: No space left on device'
+  )
+  assert (tmp_path / metrics.FILENAME).read_bytes() == before  # Not torn.
+  writer.write(2, 'train', {'loss': 0.5})  # Space again: appends go on.
+  assert [r['step'] for r in metrics.read_metrics(str(tmp_path))] == [1, 2]
+
+
+def test_a_failed_event_write_is_one_error_and_close_is_quiet(tmp_path):
+  writer = metrics.MetricsWriter(str(tmp_path))
+  writer.write(1, 'train', {'loss': 1.5})
+  events = writer._tensorboard  # noqa: SLF001 - to break its file.
+
+  def full(*args):
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+  events._events._py_recordio_writer.flush = full  # noqa: SLF001
+  with pytest.raises(workdir_lib.WriteError) as error:
+    writer.write(2, 'train', {'loss': 0.5})
+  assert str(error.value).startswith(
+    f'cannot write {events.path}: No space left on device'
+  )
+  writer.close()  # Does not try the broken file again.
