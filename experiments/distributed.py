@@ -47,11 +47,9 @@ def log_path(workdir: str, process_id: int | None) -> str:
 
   Without --process_id (a cluster jax detects), `process_<host>-<pid>.log`.
   """
-  name = (
-    process_id
-    if process_id is not None
-    else (f'{socket.gethostname()}-{os.getpid()}')
-  )
+  name = process_id
+  if name is None:
+    name = f'{socket.gethostname()}-{os.getpid()}'
   return os.path.join(os.path.abspath(workdir), 'logs', f'process_{name}.log')
 
 
