@@ -153,6 +153,7 @@ def test_group_norm_by_name_takes_the_most_groups():
   np.testing.assert_array_equal(norms.by_name('group:16')().apply(v, x), y8)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('dtype', [None, jnp.bfloat16])
 def test_batch_norm_train_gradients_match_autodiff_of_the_formula(dtype):
   # BatchNorm's training path has a hand-written gradient

@@ -296,6 +296,7 @@ def test_batch_norm_train_matches_autodiff_of_the_composite(shape, dtype):
   )
 
 
+@pytest.mark.slow
 def test_batch_norm_train_check_grads_and_second_order():
   x, scale, bias, _ = _train_inputs((4, 2, 2, 3), jnp.float32, seed=1)
   x = x.astype(jnp.float64) if jax.config.x64_enabled else x
@@ -333,6 +334,7 @@ def test_batch_norm_train_large_mean_is_stable():
   np.testing.assert_allclose(np.var(y, axis=(0, 1, 2)), 1.0, rtol=2e-2)
 
 
+@pytest.mark.slow
 def test_batch_norm_train_global_statistics_on_the_mesh():
   # Each device holds 2 of 16 examples; statistics are over all 16.
   mesh = sharding.make_mesh()
