@@ -256,7 +256,7 @@ def subclaims(per_seed: dict, depths=DEPTHS) -> list[verdict.Subclaim]:
 
 def _sizes(quick: bool) -> dict:
   if quick:  # Shallow nets and few steps: only the pipeline is checked.
-    return dict(depths=(8, 20), widths=(4, 8, 8), seeds=(0, 1), steps=40, log=5)
+    return dict(depths=(8, 20), widths=(4, 8, 8), seeds=(0,), steps=20, log=5)
   return dict(
     depths=DEPTHS, widths=WIDTHS, seeds=SEEDS, steps=STEPS, log=LOG_EVERY
   )
