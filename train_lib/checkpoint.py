@@ -22,10 +22,11 @@ still in flight then end in leftovers that Python reports through
 tensorstore's completion callbacks find the loop closed (`RuntimeError:
 Event loop is closed` in `call_soon_threadsafe`), and the abandoned
 coroutines, closed when collected, raise their error again (`Exception ignored
-in: <coroutine object _read_array_index_and_device_put>`). From the first
-failed read until the checkpointer closes, `_OrbaxLeftovers` drops exactly
-those reports (logged at debug level, `--verbosity=1`); every other
-unraisable exception and log record still reaches the terminal.
+in: <coroutine object _read_array_index_and_device_put>`). A failed write
+(a full disk) leaves the same behind. While the checkpointer is open, and
+for good once a read or a write failed, `_OrbaxLeftovers` drops exactly those
+reports (logged at debug level, `--verbosity=1`); every other unraisable
+exception and log record still reaches the terminal.
 
 A checkpoint is written into a temporary folder that orbax renames to
 `<step>` once every array is on disk, so a failed or interrupted save never
@@ -158,7 +159,9 @@ class _OrbaxLeftovers(logging.Filter):
       self.active = False
 
   def _hook(self, unraisable: Any) -> None:
-    if _is_orbax_leftover(unraisable):
+    # Inactive but still chained (another hook was installed after this
+    # one): a plain pass-through.
+    if self.active and _is_orbax_leftover(unraisable):
       absl_logging.debug(
         'dropped after a failed checkpoint read: %r', unraisable.exc_value
       )
@@ -267,7 +270,9 @@ class Checkpointer:
       item_handlers=ocp.StandardCheckpointHandler(),
     )
     self._leftovers = _OrbaxLeftovers()
+    self._leftovers.start()  # A read or a write may fail: see above.
     self._pending = None  # (step, protect) of a save not known complete.
+    self._failed = False  # Whether a read or a write failed.
     logging.getLogger('absl').addFilter(_not_a_repeated_write_failure)
 
   def latest_step(self) -> int | None:
@@ -303,6 +308,7 @@ class Checkpointer:
       return error
     step, _ = self._pending
     self._pending = None
+    self._failed = True
     kept = self.all_steps()
     newest = (
       f'the newest complete checkpoint, {self.directory}/{kept[-1]}, is intact'
@@ -381,15 +387,12 @@ class Checkpointer:
         checkpoints exist but none of them is intact.
     """
     steps = self.all_steps()
-    self._leftovers.start()  # A read may fail: filter its leftovers.
     for step in reversed(steps):
       try:
         self.check_compatible(step, abstract_state)
         state = self._manager.restore(
           step, args=ocp.args.StandardRestore(abstract_state)
         )
-        if step == steps[-1]:  # Nothing failed: nothing left behind.
-          self._leftovers.stop()
         return step, state
       except CorruptCheckpointError as e:
         reason = str(e)
@@ -397,8 +400,8 @@ class Checkpointer:
         raise  # Readable, but written for another model or config.
       except Exception as e:  # noqa: BLE001 - tensorstore, file errors...
         reason = _describe_damage(e, os.path.join(self.directory, str(step)))
-      # Filtered until close(): orbax's reads may end after this line.
-      gc.collect()  # The abandoned coroutines, reported while filtered.
+      self._failed = True
+      gc.collect()  # Abandoned reads are reported now, while filtered.
       moved = self._move_aside(step)
       print(
         f'warning: checkpoint {self.directory}/{step} is unreadable '
@@ -411,7 +414,6 @@ class Checkpointer:
         f'(they were moved to {self._corrupt_dir()}); use a new --workdir '
         'to start afresh'
       )
-    self._leftovers.stop()
     return None
 
   def _corrupt_dir(self) -> str:
@@ -449,8 +451,11 @@ class Checkpointer:
       self.wait()
       self._manager.close()
     finally:
-      self._leftovers.stop()
-      logging.getLogger('absl').removeFilter(_not_a_repeated_write_failure)
+      # After a failed read or write, orbax's abandoned tasks may be
+      # collected as late as at exit: the filters then stay for good.
+      if not self._failed:
+        self._leftovers.stop()
+        logging.getLogger('absl').removeFilter(_not_a_repeated_write_failure)
 
 
 def abstract_like(state: Any, sharding: jax.sharding.Sharding) -> Any:
