@@ -133,13 +133,18 @@ def test_the_verdict_follows_the_symmetry_and_the_stall():
 
 
 @pytest.mark.slow
-def test_quick_cli_symmetry_stays_exactly_unbroken(tmp_path):
+def test_quick_cli_symmetry_stays_unbroken(tmp_path):
   record = studies_testing.run_quick('initialization', tmp_path)
   values = record['values']
-  assert values['symmetry_distance'] == {'zeros': 0.0, 'constant 0.01': 0.0}
-  # Training did move the constant-init weights: the symmetry is kept, not
-  # frozen.
-  assert values['weight_change']['constant 0.01'] > 0
+  # Identical units stay identical up to float32 round-off (the CPU's
+  # matmul may sum the columns of one layer in different orders).
+  distance = values['symmetry_distance']
+  assert max(distance.values()) < initialization.SYMMETRY_TOLERANCE
+  # Training did move the constant-init weights, 10,000 times further
+  # than the units moved apart: the symmetry is kept, not frozen.
+  assert (
+    values['weight_change']['constant 0.01'] > 1e6 * distance['constant 0.01']
+  )
   verdicts = [s['verdict'] for s in record['subclaims']]
   # The probes hold at width 128 too; the 40-step deep runs are not
   # asserted.
