@@ -143,7 +143,7 @@ def test_quick_cli_symmetry_stays_unbroken(tmp_path):
   # Training did move the constant-init weights, 10,000 times further
   # than the units moved apart: the symmetry is kept, not frozen.
   assert (
-    values['weight_change']['constant 0.01'] > 1e6 * distance['constant 0.01']
+    values['weight_change']['constant 0.01'] > 1e4 * distance['constant 0.01']
   )
   verdicts = [s['verdict'] for s in record['subclaims']]
   # The probes hold at width 128 too; the 40-step deep runs are not
