@@ -146,7 +146,9 @@ def test_quick_cli_symmetry_stays_unbroken(tmp_path):
     values['weight_change']['constant 0.01'] > 1e4 * distance['constant 0.01']
   )
   verdicts = [s['verdict'] for s in record['subclaims']]
-  # The probes hold at width 128 too; the 40-step deep runs are not
-  # asserted.
-  assert verdicts[:5] == ['holds'] * 5
+  # The symmetry and the three probes hold at width 128 too; the
+  # recursion's 20% is for 500 units (at 128 the ReLU nets drift further
+  # from the infinite-width prediction), and the 40-step deep runs are
+  # not asserted.
+  assert verdicts[:4] == ['holds'] * 4
   assert set(values['he_check_final_loss']) == {'30/Xavier', '30/He'}
