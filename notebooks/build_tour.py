@@ -324,7 +324,9 @@ STUDY_TEXT = """\
 ## 6. A study: softmax with a temperature
 
 `experiments/studies/` reproduces the notes' claims one at a time, each
-with a figure, a table and a verdict
+with a figure, a table and a verdict: the claim is split into
+sub-claims, each with a 95% interval and a threshold, and each holds, does
+not hold or is inconclusive by where its interval lies
 (`python -m experiments.studies --list` names them). This one is from
 lecture 4 of the notes (seed 004, "More on softmax": a smooth arg max):
 raising `beta` in `sm_beta(s)_i = e^(beta s_i) / sum_j e^(beta s_j)` makes
@@ -343,8 +345,7 @@ study = studies.get(name)
 print(f'claim ({study.SOURCE}): {study.CLAIM}')
 record = studies.run_study(name, os.path.join(RUN_DIR, 'studies'), quick=True)
 display(Image(filename=record['paths']['png'], width=720))
-verdict = 'holds' if record['holds'] else 'does not hold'
-print(f'verdict: the claim {verdict}. {record["verdict"]}')
+print(f'verdict: {record["verdict"]}. {record["summary"]}')
 print(f'files: {", ".join(record["paths"].values())}')
 """
 
