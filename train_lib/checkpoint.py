@@ -169,9 +169,31 @@ class _OrbaxLeftovers(logging.Filter):
       self._previous_hook(unraisable)
 
   def filter(self, record: logging.LogRecord) -> bool:
-    # asyncio's 'Task was destroyed but it is pending!' and 'Task exception
-    # was never retrieved', for tasks that run orbax's coroutines.
-    return _ORBAX_DIR not in record.getMessage()
+    return not _is_orbax_asyncio_report(record)
+
+
+def _is_orbax_asyncio_report(record: logging.LogRecord) -> bool:
+  """Whether an asyncio log record reports an orbax task or future.
+
+  asyncio logs 'Task was destroyed but it is pending!' and 'Task exception
+  was never retrieved' for tasks that run orbax's coroutines (the message
+  names the coroutine, so orbax's folder), and 'Future exception was never
+  retrieved' / '_GatheringFuture exception was never retrieved' for the
+  futures of a failed write: their exception is tensorstore's error about a
+  file of an OCDBT checkpoint, raised from orbax's code or from C++ (then
+  with no Python frames at all).
+  """
+  if _ORBAX_DIR in record.getMessage():
+    return True
+  error = record.exc_info[1] if record.exc_info else None
+  while error is not None:
+    frames = traceback.extract_tb(error.__traceback__)
+    if any(frame.filename.startswith(_ORBAX_DIR) for frame in frames):
+      return True
+    if 'in OCDBT database at local file' in str(error):
+      return True
+    error = error.__cause__ or error.__context__
+  return False
 
 
 def _is_write_failure(error: BaseException | None) -> bool:

@@ -8,6 +8,7 @@ leave them unchanged).
 
 import gc
 import hashlib
+import logging
 import os
 import subprocess
 import sys
@@ -257,6 +258,49 @@ def test_leftover_filter_drops_orbax_reports_and_passes_others(monkeypatch):
   del coroutine
   gc.collect()
   assert [type(u.exc_value) for u in seen] == [KeyError, Exception]
+
+
+def _asyncio_report(error: BaseException) -> logging.LogRecord:
+  """The record asyncio logs for a future whose exception nobody read."""
+  return logging.LogRecord(
+    'asyncio',
+    logging.ERROR,
+    'base_events.py',
+    1771,
+    'Future exception was never retrieved\nfuture: <Future finished '
+    'exception=%r>',
+    (error,),
+    (type(error), error, error.__traceback__),
+  )
+
+
+def test_leftover_filter_drops_failed_write_futures_and_passes_others():
+  # As in a full-disk save: tensorstore's error, set on the future from C++
+  # (no Python frames), and the same error re-raised by orbax's code.
+  written = ValueError(
+    'OUT_OF_RANGE: Error writing "params.fc0.bias/0" in OCDBT database at '
+    'local file "/w/checkpoints/14.orbax-checkpoint-tmp/default/": Failed '
+    "to write 1175 bytes to file 11: File too large [os_error_code='27']"
+  )
+
+  def write_fragment():
+    raise RuntimeError('fragment failed') from written
+
+  write_fragment.__code__ = write_fragment.__code__.replace(
+    co_filename=os.path.join(checkpoint._ORBAX_DIR, 'serialization.py')
+  )
+  try:
+    write_fragment()
+  except RuntimeError as e:
+    gathered = e
+  leftovers = checkpoint._OrbaxLeftovers()
+  assert not leftovers.filter(_asyncio_report(written))
+  assert not leftovers.filter(_asyncio_report(gathered))
+  try:
+    raise ValueError('a real bug in a user callback')
+  except ValueError as e:
+    unrelated = e
+  assert leftovers.filter(_asyncio_report(unrelated))
 
 
 def test_restore_latest_refuses_when_nothing_is_intact(tmp_path):
