@@ -153,6 +153,7 @@ def test_unwritable_folder_warns_once_and_stays_off(tmp_path, capsys, make):
   assert compile_cache.summary() is None
 
 
+@pytest.mark.slow
 def test_second_process_loads_what_the_first_compiled(tmp_path):
   # enable() twice in a process: the first folder stays, counted once.
   script = (

@@ -109,6 +109,7 @@ def test_override_inside_a_value_names_the_key(tmp_path, override, key, value):
   assert not os.listdir(tmp_path)
 
 
+@pytest.mark.slow
 def test_unknown_model(tmp_path):
   result = _launch(
     '--config',
@@ -135,6 +136,7 @@ def test_bad_distributed_flags(tmp_path, args, message):
   assert not os.listdir(tmp_path)
 
 
+@pytest.mark.slow
 def test_unknown_dataset(tmp_path):
   result = _launch(
     '--config',
@@ -156,6 +158,7 @@ def test_unknown_dataset(tmp_path):
   ],
 )
 @pytest.mark.parametrize('half_prepared', [False, True])
+@pytest.mark.slow
 def test_missing_tfds_data_says_how_to_prepare_it(
   tmp_path, config, name, half_prepared
 ):
@@ -183,6 +186,7 @@ def test_missing_tfds_data_says_how_to_prepare_it(
     assert not os.listdir(data_dir)
 
 
+@pytest.mark.slow
 def test_batch_size_not_dividing_devices(tmp_path):
   result = _launch(
     '--config',
@@ -280,6 +284,7 @@ def test_default_config_runs_without_config_flag(tmp_path):
   ]
 
 
+@pytest.mark.slow
 def test_unexpected_exception_keeps_its_traceback(tmp_path):
   # A ValueError that is not one of the launcher's expected failures (here
   # planted in place of the trainer) is a bug: it must not be tidied into

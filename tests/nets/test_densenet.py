@@ -129,6 +129,7 @@ def test_layers_see_all_preceding_feature_maps():
   assert v['params']['block1']['layer2']['conv1']['kernel'].shape[2] == 11
 
 
+@pytest.mark.slow
 def test_densenet_bc100_k12_cifar():
   model = nets.create('densenet_bc100_k12_cifar')
   shape, variables = _trace(model, 32)

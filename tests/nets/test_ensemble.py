@@ -15,6 +15,7 @@ from tests.nets import nets_testing
 COVERED = ('ensemble',)
 
 
+@pytest.mark.slow
 def test_ensemble_averages_member_probabilities():
   # The members' logits are captured from the same forward pass (one
   # compile); the fusion is checked against numpy's mean of softmaxes.

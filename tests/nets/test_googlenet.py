@@ -88,6 +88,7 @@ def test_table1_channels():
   assert list(googlenet.INCEPTION_CONFIG.values()) == TABLE1
 
 
+@pytest.mark.slow
 def test_googlenet_params_match_hand_count():
   out, v = _trace(nets.create('googlenet'))
   assert out.shape == (2, 1000)
@@ -136,6 +137,7 @@ def test_variants_param_counts():
   assert nets_testing.count(v['params']) == _hand_count(se=True)
 
 
+@pytest.mark.slow
 def test_torchvision_variant_counts():
   # torchvision's published figures: 6,624,904 parameters, 1.50 G MACs
   # ("GFLOPS 1.5" in its model table). Against googlenet_bn, whose count and

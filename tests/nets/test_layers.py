@@ -132,6 +132,7 @@ def test_drop_path_drops_whole_examples():
   )
 
 
+@pytest.mark.slow
 def test_se_block_matches_hand_formula():
   x = _rand((2, 3, 3, 8))
   se = layers.SEBlock(reduction=4)

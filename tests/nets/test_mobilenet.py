@@ -126,6 +126,7 @@ def test_depthwise_separable_cost_ratio_on_a_mobilenet_layer():
   assert Fraction(separable, standard) == Fraction(1, 128) + Fraction(1, 9)
 
 
+@pytest.mark.slow
 def test_mobilenet_tiny_forward():
   model = nets.create('mobilenet_v1_tiny', dropout_rate=0.5)
   x = nets_testing.normal((2, 32, 32, 3), 0)

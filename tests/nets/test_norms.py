@@ -106,6 +106,7 @@ def test_norms_by_name_have_flat_paths_and_fit_groups():
   np.testing.assert_array_equal(x_none, x)
 
 
+@pytest.mark.slow
 def test_batch_norm_group_size_uses_per_group_statistics():
   # Wu & He's per-device BN: 6 examples in groups of 2, each group
   # normalised with its own per-channel mean and (biased) variance.

@@ -149,6 +149,7 @@ SMALL = [
 
 
 @pytest.mark.parametrize('name', SMALL)
+@pytest.mark.slow
 def test_num_classes_and_compute_dtype_in_every_family(name):
   # Traced only: params stay float32, every conv and dense layer computes in
   # bfloat16, the logits are [2, num_classes] in bfloat16 (the ensemble

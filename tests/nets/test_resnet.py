@@ -68,6 +68,7 @@ def _se(c, r=16):
     for n in TORCHVISION
   ],
 )
+@pytest.mark.slow
 def test_imagenet_params_and_macs_match_torchvision(name):
   params, gmacs = TORCHVISION[name]
   model = nets.create(name)
@@ -171,6 +172,7 @@ def test_plain_net_rejects_stochastic_depth():
     _trace(model, hw=8)
 
 
+@pytest.mark.slow
 def test_se_models_match_hand_count_and_paper():
   # SE after the last BN of every bottleneck: widths 256/512/1024/2048
   # repeated 3/4/6/3 times.
@@ -315,6 +317,7 @@ def _cifar_resnet_params(n, classes=10):
   'depth,paper_m',
   [(20, 0.27), (32, 0.46), (44, 0.66), (56, 0.85), (110, 1.7)],
 )
+@pytest.mark.slow
 def test_cifar_resnet_params(depth, paper_m):
   shape, n = _trace(nets.create(f'resnet{depth}_cifar'), hw=32)
   assert shape == (2, 10)
@@ -388,6 +391,7 @@ def _embed_in_3x3(params_1d):
 @pytest.mark.parametrize(
   'residual', [True, pytest.param(False, marks=pytest.mark.slow)]
 )
+@pytest.mark.slow
 def test_1d_cifar_resnet_is_the_2d_net_on_a_unit_width(residual):
   # On [B, L, 1, C] with padding 1, only the middle column of a 3x3 kernel
   # meets data, so the 2-D net (checked against the paper above) with the

@@ -111,6 +111,7 @@ COVERED = tuple(NAMES)  # every registered ImageNet ShuffleNet
   'name',
   [n if n in FAST else pytest.param(n, marks=pytest.mark.slow) for n in NAMES],
 )
+@pytest.mark.slow
 def test_params_and_macs_hand_count_and_published(name):
   g, scale = _variant(name)
   stem, channels = CHANNELS[g, scale]

@@ -169,6 +169,7 @@ def test_mlp_constant_init_keeps_hidden_units_identical():
     )
 
 
+@pytest.mark.slow
 def test_mlp_maxout_layers_take_the_max_of_their_pieces():
   model = nets.create(
     'mlp', hidden_sizes=(5, 4), activation='maxout', maxout_pieces=3
@@ -223,6 +224,7 @@ def test_alexnet_tiny_forward():
   nets_testing.check_train_eval(nets.create('alexnet_tiny'), x, 10)
 
 
+@pytest.mark.slow
 def test_vgg_tiny_bn_forward_and_bfloat16():
   x = nets_testing.normal((2, 32, 32, 3), 0)
   nets_testing.check_train_eval(nets.create('vgg_tiny_bn'), x, 10)

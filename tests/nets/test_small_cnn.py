@@ -74,6 +74,7 @@ def test_cnn_small_norm_groups_sets_the_groups_of_group_norm():
     nets_testing.trace(nets.create('cnn_small', norm_groups=4), (2, 8, 8, 1))
 
 
+@pytest.mark.slow
 def test_cnn1d_kernel_init_forces_one_gaussian_on_every_layer():
   x = nets_testing.normal((2, 40), 0)
   key = jax.random.key(0)

@@ -23,6 +23,7 @@ def _tiny_state_dict(name='resnet_tiny', **kw):
   return model, variables, weights.to_state_dict(model, variables)
 
 
+@pytest.mark.slow
 def test_resnet18_matches_torchvision_and_exports_back(tmp_path):
   torch = torch_testing.torch()
   tv = torch_testing.torchvision()

@@ -49,6 +49,7 @@ def test_wrn16_8_params():
   assert n == _wrn_params(16, 8)
 
 
+@pytest.mark.slow
 def test_tiny_train_and_eval_with_dropout_and_drop_path():
   model = nets.create(
     'wrn10_1_cifar_tiny', drop_path_rate=0.3, dropout_rate=0.3

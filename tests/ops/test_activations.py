@@ -42,6 +42,7 @@ IDS = [name for name, _, _ in ELEMENTWISE]
 
 
 @pytest.mark.parametrize(('name', 'f', 'df'), ELEMENTWISE, ids=IDS)
+@pytest.mark.slow
 def test_grad_matches_autodiff_and_finite_at_extremes(name, f, df):
   del name
   # One compiled call per activation keeps the test cheap.

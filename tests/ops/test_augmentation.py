@@ -102,6 +102,7 @@ def _one_hot(k=4):
   return np.eye(k, dtype=np.float32)[np.arange(B) % k]
 
 
+@pytest.mark.slow
 def test_mixup_uses_one_lambda_and_permutation():
   x, y = _images(5), _one_hot()
   fn = jax.jit(functools.partial(augmentation.mixup_with_params, alpha=0.4))
@@ -114,6 +115,7 @@ def test_mixup_uses_one_lambda_and_permutation():
   np.testing.assert_allclose(np.sum(my, axis=1), 1.0, rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_mixup_images_and_labels_agree_without_internals():
   # Example b is the constant b+1 with label b: the label weights must
   # reproduce the mixed pixel value.
@@ -130,6 +132,7 @@ def test_mixup_images_and_labels_agree_without_internals():
   np.testing.assert_allclose(mx, mx[:, :1, :1, :1] * np.ones_like(x))
 
 
+@pytest.mark.slow
 def test_mixup_lambda_is_beta_distributed():
   keys = jax.random.split(jax.random.key(7), 2000)
   x, y = _images(7, shape=(2, 1, 1, 1)), _one_hot(2)[:2]
@@ -148,6 +151,7 @@ def test_mixup_lambda_is_beta_distributed():
   assert np.mean(np.minimum(small, 1 - small) < 0.1) > 0.5
 
 
+@pytest.mark.slow
 def test_cutmix_label_weights_equal_pasted_fraction():
   x = _distinct_images()
   y = np.eye(B, dtype=np.float32)
@@ -169,6 +173,7 @@ def test_cutmix_label_weights_equal_pasted_fraction():
     assert np.all(pasted[moved] == pasted[moved][0])
 
 
+@pytest.mark.slow
 def test_cutmix_wrapper_and_errors():
   x, y = _images(8), _one_hot()
   mx, my = augmentation.cutmix(jax.random.key(8), x, y, alpha=1.0)
@@ -190,6 +195,7 @@ def test_cutmix_wrapper_and_errors():
 @pytest.mark.parametrize(
   'name', ['random_crop', 'random_flip', 'cutout', 'mixup', 'cutmix']
 )
+@pytest.mark.slow
 def test_same_key_same_result_different_key_different(name):
   x, y = (
     _images(10, shape=(16, H, W, C)),

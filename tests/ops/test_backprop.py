@@ -47,6 +47,7 @@ def _autodiff_loss(params, x, y, activation, loss, output_activation):
     ('gelu', 'softmax_cross_entropy_with_integer_labels', 'identity'),
   ],
 )
+@pytest.mark.slow
 def test_mlp_backward_matches_jax_grad(activation, loss, output_activation):
   with jax.enable_x64(True):
     params = _mlp_params((5, 7, 6, 3))  # L = 3 layers.
@@ -70,6 +71,7 @@ def test_mlp_backward_matches_jax_grad(activation, loss, output_activation):
       np.testing.assert_allclose(db, rb, rtol=1e-5, atol=1e-12)
 
 
+@pytest.mark.slow
 def test_mlp_backward_every_activation():
   # The delta recurrence with each registered activation (and its
   # closed-form derivative) as hidden and output activation; one compile.
@@ -100,6 +102,7 @@ def test_mlp_backward_every_activation():
         )
 
 
+@pytest.mark.slow
 def test_mlp_backward_jit_float32_and_errors():
   params = [(w.astype(jnp.float32), b.astype(jnp.float32))
             for w, b in _mlp_params((5, 8, 3))]  # fmt: skip
@@ -174,6 +177,7 @@ def test_two_layer_net_hand_grads():
     np.testing.assert_allclose(g2, r2, rtol=1e-10)
 
 
+@pytest.mark.slow
 def test_two_layer_net_training_reduces_loss():
   # The notes' recipe at a smaller input size (D_in = 100, H = 50);
   # experiments/two_layer_net.py runs the full size.

@@ -58,6 +58,7 @@ def test_direct_sum_matches_loops_and_output_size():
   [((1, 1), 'VALID', (1, 1)), ((2, 2), 'SAME', (1, 1)),
    ((2, 1), ((1, 0), (2, 1)), (2, 1))],
 )  # fmt: skip
+@pytest.mark.slow
 def test_direct_and_im2col_match_lax(strides, padding, dilation):
   x, w = _rand(0, (2, 9, 8, 3)), _rand(1, (3, 2, 3, 4))
   want = convolution.conv2d(
@@ -330,6 +331,7 @@ def _multi_channel_hand_and_auto(y, w, g, activation):
 
 
 @pytest.mark.parametrize('activation', ['identity', 'tanh'])
+@pytest.mark.slow
 def test_multi_channel_conv_backprop_matches_lax(activation):
   with jax.enable_x64(True):
     y, w = _normal(2, 6, 5, 3), _normal(3, 2, 3, 4)  # NHWC, HWIO.

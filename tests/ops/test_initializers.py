@@ -80,6 +80,7 @@ CASES = [
 
 @pytest.mark.parametrize('shape', [DENSE, CONV], ids=['dense', 'conv'])
 @pytest.mark.parametrize(('name', 'normal', 'uniform', 'kw'), CASES)
+@pytest.mark.slow
 def test_sample_std_matches_formula(shape, name, normal, uniform, kw):
   fan_in, fan_out = inits.compute_fans(shape)
   std = _std(fan_in, fan_out, name, **kw)

@@ -79,6 +79,7 @@ def test_logsumexp_stable():
   chex.assert_tree_all_finite(grad)
 
 
+@pytest.mark.slow
 def test_logsumexp_check_grads():
   # The max shift is wrapped in stop_gradient: the gradient (softmax) must
   # still be exact, to second order.

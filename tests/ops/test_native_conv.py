@@ -100,6 +100,7 @@ CASES = [(c, jnp.float32) for c in GRID] + [
 @pytest.mark.parametrize(
   ('case', 'dtype'), CASES, ids=lambda c: getattr(c, '__name__', str(c))
 )
+@pytest.mark.slow
 def test_forward_and_gradients_match_lax(onednn, case, dtype):
   if not native.supports(dtype):
     pytest.skip(native.backend_status())
@@ -174,6 +175,7 @@ def _custom_calls(fn, *args):
 
 
 @pytest.mark.parametrize('axes', [(0, None), (None, 0), (0, 0)])
+@pytest.mark.slow
 def test_vmap_folds_into_one_call(onednn, axes):
   v, n = 3, 2
   rng = np.random.default_rng(0)
@@ -269,6 +271,7 @@ def _conv_models():
 
 
 @pytest.mark.parametrize('name', _conv_models())
+@pytest.mark.slow
 def test_model_forward_equal_between_backends(onednn, name):
   model = nets.create(name, num_classes=10)
   shape = nets.default_input_shape(name)

@@ -275,6 +275,7 @@ _TRAIN_TOL = {jnp.float32: 2e-5, jnp.bfloat16: 2e-2}
 
 @pytest.mark.parametrize('dtype', [jnp.float32, jnp.bfloat16])
 @pytest.mark.parametrize('shape', [(16, 5), (4, 5, 6, 8), (3, 2, 2, 2, 4)])
+@pytest.mark.slow
 def test_batch_norm_train_matches_autodiff_of_the_composite(shape, dtype):
   x, scale, bias, cts = _train_inputs(shape, dtype)
   new = lambda x, s, b: normalization.batch_norm_train(x, scale=s, bias=b)
@@ -310,6 +311,7 @@ def test_batch_norm_train_check_grads_and_second_order():
   )
 
 
+@pytest.mark.slow
 def test_batch_norm_train_vmap_and_dtype_and_errors():
   x, scale, bias, cts = _train_inputs((3, 4, 2, 2, 5), jnp.float32, seed=2)
   f = lambda x: normalization.batch_norm_train(x, scale=scale, bias=bias)

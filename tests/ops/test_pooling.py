@@ -52,6 +52,7 @@ def test_hand_values_4x4():
   [(2, None, 'VALID'), (3, 2, 'SAME'), ((3, 2), (1, 2), 1),
    (3, 1, ((0, 2), (1, 0)))],
 )  # fmt: skip
+@pytest.mark.slow
 def test_matches_numpy_loops(window, strides, padding):
   x = np.random.default_rng(0).standard_normal((2, 7, 6, 3), np.float32)
   win = convolution.as_pair(window, 'window')

@@ -103,6 +103,7 @@ def test_describe_mismatch_sentences():
   assert checkpoint.describe_mismatch(stored, stored) == []
 
 
+@pytest.mark.slow
 def test_incompatible_checkpoint_is_refused_and_untouched(tmp_path):
   ckpt = checkpoint.Checkpointer(str(tmp_path), keep=3)
   ckpt.save(5, _state(width=4, step=5))
@@ -188,6 +189,7 @@ def _corrupt_and_restore(workdir: str, corrupt_name: str) -> None:
 @pytest.mark.parametrize(
   'corrupt', [_truncate_data_files, _delete_data_folder, _delete_metadata]
 )
+@pytest.mark.slow
 def test_restore_latest_skips_a_corrupt_checkpoint_and_keeps_it(
   tmp_path, corrupt
 ):
@@ -236,6 +238,7 @@ def _orbax_like_coroutine():
   return coroutine
 
 
+@pytest.mark.slow
 def test_leftover_filter_drops_orbax_reports_and_passes_others(monkeypatch):
   seen = []
   monkeypatch.setattr(sys, 'unraisablehook', seen.append)

@@ -54,6 +54,7 @@ def _assert_trees_equal(a, b):
   jax.tree.map(np.testing.assert_array_equal, jax.device_get(a), b)
 
 
+@pytest.mark.slow
 def test_state_starts_from_the_file_with_a_new_head(tmp_path, capsys):
   path, variables = _file(tmp_path, num_classes=1000)
   model, tx, create = _create_fn(num_classes=4)

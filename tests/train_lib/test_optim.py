@@ -99,6 +99,7 @@ CASES = [
 @pytest.mark.parametrize(
   'kw', CASES, ids=lambda kw: '-'.join(map(str, kw.values()))
 )
+@pytest.mark.slow
 def test_chain_matches_hand_updates(kw):
   config = _config(**kw)
   got = _run_optax(config)

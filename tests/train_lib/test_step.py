@@ -78,6 +78,7 @@ def _setup(model, config, batch):
   return state, fn
 
 
+@pytest.mark.slow
 def test_sgd_step_matches_jax_grad_reference():
   model, config, batch = Tiny(), _config(), _batch()
   state, fn = _setup(model, config, batch)
@@ -112,6 +113,7 @@ def test_sgd_step_matches_jax_grad_reference():
   assert all(v.dtype == jnp.float32 and v.shape == () for v in metrics.values())
 
 
+@pytest.mark.slow
 def test_grad_accumulation_equals_big_batch():
   model, batch = Tiny(), _batch(shape=(8, 6))
   results = []
@@ -129,6 +131,7 @@ def test_grad_accumulation_equals_big_batch():
     np.testing.assert_allclose(m1[name], m4[name], rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_grad_accumulation_with_batchnorm_and_bad_split():
   model, batch = Tiny(use_bn=True, dropout_rate=0.5), _batch()
   state, fn = _setup(model, _config(grad_accum_steps=2), batch)
@@ -149,6 +152,7 @@ def test_grad_accumulation_with_batchnorm_and_bad_split():
     )
 
 
+@pytest.mark.slow
 def test_grad_accumulation_with_batchnorm_equals_hand_run_micro_batches():
   # k = 2 micro-batches (rows 0::2 and 1::2), each normalised with its own
   # BatchNorm statistics and with its own dropout key, computed here with
@@ -336,6 +340,7 @@ def test_bfloat16_model_gives_float32_metrics_and_top5():
   np.testing.assert_allclose(metrics['top5_accuracy'], want)
 
 
+@pytest.mark.slow
 def test_ema_of_params_and_batch_stats():
   model, batch = Tiny(use_bn=True), _batch()
   state, fn = _setup(model, _config(ema_decay=0.75), batch)

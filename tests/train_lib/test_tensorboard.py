@@ -114,6 +114,7 @@ os.kill(os.getpid(), signal.SIGKILL)  # No close, no exit handlers.
 """
 
 
+@pytest.mark.slow
 def test_kill_9_loses_no_scalar_that_metrics_jsonl_has(tmp_path):
   result = subprocess.run(
     [sys.executable, '-c', _KILLED, str(tmp_path)],

@@ -43,6 +43,7 @@ def _untrained(config, seed):
   )
 
 
+@pytest.mark.slow
 def test_fuse_is_the_mean_of_the_members_softmax():
   # Members of different families (one with BatchNorm statistics), fused
   # by nets.ensemble.Ensemble, against each member applied alone and

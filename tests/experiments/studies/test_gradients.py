@@ -33,6 +33,7 @@ def _small_problem(hidden=2, n=16):
   return gradients.mlp_problem(hidden, x[:n], labels[:n])
 
 
+@pytest.mark.slow
 def test_numerical_gradient_counts_and_agrees_with_jax_grad():
   with jax.enable_x64(True):
     _, theta, _, loss = _small_problem()
@@ -47,6 +48,7 @@ def test_numerical_gradient_counts_and_agrees_with_jax_grad():
     assert float(jnp.max(jnp.abs(auto))) > 1e4 * gradients.NUMERICAL_TOL
 
 
+@pytest.mark.slow
 def test_the_agreement_check_catches_a_wrong_gradient():
   # A classic bug: the backward pass uses the wrong activation derivative
   # (sigmoid's instead of tanh's).

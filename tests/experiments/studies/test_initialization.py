@@ -32,6 +32,7 @@ def test_symmetry_distance_is_positive_for_a_random_init():
   assert initialization.symmetry_distance(params, initialization.DEPTH) == 0
 
 
+@pytest.mark.slow
 def test_he_keeps_relu_std_and_a_small_gaussian_collapses_it():
   he, _ = initialization.activation_stds('relu', 'he_normal', width=128)
   small, _ = initialization.activation_stds('relu', 'normal:0.01', width=128)
@@ -113,6 +114,7 @@ def _result(sym_distance, xavier_final=2.3):
   )
 
 
+@pytest.mark.slow
 def test_the_verdict_follows_the_symmetry_and_the_stall():
   held = _result(0.0)
   verdicts = [s.verdict for s in held.subclaims]

@@ -24,6 +24,7 @@ def test_one_signed_rows_hand_values():
   assert float(saturation.one_signed_rows(x)) == pytest.approx(0.75)
 
 
+@pytest.mark.slow
 def test_probe_matches_an_independent_gradient_and_forward_pass():
   model = nets.create(
     'mlp', hidden_sizes=(6,) * saturation.DEPTH, activation='sigmoid'
@@ -51,6 +52,7 @@ def test_probe_matches_an_independent_gradient_and_forward_pass():
   assert stats['one_signed'] == [1.0] * saturation.DEPTH
 
 
+@pytest.mark.slow
 def test_glorot_layer_stats_match_a_numpy_forward_pass():
   model = nets.create(
     'mlp',

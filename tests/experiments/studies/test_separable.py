@@ -107,6 +107,7 @@ def test_accuracy_slopes_by_hand():
     ((0.98, 1.0, 0.975), 'inconclusive'),  # seeds disagree
   ],
 )
+@pytest.mark.slow
 def test_drop_subclaim_follows_its_paired_interval(twin_accuracy, drop_verdict):
   result = separable.summarize(_rows(twin_accuracy), quick=False)
   plt.close(result.figure)

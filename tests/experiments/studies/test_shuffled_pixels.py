@@ -20,6 +20,7 @@ def test_arms_differ_only_in_the_permutation():
     assert ordered.total_steps == 300 and ordered.warmup_steps == 30
 
 
+@pytest.mark.slow
 def test_the_shuffled_arm_sees_one_permutation_of_the_signals():
   shuffled_pixels.check_shuffled(steps=10)  # raises if the data ignore it
 
