@@ -6,7 +6,8 @@ would. Killing one with `kill -9` must stop the other within
 --peer_timeout_s with one `error:` line naming the dead process; relaunching
 both must end with parameters equal, bit for bit, to those of a 2-process
 run that was never disturbed. A launch whose peer never starts must give up
-with one line after --join_timeout_s. Slow tier.
+with one line after --join_timeout_s; so must the survivor of a killed
+coordinator (process 0), at once. Slow tier.
 """
 
 import os
@@ -18,6 +19,7 @@ import time
 
 import chex
 import jax
+import numpy as np
 import pytest
 
 from train_lib import checkpoint
@@ -105,12 +107,12 @@ def _wait_for_step(workdir, step: int, processes) -> None:
   pytest.fail(f'no step {step} in {path}')
 
 
-def _final_params(workdir):
+def _final_params(workdir, step: int = _STEPS):
   ckpt = checkpoint.Checkpointer(str(workdir), keep=10)
-  assert ckpt.latest_step() == _STEPS, ckpt.all_steps()
+  assert ckpt.latest_step() == step, ckpt.all_steps()
   sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
   tree = ckpt._manager.restore(  # noqa: SLF001 - no target: as saved.
-    _STEPS,
+    step,
     args=checkpoint.ocp.args.StandardRestore(None, fallback_sharding=sharding),
   )
   ckpt.close()
@@ -156,3 +158,24 @@ def test_peer_that_never_starts_is_named_after_the_join_timeout(tmp_path):
     'error: process 0 of 2 did not join within --join_timeout_s=5 s'
   ), line
   assert not (tmp_path / 'checkpoints').exists()
+
+
+def test_killed_coordinator_stops_the_other_with_one_line(tmp_path):
+  processes = _start_both(tmp_path)
+  _wait_for_step(tmp_path, 3, processes)
+  processes[0].send_signal(signal.SIGKILL)  # The coordination service too.
+  killed_at = time.monotonic()
+  survivor = _finish(processes[1:])[0]
+  waited_s = time.monotonic() - killed_at
+  line = _one_error_line(survivor)
+  assert line.startswith('error: lost process 0 of 2, the coordinator'), line
+  assert 'relaunch all processes' in line
+  assert waited_s < _PEER_TIMEOUT_S + 60, waited_s
+  print(f'the survivor stopped {waited_s:.1f} s after the coordinator died')
+  # The newest checkpoint that looks complete is: every array reads back.
+  ckpt = checkpoint.Checkpointer(str(tmp_path), keep=10)
+  steps = ckpt.all_steps()
+  ckpt.close()
+  assert steps and max(steps) < _STEPS, steps
+  leaves = jax.tree.leaves(_final_params(tmp_path, max(steps)))
+  assert leaves and all(np.isfinite(leaf).all() for leaf in leaves)
