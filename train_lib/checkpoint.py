@@ -25,10 +25,11 @@ coroutines, closed when collected, raise their error again (`Exception ignored
 in: <coroutine object _read_array_index_and_device_put>`). A failed write
 (a full disk) leaves the same behind, and its futures, whose exception
 nobody read, are reported by asyncio when collected ('Future exception was
-never retrieved', with tensorstore's error about a file of the checkpoint). While the checkpointer is open, and
-for good once a read or a write failed, `_OrbaxLeftovers` drops exactly those
-reports (logged at debug level, `--verbosity=1`); every other unraisable
-exception and log record still reaches the terminal.
+never retrieved', with tensorstore's error about a file of the checkpoint).
+While the checkpointer is open, and for good once a read or a write failed,
+`_OrbaxLeftovers` drops exactly those reports (logged at debug level,
+`--verbosity=1`); every other unraisable exception and log record still
+reaches the terminal.
 
 A checkpoint is written into a temporary folder that orbax renames to
 `<step>` once every array is on disk, so a failed or interrupted save never
