@@ -46,6 +46,7 @@ checkpoint of a different model raises one `ValueError` naming the workdir
 and the first differences, and nothing on disk is touched.
 """
 
+from collections.abc import Iterator
 import gc
 import inspect
 import logging
@@ -188,25 +189,27 @@ def _is_orbax_asyncio_report(record: logging.LogRecord) -> bool:
   """
   if _ORBAX_DIR in record.getMessage():
     return True
-  error = record.exc_info[1] if record.exc_info else None
-  while error is not None:
+  for error in _chain(record.exc_info[1] if record.exc_info else None):
     frames = traceback.extract_tb(error.__traceback__)
     if any(frame.filename.startswith(_ORBAX_DIR) for frame in frames):
       return True
     if 'in OCDBT database at local file' in str(error):
       return True
-    error = error.__cause__ or error.__context__
   return False
+
+
+def _chain(error: BaseException | None) -> Iterator[BaseException]:
+  """`error`, then the error it was raised from or during, and so on."""
+  while error is not None:
+    yield error
+    error = error.__cause__ or error.__context__
 
 
 def _is_write_failure(error: BaseException | None) -> bool:
   """Whether an error (or one it was raised from) is a failed file write."""
-  while error is not None:
-    text = str(error)
-    if isinstance(error, OSError) or 'Error writing' in text:
-      return True
-    error = error.__cause__ or error.__context__
-  return False
+  return any(
+    isinstance(e, OSError) or 'Error writing' in str(e) for e in _chain(error)
+  )
 
 
 def _write_cause(error: BaseException) -> str:
