@@ -200,6 +200,7 @@ def main(argv: list[str]) -> None:
       allow_config_change=_ALLOW_CONFIG_CHANGE.value,
       # As typed (argv holds only what the flags left), for launches.jsonl.
       command=shlex.join(['python', '-m', 'experiments.main', *sys.argv[1:]]),
+      note_before_done=compile_cache.summary,
     )
   except trainer.EXPECTED_ERRORS as e:
     cli.fail(e)  # Anything else is a bug and keeps its traceback.
@@ -210,8 +211,6 @@ def main(argv: list[str]) -> None:
     if _DISTRIBUTED.value:  # Most likely a dead peer: jax stops this process
       time.sleep(_PEER_TIMEOUT.value + 30)  # soon, and the supervisor says so.
     raise
-  if leader and (line := compile_cache.summary()):
-    print(line, flush=True)
 
 
 if __name__ == '__main__':

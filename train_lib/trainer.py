@@ -25,6 +25,7 @@ have their own types, so that the launcher prints them as one line and lets
 any other exception, a bug, keep its traceback.
 """
 
+from collections.abc import Callable
 import contextlib
 import functools
 import json
@@ -151,6 +152,7 @@ def train_and_evaluate(
   *,
   allow_config_change: bool = False,
   command: str | None = None,
+  note_before_done: Callable[[], str | None] | None = None,
 ) -> state_lib.TrainState:
   """Trains `config.model` on `config.data` and evaluates it; resumable.
 
@@ -163,6 +165,9 @@ def train_and_evaluate(
     command: the shell command of this launch; if given, it is appended to
       `launches.jsonl` once the launch is accepted (lock held, config
       checked, state restored), so the workdir says how to reproduce it.
+    note_before_done: called once training ends; the line it returns (if
+      any) is printed just before the closing 'done: ...' line, so that the
+      accuracy and the time stay the last thing a launch prints.
 
   Returns:
     The final training state (replicated over the devices).
@@ -265,6 +270,9 @@ def train_and_evaluate(
         if stop.signum and step < total:
           raise _interrupted(stop.signum, step, ckpt)
     ckpt.wait()  # The last save on disk (or its WriteError) before 'done'.
+    note = note_before_done() if note_before_done else None
+    if note and jax.process_index() == 0:
+      print(note, flush=True)
     log.final_line(workdir)
   return state
 
