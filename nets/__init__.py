@@ -8,6 +8,7 @@ running the model) and ``capture_intermediates(model, variables, x, ...)``.
 
 from nets.registry import create
 from nets.registry import default_input_shape
+from nets.registry import family
 from nets.registry import list_models
 from nets.summary import Summary
 from nets.summary import capture_intermediates
@@ -18,6 +19,7 @@ __all__ = [
   'capture_intermediates',
   'create',
   'default_input_shape',
+  'family',
   'list_models',
   'summarize',
 ]

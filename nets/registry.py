@@ -40,6 +40,10 @@ _FAMILIES = (
 )
 
 
+# The families' names in the course's order (from the MLP to the ensemble).
+FAMILIES = tuple(m.__name__.rsplit('.', 1)[-1] for m in _FAMILIES)
+
+
 def _merge(families) -> dict[str, Callable[..., nn.Module]]:
   """Merges the families' ``MODELS`` dicts; a repeated name is a bug."""
   merged = {}
@@ -103,6 +107,21 @@ def default_input_shape(name: str) -> tuple[int, ...]:
   if name.endswith('_cifar') or 'tiny' in name:
     return (32, 32, 3)
   return (224, 224, 3)
+
+
+def family(name: str) -> str:
+  """The family module ``name`` is registered by, e.g. 'resnet' for 'resnet50'.
+
+  Raises:
+    ValueError: unknown name (the message lists close matches).
+  """
+  for module in _FAMILIES:
+    if name in module.MODELS:
+      return module.__name__.rsplit('.', 1)[-1]
+  if name == 'ensemble':
+    return 'ensemble'
+  create(name)  # raises the ValueError with close matches
+  raise AssertionError(name)
 
 
 def list_models() -> list[str]:

@@ -99,3 +99,23 @@ def test_cli_unknown_model_exits_with_one_error_line():
   assert 'Traceback' not in proc.stderr
   errors = [ln for ln in proc.stderr.splitlines() if ln.startswith('error:')]
   assert len(errors) == 1 and 'vgg16' in errors[0]
+
+
+def test_models_page_lists_the_registry_in_markdown():
+  page = summary_cli.models_page(['lenet5', 'vgg11', 'vgg16'])
+  lines = page.splitlines()
+  assert lines[0] == '# Models' and 'The 3 models' in page
+  # Families in the course's order, each with its own table.
+  assert lines.index('## lenet') < lines.index('## vgg')
+  assert '| `lenet5` | 28x28x1 | 61,706 | 0.4 M |' in lines
+  assert '| `vgg16` | 224x224x3 | 138,357,544 | 15,470.3 M |' in lines
+
+
+@pytest.mark.slow
+def test_docs_models_page_is_current():
+  # Regenerate with: python -m experiments.summary --models_page > docs/models.md
+  committed = (ROOT / 'docs' / 'models.md').read_text()
+  assert committed == summary_cli.models_page(), (
+    'docs/models.md differs from the registry; regenerate it with '
+    'python -m experiments.summary --models_page > docs/models.md'
+  )
