@@ -113,7 +113,7 @@ def test_models_page_lists_the_registry_in_markdown():
 
 @pytest.mark.slow
 def test_docs_models_page_is_current():
-  # Regenerate with: python -m experiments.summary --models_page > docs/models.md
+  # Regenerate: python -m experiments.summary --models_page > docs/models.md
   committed = (ROOT / 'docs' / 'models.md').read_text()
   assert committed == summary_cli.models_page(), (
     'docs/models.md differs from the registry; regenerate it with '
