@@ -7,9 +7,14 @@ Methods"): standardization of inputs, the BatchNorm algorithm of Ioffe & Szegedy
 (Wu & He, 2018).
 
 All statistics are computed in float32 whatever the input dtype (bfloat16 inputs
-are upcast, normalised and cast back). Variances use a corrected two-pass form
-``mean((x - m)^2) - mean(x - m)^2`` rather than ``E[x^2] - E[x]^2``, which
-cancels catastrophically for inputs with a large mean (e.g. 1e4 + small noise).
+are upcast, normalised and cast back). No variance uses ``E[x^2] - E[x]^2``,
+which cancels catastrophically for inputs with a large mean (e.g. 1e4 + small
+noise): ``batch_norm_stats``, ``standardize`` and the Layer/Instance/GroupNorms
+use a corrected two-pass form ``mean((x - m)^2) - mean(x - m)^2``;
+``batch_norm_train`` uses shifted data ``E[d^2] - E[d]^2`` with ``d = x - K``
+and K the first example's mean, which reads ``x`` once less and loses
+``(mean - K)^2 / var`` more in rounding (accurate unless the first example is
+far from the batch mean in standard deviations).
 """
 
 from collections.abc import Sequence
@@ -189,28 +194,27 @@ def batch_norm_train(
   scale: jax.typing.ArrayLike | None = None,
   bias: jax.typing.ArrayLike | None = None,
   eps: float = 1e-5,
-  axes: Axes | None = None,
   dtype: jnp.dtype | None = None,
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
   """Training-mode BatchNorm in one op: ``(y, mean, var)``.
 
-  The same values as :func:`batch_norm_stats` followed by :func:`batch_norm`,
-  with a hand-written gradient (Ioffe & Szegedy 2015, Sec. 3) instead of
-  the autodiff of the corrected two-pass statistics, which left XLA:CPU
-  about ten passes over every activation (it wrote ``x - mean`` to memory
-  twice in the forward pass and read it back in six reductions and
-  elementwise loops in the backward). Here the forward pass reads ``x``
-  for the statistics and once more to write ``y``; the backward pass reads
-  ``dy`` and ``x`` for two per-channel sums and once more to write ``dx``.
-  ``x`` is saved in its own dtype (bfloat16 stays bfloat16); ``x_hat`` is
-  recomputed, not stored.
+  Statistics per channel over all other axes, from shifted data (see
+  ``_shifted_moments``): the values of :func:`batch_norm_stats` followed by
+  :func:`batch_norm` up to rounding, with a hand-written gradient (Ioffe &
+  Szegedy 2015, Sec. 3) instead of the autodiff of the corrected two-pass
+  statistics, which left XLA:CPU about ten passes over every activation
+  (it wrote ``x - mean`` to memory twice in the forward pass and read it
+  back in six reductions and elementwise loops in the backward). Here the
+  forward pass reads ``x`` for the statistics and once more to write
+  ``y``; the backward pass reads ``dy`` and ``x`` for two per-channel sums
+  and once more to write ``dx``. ``x`` is saved in its own dtype (bfloat16
+  stays bfloat16); ``x_hat`` is recomputed, not stored.
 
   Args:
     x: activations, e.g. ``[B, H, W, C]``.
     scale: per-channel gamma ``[C]``, or None for 1.
     bias: per-channel beta ``[C]``, or None for 0.
     eps: added to the variance.
-    axes: axes to reduce (default: all but the last).
     dtype: dtype of ``y`` (default: that of ``x``; float32 for integers).
 
   Returns:
@@ -219,9 +223,6 @@ def batch_norm_train(
   """
   _check_eps(eps)
   x = jnp.asarray(x)
-  axes = tuple(range(x.ndim - 1)) if axes is None else _as_tuple(axes, x.ndim)
-  if axes != tuple(range(x.ndim - 1)):
-    raise ValueError(f'batch_norm_train reduces all but the last axis, {axes}')
   if not jnp.issubdtype(x.dtype, jnp.floating):
     x = x.astype(jnp.float32)
   c = x.shape[-1]
@@ -240,38 +241,49 @@ def _bn_train(eps, out_dtype, x, scale, bias):
 
 def _bn_train_fwd(eps, out_dtype, x, scale, bias):
   axes = tuple(range(x.ndim - 1))
-  mean, var = _shifted_moments(x, axes)
+  shift, s1, var = _shifted_moments(x, axes)
   inv = jax.lax.rsqrt(var + eps)
-  y = (x.astype(jnp.float32) - mean) * (inv * scale) + bias
-  return (y.astype(out_dtype), mean, var), (x, mean, inv, scale)
+  y = _centred(x, shift, s1) * (inv * scale) + bias
+  return (y.astype(out_dtype), shift + s1, var), (x, shift, s1, inv, scale)
 
 
 def _shifted_moments(x, axes):
-  """Per-channel mean and biased variance of ``x [..., C]``, two reads.
+  """``(K, mean - K, biased var)`` per channel of ``x [..., C]``, two reads.
 
-  Shifted data (Chan, Golub & LeVeque 1983): ``var = E[(x - K)^2] -
-  (mean - K)^2`` cancels only by ``(mean - K)^2 / var``, and K, the first
-  example's mean (a read of 1/B of the data), is close to the batch mean,
-  so this stays accurate for inputs with a large mean (1e4 + small noise)
-  where ``E[x^2] - E[x]^2`` loses every digit. Each reduction reads ``x``
-  itself: the two-pass form's centred copy is never written (XLA:CPU does
-  not fuse one producer into two reductions).
+  Shifted data (Chan, Golub & LeVeque 1983, eq. 1.7): with ``d = x - K``,
+  ``mean = K + E[d]`` and ``var = E[d^2] - E[d]^2``. The subtraction
+  cancels only by ``kappa = (mean - K)^2 / var``: relative rounding errors
+  of order ``(1 + kappa) m u`` (``m`` values per channel, ``u = 2^-24``),
+  against ``E[x^2] / var`` for ``E[x^2] - E[x]^2``, which loses every digit
+  for inputs with a large mean (1e4 + small noise). K is the first
+  example's mean (a read of 1/B of the data), so kappa is small unless
+  that example is atypical of the batch. Both moments are of ``d``: a mean
+  of ``x`` itself carries float32's rounding of the offset (half an ulp of
+  1e4 is 5e-4), which ``(mean - K)^2`` would turn into an error of the
+  variance about ``2 |mean - K| 5e-4``. Each reduction reads ``x`` itself:
+  the two-pass form's centred copy is never written (XLA:CPU does not fuse
+  one producer into two reductions).
   """
   xf = x.astype(jnp.float32)
   shift = jnp.mean(xf[:1], axis=axes)  # [C]
-  mean = jnp.mean(xf, axis=axes)
+  s1 = jnp.mean(xf - shift, axis=axes)  # mean - K
   s2 = jnp.mean(jnp.square(xf - shift), axis=axes)
-  return mean, jnp.maximum(s2 - jnp.square(mean - shift), 0.0)
+  return shift, s1, jnp.maximum(s2 - jnp.square(s1), 0.0)
+
+
+def _centred(x, shift, s1):
+  """``x - mean`` as ``(x - K) - (mean - K)``: no rounded float32 mean."""
+  return (x.astype(jnp.float32) - shift) - s1
 
 
 def _bn_train_bwd(eps, out_dtype, res, cts):
   del eps, out_dtype
-  x, mean, inv, scale = res
+  x, shift, s1, inv, scale = res
   dy, dmean, dvar = cts
   axes = tuple(range(x.ndim - 1))
   m = math.prod(x.shape[:-1])
   g = dy.astype(jnp.float32)
-  centred = x.astype(jnp.float32) - mean
+  centred = _centred(x, shift, s1)
   x_hat = centred * inv
   # Two reductions, each fusing its own producer: no temporary is written.
   sum_g = jnp.sum(g, axes)

@@ -321,19 +321,55 @@ def test_batch_norm_train_vmap_and_dtype_and_errors():
     np.testing.assert_allclose(batched[i], g(x[i]), rtol=1e-5, atol=1e-6)
   y, mean, var = normalization.batch_norm_train(x[0], dtype=jnp.bfloat16)
   assert y.dtype == jnp.bfloat16 and mean.dtype == var.dtype == jnp.float32
-  with pytest.raises(ValueError, match='all but the last'):
-    normalization.batch_norm_train(x, axes=(0,))
   with pytest.raises(ValueError, match='eps'):
     normalization.batch_norm_train(x, eps=-1.0)
 
 
-def test_batch_norm_train_large_mean_is_stable():
+@pytest.mark.parametrize('delta', [0.0, 0.1], ids=['typical', 'atypical'])
+def test_batch_norm_train_shifted_data_large_mean(delta):
+  # batch_norm_train shifts by K, the first example's mean. Its weak case is
+  # a large common offset (1e4, where E[x^2] - E[x]^2 loses every digit)
+  # and a first example far from the batch mean: delta = 0.1 is 10 standard
+  # deviations, so kappa = (mean - K)^2 / var is about 38, not 0.01.
   rng = np.random.default_rng(3)
-  x = (1e4 + 1e-2 * rng.normal(size=(64, 4, 4, 3))).astype(np.float32)
-  y, _, var = normalization.batch_norm_train(x, eps=0.0)
-  x64 = x.astype(np.float64)
-  np.testing.assert_allclose(var, x64.var(axis=(0, 1, 2)), rtol=1e-2)
-  np.testing.assert_allclose(np.var(y, axis=(0, 1, 2)), 1.0, rtol=2e-2)
+  x = 1e4 + 1e-2 * rng.normal(size=(64, 4, 4, 3))
+  x[0] += delta
+  x = x.astype(np.float32)
+  axes, m = (0, 1, 2), 64 * 4 * 4
+  x64 = x.astype(np.float64)  # the reference: two passes in float64
+  mean64, var64 = x64.mean(axes), x64.var(axes)
+  d = x64 - x64[0].mean((0, 1))  # x - K (exact in float32: Sterbenz)
+  kappa = (mean64 - x64[0].mean((0, 1))) ** 2 / var64
+  # Rounding bound (Higham 2002, Sec. 4.2: a float32 sum of m terms errs by
+  # at most m u times the sum of their magnitudes, u = 2^-24): E[d^2] errs
+  # by m u (var + (mean - K)^2), E[d]^2 by 2 m u (mean - K)^2 + m u var, so
+  # var = E[d^2] - E[d]^2 by (2 + 3 kappa) m u relative. The centred values
+  # (x - K) - E[d] err by about m u max|d|.
+  u = np.finfo(np.float32).eps / 2
+  tol = (2 + 3 * kappa) * m * u  # [C]; 1.3e-4 typical, 7e-3 atypical
+  centring = (m + 2) * u * np.abs(d).max(axes)  # [C]
+  std64 = np.sqrt(var64)
+
+  y, mean, var = jax.jit(lambda x: normalization.batch_norm_train(x, eps=0.0))(
+    x
+  )
+  np.testing.assert_array_less(np.abs(var - var64) / var64, tol)
+  np.testing.assert_array_less(
+    np.abs(mean - mean64), u * np.abs(mean64) + centring
+  )
+  # y is centred without a rounded float32 mean (half an ulp of 1e4 is 5e-4,
+  # 3% of a standard deviation here) and scaled by a nearly exact 1/std.
+  y_ref = (x64 - mean64) / std64
+  y = np.asarray(y, np.float64)
+  np.testing.assert_array_less(np.abs(y.mean(axes)), centring / std64)
+  np.testing.assert_array_less(
+    np.abs(y - y_ref), np.abs(y_ref) * (tol / 2 + 3 * u) + centring / std64
+  )
+  # The bound discriminates: the one-pass form misses it by orders of
+  # magnitude on the same data.
+  xf = jnp.asarray(x)
+  naive = jnp.mean(xf * xf, axes) - jnp.square(jnp.mean(xf, axes))
+  assert np.all(np.abs(np.asarray(naive, np.float64) - var64) / var64 > tol)
 
 
 @pytest.mark.slow
