@@ -33,13 +33,14 @@ appended one whole record per `write` call and cut back to its previous
 length if that fails, so it never holds a torn line.
 """
 
-from collections.abc import Iterator, Mapping
-import contextlib
+from collections.abc import Mapping
+import functools
 import json
 import math
 import os
 import sys
 import time
+import types
 from typing import Any
 
 import jax
@@ -48,31 +49,37 @@ import numpy as np
 from train_lib import workdir as workdir_lib
 
 
-@contextlib.contextmanager
-def _torch_hidden() -> Iterator[None]:
-  """Makes `import torch` fail inside the block, unless torch is loaded.
+@functools.cache
+def _tensorboardx() -> types.SimpleNamespace:
+  """tensorboardX's `event_file_writer`, `event_pb2` and `summary_pb2`.
 
+  Imported when the first TensorBoardWriter opens, not with this module.
   tensorboardX's package `__init__` imports torch whenever it is installed,
   only so that its SummaryWriter accepts torch tensors, which this module
   never passes; that import costs 3-5 s on every launch and every child
-  process of the tests (measured with torch 2.13 CPU installed). A None entry
-  in `sys.modules` makes the import raise ImportError, which tensorboardX
-  catches; the entry is removed afterwards, so torch imports normally later.
+  process of the tests (measured with torch 2.13 CPU installed). So, unless
+  torch or tensorboardX is loaded already, a None `torch` entry in
+  `sys.modules` makes tensorboardX's `import torch` raise the ImportError it
+  catches, for this import only: the entry is removed right after, so torch
+  imports normally later. Importing this module leaves `sys.modules` alone
+  (tests/test_import_side_effects.py).
   """
-  hide = 'torch' not in sys.modules
+  hide = 'torch' not in sys.modules and 'tensorboardX' not in sys.modules
   if hide:
     sys.modules['torch'] = None
   try:
-    yield
+    from tensorboardX import event_file_writer  # noqa: PLC0415
+    from tensorboardX.proto import event_pb2  # noqa: PLC0415
+    from tensorboardX.proto import summary_pb2  # noqa: PLC0415
   finally:
     if hide and sys.modules.get('torch', 0) is None:
       del sys.modules['torch']
+  return types.SimpleNamespace(
+    event_file_writer=event_file_writer,
+    event_pb2=event_pb2,
+    summary_pb2=summary_pb2,
+  )
 
-
-with _torch_hidden():
-  from tensorboardX import event_file_writer  # noqa: E402
-  from tensorboardX.proto import event_pb2  # noqa: E402
-  from tensorboardX.proto import summary_pb2  # noqa: E402
 
 FILENAME = 'metrics.jsonl'
 TENSORBOARD_DIR = 'tensorboard'
@@ -113,7 +120,7 @@ class TensorBoardWriter:
       # The file name holds the time in seconds and the host; the suffix
       # keeps two launches of one second apart, and in order (TensorBoard
       # reads the files of a directory sorted by name).
-      self._events = event_file_writer.EventsWriter(
+      self._events = _tensorboardx().event_file_writer.EventsWriter(
         os.path.join(logdir, 'events'),
         filename_suffix=f'.{time.time_ns():020d}.{os.getpid()}',
       )
@@ -121,6 +128,7 @@ class TensorBoardWriter:
     except OSError as e:
       raise workdir_lib.write_error(e.filename or logdir, e) from e
     if purge_step is not None:
+      event_pb2 = _tensorboardx().event_pb2
       start = event_pb2.SessionLog(status=event_pb2.SessionLog.START)
       self._write(
         event_pb2.Event(
@@ -133,7 +141,8 @@ class TensorBoardWriter:
     """This launch's event file."""
     return self._path
 
-  def _write(self, event: event_pb2.Event) -> None:
+  def _write(self, event: Any) -> None:
+    """Writes and flushes one `event_pb2.Event`."""
     try:
       self._events.write_event(event)
       self._events.flush()  # On disk now: a kill -9 loses nothing written.
@@ -143,17 +152,18 @@ class TensorBoardWriter:
 
   def write(self, step: int, split: str, metrics: Mapping[str, Any]) -> None:
     """Writes each numeric value of `metrics` as the scalar `split/key`."""
+    tbx = _tensorboardx()
     values = [
-      summary_pb2.Summary.Value(tag=f'{split}/{key}', simple_value=number)
+      tbx.summary_pb2.Summary.Value(tag=f'{split}/{key}', simple_value=number)
       for key, value in metrics.items()
       if (number := _scalar(value)) is not None
     ]
     if values:
       self._write(
-        event_pb2.Event(
+        tbx.event_pb2.Event(
           wall_time=time.time(),
           step=int(step),
-          summary=summary_pb2.Summary(value=values),
+          summary=tbx.summary_pb2.Summary(value=values),
         )
       )
 
