@@ -1,6 +1,6 @@
 r"""Benchmark: the CIFAR and ImageNet input pipelines, in images/s per core.
 
-On the format-faithful tfds fixtures (train_lib/data/fixtures.py: real
+On the format-faithful tfds fixtures (train_lib/data/testing_fixtures.py: real
 JPEGs of ImageNet's sizes, 32x32 PNGs for CIFAR), built into a temporary
 directory unless --data_dir holds them already:
 
@@ -26,14 +26,16 @@ Results: README, "Input pipeline: tfds and grain".
 
 import argparse
 from collections.abc import Callable, Sequence
+import functools
 import os
 import tempfile
-import time
 
 import jax
 import numpy as np
 
-from train_lib.data import fixtures
+from experiments import machine
+from experiments import timing
+from train_lib.data import base
 from train_lib.data import imagenet
 from train_lib.data import jpeg_crop
 from train_lib.data import tfds_source
@@ -41,33 +43,17 @@ from train_lib.data import tfds_source
 SIZE = 224
 
 
-def cpu_model() -> str:
-  """The 'model name' line of /proc/cpuinfo (or the platform's name)."""
-  try:
-    with open('/proc/cpuinfo') as f:
-      for line in f:
-        if line.startswith('model name'):
-          return line.split(':', 1)[1].strip()
-  except OSError:
-    pass
-  import platform  # noqa: PLC0415
-
-  return platform.processor() or 'unknown CPU'
-
-
-def load_average() -> str:
-  return ', '.join(f'{x:.2f}' for x in os.getloadavg())
-
-
 def _rate(fn: Callable[[int], object], n: int, rounds: int) -> tuple:
   """(per CPU-second, per wall-second) of `rounds` passes of fn(0..n-1)."""
   fn(0)  # Warm-up: imports, first allocations.
-  cpu, wall = time.process_time(), time.perf_counter()
-  for _ in range(rounds):
-    for i in range(n):
-      fn(i)
-  cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
-  return rounds * n / cpu, rounds * n / wall
+
+  def passes():
+    for _ in range(rounds):
+      for i in range(n):
+        fn(i)
+
+  took = timing.timed(passes)
+  return rounds * n / took.cpu_s, rounds * n / took.wall_s
 
 
 def _row(name: str, rates: tuple) -> None:
@@ -80,7 +66,7 @@ def bench_maps(data_dir: str, rounds: int) -> None:
   n = len(source)
   records = [source[i] for i in range(n)]
   jpegs = [r['image'] for r in records]
-  pixels = sum(np.prod(jpeg_crop.open_image(j).size) for j in jpegs) / n
+  pixels = sum(np.prod(base.open_image(j).size) for j in jpegs) / n
   kbytes = sum(len(j) for j in jpegs) / n / 1000
   print(
     f'\nImageNet fixture: {n} JPEGs, {pixels / 1000:.0f}k pixels and '
@@ -90,7 +76,7 @@ def bench_maps(data_dir: str, rounds: int) -> None:
   print('| --- | ---: | ---: |')
   _row('read the record (tfds parse)', _rate(lambda i: source[i], n, rounds))
   _row(
-    'full decode to RGB', _rate(lambda i: jpeg_crop.decode(jpegs[i]), n, rounds)
+    'full decode to RGB', _rate(lambda i: base.decode_rgb(jpegs[i]), n, rounds)
   )
   train = jpeg_crop.TrainMap(SIZE)
   full = jpeg_crop.TrainMap(SIZE, reduced=False)
@@ -109,6 +95,12 @@ def bench_maps(data_dir: str, rounds: int) -> None:
   )
 
 
+def _drain(it, n: int) -> None:
+  """Takes `n` items of the iterator `it`, keeping none."""
+  for _ in range(n):
+    next(it)
+
+
 def bench_workers(data_dir: str, batches: int) -> None:
   """The training pipeline with 0, 1 and 2 workers, per wall-second."""
   ds = imagenet.ImagenetDataset(data_dir=data_dir, image_size=SIZE)
@@ -124,10 +116,8 @@ def bench_workers(data_dir: str, batches: int) -> None:
     it = ds.local_train_batches(key, local_batch=batch, num_workers=workers)
     try:
       next(it)  # Start-up (worker processes spawn and import).
-      start = time.perf_counter()
-      for _ in range(batches):
-        next(it)
-      rates[workers] = batches * batch / (time.perf_counter() - start)
+      took = timing.timed(functools.partial(_drain, it, batches))
+      rates[workers] = batches * batch / took.wall_s
     finally:
       close = getattr(it, 'close', None)
       if close:
@@ -142,11 +132,14 @@ def bench_cifar(data_dir: str) -> None:
   print(f'\nCIFAR-10 fixture: {n} PNGs decoded once.\n')
   print('| threads | images per CPU-s | images per wall-s |')
   print('| --- | ---: | ---: |')
-  for threads in sorted({1, tfds_source.num_threads()}):
-    cpu, wall = time.process_time(), time.perf_counter()
-    tfds_source.decode_split(source, threads=threads)
-    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
-    print(f'| {threads} | {n / cpu:,.0f} | {n / wall:,.0f} |', flush=True)
+  for threads in sorted({1, machine.core_count()}):
+    took = timing.timed(
+      functools.partial(tfds_source.decode_split, source, threads)
+    )
+    print(
+      f'| {threads} | {n / took.cpu_s:,.0f} | {n / took.wall_s:,.0f} |',
+      flush=True,
+    )
 
 
 def bench_transfer(rounds: int) -> None:
@@ -156,11 +149,8 @@ def bench_transfer(rounds: int) -> None:
   print('| --- | ---: | ---: | ---: |')
   for dtype in (np.uint8, np.float32):
     batch = np.ones((128, SIZE, SIZE, 3), dtype)
-    jax.device_put(batch, device).block_until_ready()
-    start = time.perf_counter()
-    for _ in range(rounds):
-      jax.device_put(batch, device).block_until_ready()
-    seconds = (time.perf_counter() - start) / rounds
+    put = functools.partial(jax.device_put, batch, device)
+    seconds = timing.median(put, rounds)
     print(
       f'| {np.dtype(dtype).name} | {batch.nbytes / 1e6:.1f} | '
       f'{seconds * 1e3:.2f} | {batch.nbytes / seconds / 1e9:.1f} |'
@@ -180,22 +170,31 @@ def main(argv: Sequence[str] | None = None) -> None:
   args = parser.parse_args(list(argv or ['bench_input'])[1:])
   import tensorflow_datasets as tfds  # noqa: PLC0415
 
+  # Test data, imported only by the command that builds it.
+  from train_lib.data import testing_fixtures  # noqa: PLC0415
+
   tfds.disable_progress_bar()
   data_dir = args.data_dir or tempfile.mkdtemp(prefix='bench_input_')
-  start_load = load_average()
-  fixtures.build_imagenet(
+  start_load = machine.load_average(digits=2)
+  testing_fixtures.build_imagenet(
     data_dir, num_train=args.imagenet_images, num_validation=10
   )
-  fixtures.build_cifar(data_dir, num_train=args.cifar_images, num_test=10)
+  testing_fixtures.build_cifar(
+    data_dir, num_train=args.cifar_images, num_test=10
+  )
   print(
-    f'CPU: {cpu_model()}, {os.cpu_count()} CPUs ({tfds_source.num_threads()} '
-    f'usable); load average {start_load} (1, 5, 15 min) at the start.'
+    f'CPU: {machine.cpu_model()}, {os.cpu_count()} CPUs '
+    f'({machine.core_count()} usable); load average {start_load} (1, 5, 15 '
+    'min) at the start.'
   )
   bench_maps(data_dir, args.rounds)
   bench_workers(data_dir, args.batches)
   bench_cifar(data_dir)
   bench_transfer(args.rounds * 3)
-  print(f'\nLoad average at the end: {load_average()}; data in {data_dir}.')
+  print(
+    f'\nLoad average at the end: {machine.load_average(digits=2)}; data in '
+    f'{data_dir}.'
+  )
 
 
 if __name__ == '__main__':

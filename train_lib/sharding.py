@@ -50,11 +50,6 @@ def check_global_batch(batch_size: int, mesh: Mesh) -> None:
     )
 
 
-def replicate(tree: Any, mesh: Mesh) -> Any:
-  """Places every array of `tree` on all devices of `mesh`."""
-  return jax.device_put(tree, replicated_sharding(mesh))
-
-
 def shard_batch(batch: Any, mesh: Mesh) -> Any:
   """Places a host batch (dict of arrays) with its batch dim sharded."""
   leaves = jax.tree.leaves(batch)

@@ -16,6 +16,8 @@ import pathlib
 
 import jax
 
+from ops import host
+
 TARGETS = {
   'forward': ('onednn_conv_forward', 'OnednnConvForward'),
   'backward_data': ('onednn_conv_backward_data', 'OnednnConvBackwardData'),
@@ -99,4 +101,4 @@ def default_threads() -> int:
   env = os.environ.get('OMP_NUM_THREADS', '')
   if env.isdigit() and int(env) > 0:
     return int(env)
-  return len(os.sched_getaffinity(0))
+  return host.usable_cpu_count()

@@ -1,7 +1,7 @@
 """Tests of experiments/configs: every config loads, names a registered
 model, keeps the shared key set, rejects unknown variants, and trains end to
 end for a few steps (offline data for real; CIFAR and ImageNet on the
-format-faithful tfds fixtures of train_lib/data/fixtures.py).
+format-faithful tfds fixtures of train_lib/data/testing_fixtures.py).
 
 References: the key set of common.get_config() (a config may change values,
 never add keys, or `--config.KEY` overrides would differ between configs),
@@ -26,7 +26,7 @@ import nets
 from train_lib import checkpoint
 from train_lib import metrics
 from train_lib import trainer
-from train_lib.data import fixtures
+from train_lib.data import testing_fixtures
 
 _CASES = [
   (mnist, 'mlp'),
@@ -206,7 +206,9 @@ def test_smoke_offline_configs(module, arg, tmp_path):
 
 @pytest.mark.slow
 def test_smoke_cifar100_on_fixture_files(tmp_path):
-  fixtures.build_cifar(tmp_path / 'tfds', 'cifar100', num_train=16, num_test=16)
+  testing_fixtures.build_cifar(
+    tmp_path / 'tfds', 'cifar100', num_train=16, num_test=16
+  )
   result = _smoke(
     cifar, 'resnet20_cifar,cifar100', tmp_path / 'run', tmp_path / 'tfds'
   )
@@ -215,5 +217,7 @@ def test_smoke_cifar100_on_fixture_files(tmp_path):
 
 @pytest.mark.slow
 def test_smoke_imagenet_on_fixture_files(tmp_path):
-  fixtures.build_imagenet(tmp_path / 'tfds', num_train=16, num_validation=16)
+  testing_fixtures.build_imagenet(
+    tmp_path / 'tfds', num_train=16, num_validation=16
+  )
   _smoke(imagenet, 'resnet_tiny', tmp_path / 'run', tmp_path / 'tfds')

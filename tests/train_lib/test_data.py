@@ -5,6 +5,8 @@ batch reveals which examples it holds), the ordering formula of the contract
 recomputed with jax.random directly, and the raw package arrays.
 """
 
+import os
+
 import chex
 import jax
 import numpy as np
@@ -51,6 +53,14 @@ def _config(**kw):
 def test_unknown_name_lists_choices():
   with pytest.raises(ValueError, match='cifar10.*mnist1d|mnist1d.*cifar10'):
     data.get_dataset(_config(name='mnist2d'))
+
+
+def test_num_workers_minus_one_is_one_per_usable_cpu_up_to_32(monkeypatch):
+  monkeypatch.setattr(os, 'sched_getaffinity', lambda pid: {0, 5, 7})
+  assert data.num_workers(-1) == 3 and data.num_workers(5) == 5
+  assert data.num_workers(0) == 0
+  monkeypatch.setattr(os, 'sched_getaffinity', lambda pid: set(range(100)))
+  assert data.num_workers(-1) == 32
 
 
 def test_train_batches_follow_the_epoch_permutation():
@@ -307,9 +317,16 @@ def test_validation_split_per_seed():
   assert not np.array_equal(a[0], b[0])
 
 
-@pytest.mark.parametrize('fraction', [-0.1, 1.0, 0.001])
-def test_bad_validation_fraction(fraction):
-  with pytest.raises(ValueError, match='validation'):
+@pytest.mark.parametrize(
+  'fraction, message',
+  [
+    (-0.1, r'must be in \(0, 1\).*got -0.1'),
+    (1.0, r'must be in \(0, 1\).*got 1.0'),
+    (0.001, 'leaves class 0 .* with 0 validation examples'),
+  ],
+)
+def test_bad_validation_fraction(fraction, message):
+  with pytest.raises(ValueError, match=message):
     data.get_dataset(
       _config(name='synthetic', validation_fraction=fraction), seed=0
     )

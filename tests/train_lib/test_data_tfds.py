@@ -2,8 +2,8 @@
 
 The fixtures are tfds's own builders (imagenet2012 5.1.0, cifar10/100
 3.0.2) writing ArrayRecord files of real JPEGs and PNGs
-(train_lib/data/fixtures.py), read by the real `tfds.data_source` + grain
-path. References: tfds's own image decoding (Pillow, independent of ours),
+(train_lib/data/testing_fixtures.py), read by the real `tfds.data_source` +
+grain path. References: tfds's own image decoding (Pillow, independent of ours),
 the full-resolution decode + resize for the reduced-scale JPEG decode, the
 single-process stream for the process shards, hand values for the
 standardisation. Worker processes and the launcher: test_data_tfds_slow.py.
@@ -22,11 +22,12 @@ import tensorflow_datasets as tfds
 
 from experiments.configs import common
 from train_lib import data
-from train_lib.data import fixtures
+from train_lib.data import base
 from train_lib.data import jpeg_crop
 from train_lib.data import normalize
 from train_lib.data import png_batch
 from train_lib.data import preprocessing
+from train_lib.data import testing_fixtures
 from train_lib.data import tfds_source
 
 NUM = {'imagenet2012': (24, 10), 'cifar10': (48, 20), 'cifar100': (24, 12)}
@@ -36,9 +37,9 @@ NUM = {'imagenet2012': (24, 10), 'cifar10': (48, 20), 'cifar100': (24, 12)}
 def _data_dir(tmp_path_factory):
   where = tmp_path_factory.mktemp('tfds')
   tfds.disable_progress_bar()
-  fixtures.build_imagenet(where, num_train=24, num_validation=10)
-  fixtures.build_cifar(where, num_train=48, num_test=20)
-  fixtures.build_cifar(where, 'cifar100', num_train=24, num_test=12)
+  testing_fixtures.build_imagenet(where, num_train=24, num_validation=10)
+  testing_fixtures.build_cifar(where, num_train=48, num_test=20)
+  testing_fixtures.build_cifar(where, 'cifar100', num_train=24, num_test=12)
   return str(where)
 
 
@@ -75,6 +76,8 @@ def test_fixtures_hold_what_the_real_data_sets_hold(data_dir):
     version = '5.1.0' if name == 'imagenet2012' else '3.0.2'
     assert str(builder.info.version) == version
     assert builder.info.file_format.value == 'array_record'
+    labels = builder.info.features['label'].num_classes  # tfds's own count
+    assert labels == base.NUM_CLASSES[name]
     splits = tfds_source.SPLITS[name]
     assert [builder.info.splits[s].num_examples for s in splits] == [
       n_train,
@@ -188,6 +191,35 @@ def test_png_batch_decode_equals_pillow_for_every_filter(data_dir):
   assert png_batch.decode_rgb8(pngs[:1], 16, 64) is None
 
 
+def _encoded(image: Image.Image, kind: str) -> bytes:
+  out = io.BytesIO()
+  image.save(out, kind)
+  return out.getvalue()
+
+
+def test_decode_rgb_makes_every_mode_rgb():
+  grey = np.array([[0, 128, 255], [7, 64, 200]], np.uint8)
+  as_grey_rgb = np.repeat(grey[..., None], 3, axis=-1)
+  # Greyscale: the level in R, G and B, from bytes and from arrays.
+  decoded = base.decode_rgb(_encoded(Image.fromarray(grey), 'PNG'))
+  assert decoded.dtype == np.uint8
+  np.testing.assert_array_equal(decoded, as_grey_rgb)
+  np.testing.assert_array_equal(base.as_rgb(grey[..., None]), as_grey_rgb)
+  np.testing.assert_array_equal(base.as_rgb(grey), as_grey_rgb)
+  # Palette: each index looked up in the palette.
+  palette = np.array([[255, 0, 0], [0, 255, 0], [10, 20, 30]], np.uint8)
+  index = np.array([[0, 1, 2], [2, 2, 0]], np.uint8)
+  indexed = Image.fromarray(index, mode='P')
+  indexed.putpalette(palette.reshape(-1).tolist())
+  np.testing.assert_array_equal(
+    base.decode_rgb(_encoded(indexed, 'PNG')), palette[index]
+  )
+  # RGB: unchanged.
+  rgb = np.stack([grey, 255 - grey, grey // 3], axis=-1)
+  png = _encoded(Image.fromarray(rgb), 'PNG')
+  np.testing.assert_array_equal(base.decode_rgb(png), rgb)
+
+
 def test_standardize_hand_values():
   pixels = np.array([[255, 0, 51]], np.uint8)
   stats = ((0.5, 0.5, 0.2), (0.25, 0.5, 0.1))
@@ -291,7 +323,7 @@ def test_reduced_scale_decode_stays_close_to_full_decode(size, data_dir):
   train, evals = [], []
   for i in range(len(source)):
     jpeg = source[i]['image']
-    full = jpeg_crop.decode(jpeg)  # Pillow at full size, then crop + resize.
+    full = base.decode_rgb(jpeg)  # Pillow at full size, then crop + resize.
     fast = jpeg_crop.train_crop(jpeg, np.random.default_rng(i), size)
     top, left, h, w = preprocessing.random_resized_crop_box(
       np.random.default_rng(i), *full.shape[:2]

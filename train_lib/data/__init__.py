@@ -22,12 +22,12 @@ on it, the evaluations measure it, and the dataset's `eval_split` is
 is for the final recipe only.
 """
 
-import os
-
 import ml_collections
 
+from ops import host
 from train_lib.data import preprocessing
 from train_lib.data import small
+from train_lib.data.base import NUM_CLASSES
 from train_lib.data.base import Batch
 from train_lib.data.base import Dataset
 from train_lib.data.base import DatasetNotFoundError
@@ -49,13 +49,6 @@ CIFAR_NAMES = ('cifar10', 'cifar100')
 TFDS_NAMES = ('cifar10', 'cifar100', 'imagenet2012')
 NAMES = IN_MEMORY_NAMES + TFDS_NAMES
 
-_NUM_CLASSES = {
-  'mnist': 10,
-  'digits': 10,
-  'mnist1d': 10,
-  'cifar10': 10,
-  'cifar100': 100,
-}
 _LOADERS = {
   'mnist': small.load_mnist,
   'digits': small.load_digits,
@@ -67,7 +60,7 @@ def num_workers(requested: int) -> int:
   """`config.data.num_workers`: -1 means one per CPU of this process."""
   if requested >= 0:
     return requested
-  return min(32, len(os.sched_getaffinity(0)))
+  return min(32, host.usable_cpu_count())
 
 
 def get_dataset(
@@ -130,10 +123,10 @@ def get_dataset(
   elif name in CIFAR_NAMES:
     from train_lib.data import tfds_source  # noqa: PLC0415
 
-    num_classes, pixel_stats = _NUM_CLASSES[name], preprocessing.STATS[name]
+    num_classes, pixel_stats = NUM_CLASSES[name], preprocessing.STATS[name]
     train, test = tfds_source.load_cifar(name, config_data.data_dir)
   else:
-    num_classes = _NUM_CLASSES[name]
+    num_classes = NUM_CLASSES[name]
     train, test = _LOADERS[name]()
   eval_split = 'test'
   if fraction:

@@ -20,11 +20,10 @@ batches are the same for any number of workers.
 Workers. With `num_workers` > 0, grain's `mp_prefetch` spawns that many
 processes, worker i computing batches i, i + n, ... and the main process
 taking them in order; they unpickle only the data source and `jpeg_crop`'s
-maps, which import neither jax nor anything that does, so a worker never
-touches the accelerator. With 0, batches are computed by threads of the
-training process (Pillow decodes and resizes outside the GIL). Evaluation
-always uses threads: one pass, in order, the last batch padded with masked
-copies of record 0.
+maps, which never call jax, so a worker never touches the accelerator.
+With 0, batches are computed by threads of the training process (Pillow
+decodes and resizes outside the GIL). Evaluation always uses threads: one
+pass, in order, the last batch padded with masked copies of record 0.
 """
 
 from collections.abc import Iterator
@@ -35,13 +34,15 @@ import grain
 import jax
 import numpy as np
 
+from ops import host
 from train_lib.data import jpeg_crop
 from train_lib.data import normalize
 from train_lib.data import preprocessing
 from train_lib.data import tfds_source
+from train_lib.data.base import NUM_CLASSES
 from train_lib.data.base import Batch
-from train_lib.data.in_memory import check_batch_size
-from train_lib.data.in_memory import check_divisible
+from train_lib.data.base import check_batch_size
+from train_lib.data.base import check_divisible
 
 _MAX_THREADS = 16
 _STATS = preprocessing.STATS['imagenet2012']
@@ -79,7 +80,7 @@ class ImagenetDataset:
   """
 
   name = 'imagenet2012'
-  num_classes = 1000
+  num_classes = NUM_CLASSES[name]
   eval_split = 'validation'
 
   def __init__(
@@ -102,7 +103,7 @@ class ImagenetDataset:
     self._test = tfds_source.open_source(self.name, test, data_dir)
     self.num_train = len(self._train)
     self.num_test = len(self._test)
-    self._threads = min(_MAX_THREADS, tfds_source.num_threads())
+    self._threads = min(_MAX_THREADS, host.usable_cpu_count())
 
   def __repr__(self) -> str:
     return (

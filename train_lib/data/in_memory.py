@@ -31,8 +31,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from train_lib.data import normalize
-
-Batch = dict[str, jax.Array]
+from train_lib.data.base import Batch
+from train_lib.data.base import check_batch_size
+from train_lib.data.base import check_divisible
 
 
 def replicated_like(sharding: jax.sharding.Sharding) -> jax.sharding.Sharding:
@@ -67,27 +68,6 @@ def epoch_permutation(data_key: jax.Array, epoch: int, n: int) -> np.ndarray:
   """The order of the `n` training examples in `epoch`, as host int32."""
   key = jax.random.fold_in(data_key, epoch)
   return np.asarray(jax.random.permutation(key, n), dtype=np.int32)
-
-
-def check_batch_size(batch_size: int, n: int, split: str) -> None:
-  """Raises ValueError unless 1 <= batch_size (and <= n for training)."""
-  if batch_size < 1:
-    raise ValueError(f'batch_size must be positive, got {batch_size}.')
-  if split == 'train' and batch_size > n:
-    raise ValueError(
-      f'batch_size {batch_size} exceeds the {n} training examples.'
-    )
-
-
-def check_divisible(batch_size: int, sharding: jax.sharding.Sharding) -> None:
-  """Raises ValueError if `sharding` cannot split a batch of `batch_size`."""
-  try:
-    sharding.shard_shape((batch_size,))
-  except ValueError as e:  # jax's IndivisibleError is a ValueError
-    raise ValueError(
-      f'batch_size {batch_size} is not divisible by the number of batch '
-      f'shards of {sharding}.'
-    ) from e
 
 
 @functools.cache

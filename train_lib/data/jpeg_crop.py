@@ -1,8 +1,9 @@
 """ImageNet's map functions: JPEG bytes -> uint8 crops, decoding less.
 
-These run in grain's worker processes, so this module imports neither jax nor
-anything that does (workers must never touch the accelerator); it needs
-numpy, Pillow and `preprocessing`'s geometry only.
+These run in grain's worker processes, so nothing here calls jax (workers
+must never touch the accelerator: importing the package loads jax, which
+starts no backend until it is called); they need numpy, Pillow,
+`preprocessing`'s geometry and `base`'s image opening only.
 
 Training (`train_crop`): the random-resized-crop box is drawn from the size
 in the JPEG header (Pillow reads the header only on open) with the
@@ -25,25 +26,16 @@ images).
 reduced-scale decode against.
 """
 
-import io
 import math
 
 import numpy as np
 from PIL import Image
 
 from train_lib.data import preprocessing
+from train_lib.data.base import as_rgb
+from train_lib.data.base import open_image
 
 Box = tuple[float, float, float, float]  # (left, top, right, bottom)
-
-
-def open_image(data: bytes) -> Image.Image:
-  """Opens encoded image bytes; only the header is read until pixels are."""
-  return Image.open(io.BytesIO(data))
-
-
-def decode(data: bytes) -> np.ndarray:
-  """Full decode to uint8 [H, W, 3] (greyscale and CMYK become RGB)."""
-  return np.asarray(open_image(data).convert('RGB'))
 
 
 def _crop_resize(image: Image.Image, box: Box, size: int, reduced: bool):
@@ -64,9 +56,7 @@ def _crop_resize(image: Image.Image, box: Box, size: int, reduced: bool):
     k = round(width / image.size[0])
     box = (left / k, top / k, right / k, bottom / k)
   out = image.resize((size, size), Image.BILINEAR, box=box)
-  if out.mode != 'RGB':
-    out = out.convert('RGB')  # After the resize: fewer pixels to convert.
-  return np.asarray(out)
+  return np.asarray(as_rgb(out))  # After the resize: fewer pixels to convert.
 
 
 def train_crop(

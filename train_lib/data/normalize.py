@@ -14,14 +14,16 @@ import functools
 import jax
 import jax.numpy as jnp
 
+from ops import normalization
+
 Stats = tuple[tuple[float, ...], tuple[float, ...]]  # (mean, std)
 
 
 def standardize(pixels: jax.Array, stats: Stats) -> jax.Array:
   """uint8 [..., C] -> float32 (pixels / 255 - mean) / std over channels."""
-  mean = jnp.asarray(stats[0], jnp.float32)
-  std = jnp.asarray(stats[1], jnp.float32)
-  return (pixels.astype(jnp.float32) / 255.0 - mean) / std
+  mean, std = stats
+  x = pixels.astype(jnp.float32) / 255.0
+  return normalization.standardize_with(x, mean, std)
 
 
 @functools.cache

@@ -28,6 +28,8 @@ import math
 import numpy as np
 from PIL import Image
 
+from train_lib.data.base import as_rgb
+
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 CIFAR100_MEAN = (0.5071, 0.4865, 0.4409)
@@ -43,16 +45,9 @@ STATS = {
 }
 
 
-def _as_rgb(image: np.ndarray) -> Image.Image:
-  image = np.asarray(image)
-  if image.ndim == 3 and image.shape[-1] == 1:
-    image = image[..., 0]
-  return Image.fromarray(image).convert('RGB')
-
-
 def resize_shorter_side(image: np.ndarray, size: int) -> np.ndarray:
   """Resizes so that the shorter side is `size`, keeping the aspect ratio."""
-  pil = _as_rgb(image)
+  pil = as_rgb(image)
   w, h = pil.size
   scale = size / min(h, w)
   new = (max(1, round(w * scale)), max(1, round(h * scale)))

@@ -121,7 +121,10 @@ def validation_split(
       no training or no validation example.
   """
   if not 0.0 < fraction < 1.0:
-    raise ValueError(f'validation_fraction must be in [0, 1), got {fraction}.')
+    raise ValueError(
+      f'validation_fraction must be in (0, 1) (or 0: no validation split), '
+      f'got {fraction}.'
+    )
   rng = np.random.default_rng([VALIDATION_SALT, int(seed)])
   keep_idx, val_idx = [], []
   for c in np.unique(labels):

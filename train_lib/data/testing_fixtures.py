@@ -1,12 +1,16 @@
-"""Small CIFAR and ImageNet datasets in the real tfds format, built offline.
+"""Test data: small CIFAR and ImageNet in the real tfds format, built offline.
 
-The tests and the input benchmark need files that `tfds.data_source` reads
-exactly as it reads the real data sets, without a download and without
-TensorFlow. The builders here subclass tfds's own (`imagenet2012` 5.1.0,
-`cifar10` / `cifar100` 3.0.2): same name, version, features and split names,
-written as ArrayRecord; only the generator is ours. It yields encoded bytes,
-which tfds stores untouched (a numpy image would go through TensorFlow's
-encoder), so the records hold what the real ones hold:
+Not part of the training path: nothing in train_lib imports this module (it
+imports tfds's private builder modules and scikit-learn's sample images);
+the tests and `experiments.bench_input` import it where they build data.
+
+They need files that `tfds.data_source` reads exactly as it reads the real
+data sets, without a download and without TensorFlow. The builders here
+subclass tfds's own (`imagenet2012` 5.1.0, `cifar10` / `cifar100` 3.0.2):
+same name, version, features and split names, written as ArrayRecord; only
+the generator is ours. It yields encoded bytes, which tfds stores untouched
+(a numpy image would go through TensorFlow's encoder), so the records hold
+what the real ones hold:
 
 * ImageNet: JPEGs cut from the two photographs scikit-learn ships (a
   Chinese temple and a flower, 640x427), resized, with a little sensor-like
@@ -21,8 +25,8 @@ Labels are i % num_classes. The builders must live in a module of a package
 (tfds refuses builders defined in `__main__`), and `download_and_prepare`
 needs `importlib_resources`, pinned in constraints.txt.
 
-  from train_lib.data import fixtures
-  fixtures.build_imagenet(data_dir, num_train=32, num_validation=16)
+  from train_lib.data import testing_fixtures
+  testing_fixtures.build_imagenet(data_dir, num_train=32, num_validation=16)
   tfds.data_source('imagenet2012', split='train', data_dir=data_dir)
 """
 
@@ -56,7 +60,6 @@ IMAGENET_SPECS = tuple(
                (500, 375, 'RGB', False))
   for i in range(50)
 )  # fmt: skip
-CIFAR_SHAPE = (32, 32, 3)
 
 
 @functools.cache

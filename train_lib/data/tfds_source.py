@@ -19,23 +19,21 @@ flip stay on device. ImageNet, too large for that, streams through grain
 from collections.abc import Sequence
 import concurrent.futures
 import contextlib
-import io
-import os
 
 from absl import logging
 import numpy as np
-from PIL import Image
 import tensorflow_datasets as tfds
 
+from ops import host
 from train_lib.data import png_batch
 from train_lib.data.base import DatasetNotFoundError
+from train_lib.data.base import decode_rgb
 
 SPLITS = {
   'cifar10': ('train', 'test'),
   'cifar100': ('train', 'test'),
   'imagenet2012': ('train', 'validation'),
 }
-NUM_CLASSES = {'cifar10': 10, 'cifar100': 100, 'imagenet2012': 1000}
 _CHUNK = 2048  # Records per decoding task.
 
 
@@ -104,17 +102,6 @@ def open_source(name: str, split: str, data_dir: str | None):
       raise
 
 
-def num_threads() -> int:
-  """The CPUs this process may run on (the default thread count)."""
-  return len(os.sched_getaffinity(0))
-
-
-def decode_png(data: bytes) -> np.ndarray:
-  """One encoded image -> uint8 [H, W, 3], with Pillow."""
-  image = Image.open(io.BytesIO(data))
-  return np.asarray(image if image.mode == 'RGB' else image.convert('RGB'))
-
-
 def encoded_records(source, indices: list[int]) -> list[tuple[bytes, int]]:
   """(encoded image, label) of the records at `indices`.
 
@@ -124,7 +111,7 @@ def encoded_records(source, indices: list[int]) -> list[tuple[bytes, int]]:
   the time of decoding CIFAR. A source without the raw reader (another
   tfds version) takes tfds's parse. (tfds' `mock_data` cannot serve these
   sources: it needs TensorFlow to skip decoding; the tests use the
-  format-faithful files of `fixtures` instead.)
+  format-faithful files of `testing_fixtures` instead.)
   """
   raw_source = getattr(source, 'data_source', None)
   if raw_source is None:
@@ -147,7 +134,7 @@ def decode_split(source, threads: int | None = None):
   each chunk written into its slice of the output.
   """
   n = len(source)
-  first = decode_png(encoded_records(source, [0])[0][0])
+  first = decode_rgb(encoded_records(source, [0])[0][0])
   images = np.empty((n, *first.shape), np.uint8)
   labels = np.empty((n,), np.int32)
 
@@ -160,10 +147,10 @@ def decode_split(source, threads: int | None = None):
     if first.ndim == 3 and first.shape[-1] == 3:
       batch = png_batch.decode_rgb8(encoded, *first.shape[:2])
     if batch is None:  # Not all 8-bit RGB PNGs of one size: one by one.
-      batch = [decode_png(image) for image in encoded]
+      batch = [decode_rgb(image) for image in encoded]
     images[start:stop] = batch
 
-  workers = threads or num_threads()
+  workers = threads or host.usable_cpu_count()
   with concurrent.futures.ThreadPoolExecutor(workers) as pool:
     list(pool.map(work, range(0, n, _CHUNK)))  # list(): raise any error.
   return images, labels
