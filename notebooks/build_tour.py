@@ -35,10 +35,13 @@ Everything after the install cell runs unchanged on CPU, GPU or TPU: JAX
 uses whatever accelerator the runtime has, and the trainer splits each
 batch over all its devices.
 
-**Install (Colab only).** The next cell clones the project and installs it
-with the tested versions (`constraints.txt`), adding JAX's CUDA or TPU
-build when the runtime has a GPU or a TPU. The project has no public URL
-yet: set `REPO_URL` in that cell to the git URL you cloned it from. If Colab
+**Install (Colab only).** The next cell fetches the project and installs
+it with the tested versions (`constraints.txt`), adding JAX's CUDA or TPU
+build when the runtime has a GPU or a TPU. It takes the project from one of
+two places: `REPO_URL` in that cell, if you set it to a git URL you can
+clone from; or else a file `convnets-jax.zip` uploaded to `/content` (Colab's
+file pane), made in your checkout with
+`git archive --prefix=convnets-jax/ -o convnets-jax.zip HEAD`. If Colab
 asks to restart the session after the install, restart and run all cells
 again. Outside Colab the cell does nothing: open the notebook from a
 checkout where the project is installed
@@ -54,19 +57,27 @@ import os
 import shutil
 import subprocess
 import sys
+import zipfile
 
-REPO_URL = ''  # Set me in Colab: the project's git URL (no public one yet).
+REPO_URL = ''  # A git URL to clone from, or '' to use ARCHIVE.
+ARCHIVE = '/content/convnets-jax.zip'  # git archive --prefix=convnets-jax/
 REPO_DIR = '/content/convnets-jax'
 
 if 'google.colab' in sys.modules:
-  if not REPO_URL:
-    raise RuntimeError(
-      'Set REPO_URL in the first code cell to the git URL of convnets-jax '
-      '(the project has no public URL yet), then run the cell again.'
-    )
-  if not os.path.isdir(REPO_DIR):
+  if os.path.isdir(REPO_DIR):
+    pass  # Fetched by an earlier run of this cell.
+  elif REPO_URL:
     git = ['git', 'clone', '--depth=1', REPO_URL, REPO_DIR]
     subprocess.run(git, check=True)
+  elif os.path.isfile(ARCHIVE):
+    with zipfile.ZipFile(ARCHIVE) as archive:
+      archive.extractall(os.path.dirname(REPO_DIR))
+  else:
+    raise RuntimeError(
+      f'Set REPO_URL in this cell to a git URL of convnets-jax, or upload '
+      f'{ARCHIVE} (in a checkout: git archive --prefix=convnets-jax/ -o '
+      f'convnets-jax.zip HEAD), then run the cell again.'
+    )
   # Colab preinstalls libtpu on TPU runtimes and the NVIDIA driver on GPU
   # ones; the CPU build pinned in constraints.txt would ignore either.
   if shutil.which('nvidia-smi'):

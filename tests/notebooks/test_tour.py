@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 import types
+import zipfile
 
 import nbformat
 import pytest
@@ -78,10 +79,15 @@ class _Recorder:
     self.calls.append(('chdir', path, None))
 
 
-def _run_install_cell(monkeypatch, *, colab, repo_url='', gpu=False, tpu=False):
+def _run_install_cell(
+  monkeypatch, *, colab, repo_url='', gpu=False, tpu=False, content=None
+):
   source = _code_cells(_read())[0].source
   assert "REPO_URL = ''" in source
   source = source.replace("REPO_URL = ''", f'REPO_URL = {repo_url!r}')
+  if content is not None:  # Colab's /content, moved to a test folder.
+    assert source.count("'/content/") == 2
+    source = source.replace("'/content/", f"'{content}/")
   recorder = _Recorder()
   monkeypatch.setattr(subprocess, 'run', recorder.run)
   monkeypatch.setattr(os, 'chdir', recorder.chdir)
@@ -120,9 +126,29 @@ def test_install_cell_does_nothing_outside_colab(monkeypatch):
   assert sys.path == path_before
 
 
-def test_install_cell_in_colab_without_url_stops_with_a_message(monkeypatch):
-  with pytest.raises(RuntimeError, match='Set REPO_URL'):
-    _run_install_cell(monkeypatch, colab=True, repo_url='')
+def test_install_cell_in_colab_without_url_stops_with_a_message(
+  monkeypatch, tmp_path
+):
+  with pytest.raises(RuntimeError, match='Set REPO_URL.*or upload'):
+    _run_install_cell(monkeypatch, colab=True, content=tmp_path)
+
+
+def test_install_cell_in_colab_unpacks_an_uploaded_archive(
+  monkeypatch, tmp_path
+):
+  # What `git archive --prefix=convnets-jax/ -o convnets-jax.zip HEAD` makes.
+  with zipfile.ZipFile(tmp_path / 'convnets-jax.zip', 'w') as archive:
+    archive.writestr('convnets-jax/constraints.txt', 'jax==0.10.2\n')
+  calls, _ = _run_install_cell(monkeypatch, colab=True, content=tmp_path)
+  repo = f'{tmp_path}/convnets-jax'
+  assert (tmp_path / 'convnets-jax' / 'constraints.txt').read_text() == (
+    'jax==0.10.2\n'
+  )
+  pip = [sys.executable, '-m', 'pip', 'install', '--quiet']
+  assert calls == [
+    ('run', [*pip, '-c', 'constraints.txt', '-e', '.'], repo),
+    ('chdir', repo, None),
+  ]
 
 
 @pytest.mark.parametrize(
