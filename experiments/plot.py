@@ -8,7 +8,8 @@
   python -m experiments.plot --what=activations --out_dir plots
       # every activation of ops.activations with its derivative
 
-Figures are written as PNG with the Agg backend (no display needed). An
+Figures are bare matplotlib `Figure`s written as PNG by Agg (no display
+needed), outside pyplot, so the program's backend stays as it was. An
 expected failure (no workdir, no metrics file, a malformed line, an output
 folder that cannot be written, a bad flag or `--config.` key) prints one
 `error: ...` line naming the flag, key or file, and exits with status 1.
@@ -25,16 +26,12 @@ import json
 import math
 import os
 
-import matplotlib
+from absl import app
+from absl import flags
+from matplotlib import figure as mpl_figure
+import numpy as np
 
-matplotlib.use('Agg')
-
-from absl import app  # noqa: E402
-from absl import flags  # noqa: E402
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from experiments import cli  # noqa: E402
+from experiments import cli
 
 METRICS_FILE = 'metrics.jsonl'
 WHAT = ('metrics', 'schedule', 'activations')
@@ -116,14 +113,18 @@ def _make_dir(path: str) -> None:
     raise OSError(f'cannot create the folder {path}: {e.strerror}') from e
 
 
+def _subplots(nrows: int = 1, ncols: int = 1, *, figsize, **kwargs):
+  """`plt.subplots` on a bare Figure: pyplot's backend is never chosen."""
+  fig = mpl_figure.Figure(figsize=figsize)
+  return fig, fig.subplots(nrows, ncols, **kwargs)
+
+
 def _finish(fig, path: str) -> str:
   fig.tight_layout()
   try:
     fig.savefig(path, dpi=_DPI)
   except OSError as e:
     raise OSError(f'cannot write {path}: {e.strerror}') from e
-  finally:
-    plt.close(fig)
   return path
 
 
@@ -161,7 +162,7 @@ def plot_metrics(workdir: str, out_dir: str | None = None) -> list[str]:
   run = os.path.basename(os.path.normpath(workdir))
   written = []
 
-  fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(11, 4))
+  fig, (loss_ax, acc_ax) = _subplots(1, 2, figsize=(11, 4))
   _curve_panel(loss_ax, records, 'loss', 'Loss', 'cross-entropy loss')
   train_loss = _series(records, 'train', 'loss')
   if train_loss is not None and _spans_decades(train_loss[1]):
@@ -172,7 +173,7 @@ def plot_metrics(workdir: str, out_dir: str | None = None) -> list[str]:
 
   lr = _series(records, 'train', 'lr')
   if lr is not None:
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = _subplots(figsize=(6, 4))
     ax.plot(*lr, label='learning rate')
     ax.set(title=f'Learning rate: {run}', xlabel='step', ylabel='lr')
     ax.grid(True, alpha=0.3)
@@ -182,7 +183,7 @@ def plot_metrics(workdir: str, out_dir: str | None = None) -> list[str]:
   norms = [(k, _series(records, 'train', k)) for k in _NORMS]
   norms = [(k, s) for k, s in norms if s is not None]
   if norms:
-    fig, axes = plt.subplots(1, len(norms), figsize=(4.5 * len(norms), 3.8))
+    fig, axes = _subplots(1, len(norms), figsize=(4.5 * len(norms), 3.8))
     for ax, (key, series) in zip(np.atleast_1d(axes), norms, strict=True):
       ax.plot(*series)
       if _spans_decades(series[1]):
@@ -213,7 +214,7 @@ def plot_schedule(config, out_dir: str) -> str:
   total = int(config.total_steps)
   steps = np.unique(np.linspace(0, total, min(total + 1, 2001)).astype(int))
   lr = np.asarray(jax.vmap(schedule)(steps.astype(np.int32)))
-  fig, ax = plt.subplots(figsize=(7, 4))
+  fig, ax = _subplots(figsize=(7, 4))
   ax.plot(steps, lr, label=f'{config.schedule}')
   warmup = config.warmup_steps
   if warmup:
@@ -246,7 +247,7 @@ def plot_activations(out_dir: str, names: Sequence[str] | None = None) -> str:
   curves = jax.jit(
     lambda x: {n: (f(x), grad(x)) for n, (f, grad) in functions.items()}
   )(x)
-  fig, axes = plt.subplots(
+  fig, axes = _subplots(
     rows, cols, figsize=(3.6 * cols, 2.9 * rows), squeeze=False
   )
   for ax, name in zip(axes.flat, names, strict=False):

@@ -21,20 +21,17 @@ import dataclasses
 import io
 import json
 import os
-import platform
 import tempfile
 from typing import Any
 
 import jax
-import matplotlib
+from matplotlib import figure as mpl_figure
+import ml_collections
+import numpy as np
 
-matplotlib.use('Agg')  # Files only; studies run on headless machines.
-import matplotlib.pyplot as plt  # noqa: E402 - after choosing the backend.
-import ml_collections  # noqa: E402
-import numpy as np  # noqa: E402
-
-from experiments.configs import common  # noqa: E402
-from experiments.studies import verdict as verdict_lib  # noqa: E402
+from experiments import machine as machine_lib
+from experiments.configs import common
+from experiments.studies import verdict as verdict_lib
 
 # Every figure is saved at this size: 8 x 5 inches at 150 dpi.
 FIGURE_INCHES = (8.0, 5.0)
@@ -161,27 +158,22 @@ def markdown_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]):
 
 def machine() -> str:
   """The CPU model, its core count and the JAX backend, in words."""
-  model = platform.processor() or platform.machine()
-  with contextlib.suppress(OSError), open('/proc/cpuinfo') as f:
-    for line in f:
-      if line.startswith('model name'):
-        model = line.partition(':')[2].strip()
-        break
-  cores = (
-    len(os.sched_getaffinity(0))
-    if hasattr(os, 'sched_getaffinity')
-    else os.cpu_count()
-  )
   device = jax.devices()[0]
   return (
-    f'{model}, {cores} cores; JAX {jax.__version__} on '
+    f'{machine_lib.cpu_model()}, {machine_lib.core_count()} cores; JAX '
+    f'{jax.__version__} on '
     f'{jax.device_count()} {device.platform.upper()} device(s)'
   )
 
 
 def new_figure(ncols: int = 1, nrows: int = 1, **kwargs):
-  """A figure of the studies' fixed size and its axes."""
-  return plt.subplots(nrows, ncols, figsize=FIGURE_INCHES, **kwargs)
+  """A figure of the studies' fixed size and its axes.
+
+  A bare `Figure`, outside pyplot: `savefig` renders it with Agg whatever
+  the backend, which stays the program's (a notebook's inline one).
+  """
+  fig = mpl_figure.Figure(figsize=FIGURE_INCHES)
+  return fig, fig.subplots(nrows, ncols, **kwargs)
 
 
 def write(
@@ -204,7 +196,6 @@ def write(
   fig.set_size_inches(*FIGURE_INCHES)
   fig.tight_layout()
   fig.savefig(paths['png'], dpi=FIGURE_DPI)
-  plt.close(fig)
   size = 'quick (--quick: fewer steps, smaller nets)' if quick else 'full'
   lines = [
     f'# {name}',
