@@ -135,8 +135,27 @@ def _to_torch(layout, path, leaf, value) -> np.ndarray:
   return value.T
 
 
+def _torch_shape(layout, path, leaf, shape) -> tuple[int, ...]:
+  """The shape of ``_to_torch``'s result for a leaf of ``shape``, no array.
+
+  Checking a file's shapes must not build a model-sized array per leaf
+  (VGG-16's fc6 alone is 411 MB in float32).
+  """
+  shape = tuple(shape)
+  if leaf != 'kernel':
+    return shape
+  if len(shape) == 4:  # HWIO -> OIHW
+    kh, kw, i, o = shape
+    return (o, i, kh, kw)
+  if path in layout.flatten_chw:  # rows reordered, then transposed
+    return shape[::-1]
+  if layout.conv1x1(path):
+    return (shape[1], shape[0], 1, 1)
+  return shape[::-1]
+
+
 def _from_torch(layout, path, leaf, tensor, shape) -> np.ndarray:
-  """One PyTorch tensor as the zoo leaf of ``shape`` (inverse of above)."""
+  """One PyTorch tensor as the zoo leaf of ``shape`` (``_to_torch`` undone)."""
   if leaf != 'kernel':
     return tensor
   if len(shape) == 4:  # OIHW -> HWIO
@@ -241,12 +260,12 @@ def from_state_dict(
   for key, (path, leaf, col, value) in plan.items():
     shape = tuple(value.shape)
     tensor = sd[key]
-    expected = _to_torch(layout, path, leaf, np.empty(shape, np.float32))
-    if tensor.shape != expected.shape:
+    expected = _torch_shape(layout, path, leaf, shape)
+    if tuple(tensor.shape) != expected:
       if path in heads:
         reinit.add(path)
         continue
-      wrong.append(f'{key} {tuple(tensor.shape)} != {expected.shape}')
+      wrong.append(f'{key} {tuple(tensor.shape)} != {expected}')
       continue
     leaf_value = _from_torch(layout, path, leaf, tensor, shape)
     out[col][(*path, leaf)] = np.ascontiguousarray(leaf_value, np.float32)

@@ -1,16 +1,23 @@
-"""nets.weights: the fast checks (ResNet-18 parity, round trips, bad files).
+"""nets.weights: import against a hand-built file, round trips, bad files.
 
-ResNet-18 is compared with torchvision layer by layer (tests/nets/
-torch_testing.py); the other models are in test_weights_parity.py (slow).
-The bad-file tests build state_dicts from the zoo's own export, so they need
-neither torch nor large models.
+A tiny VGG with BatchNorm is imported from a state_dict written out here by
+hand, with torchvision's names and layouts, and run against a numpy forward
+pass in PyTorch's conventions (NCHW, OIHW, a (C, H, W) flatten): a reference
+that does not go through the exporter. ResNet-18 is compared with
+torchvision layer by layer (tests/nets/torch_testing.py; slow), the other
+models in test_weights_parity.py (slow). The bad-file tests build
+state_dicts from the zoo's own export, so they need neither torch nor large
+models.
 """
+
+import tracemalloc
 
 import numpy as np
 import pytest
 
 import nets
 from nets import weights
+from nets import weights_layouts
 from tests.nets import nets_testing
 from tests.nets import torch_testing
 
@@ -44,6 +51,127 @@ def test_resnet18_matches_torchvision_and_exports_back(tmp_path):
     np.testing.assert_array_equal(exported[key], value, err_msg=key)
   fresh = tv.models.resnet18(weights=None)
   fresh.load_state_dict({k: torch.from_numpy(v) for k, v in exported.items()})
+
+
+# torchvision's vgg_tiny_bn: (conv, bn, relu, pool) per block, then
+# classifier.{0, 3, 6}. Channels (in, out) of the three blocks' convs.
+_TINY_VGG_CONVS = ((3, 8), (8, 16), (16, 16))
+
+
+def _hand_built_vgg_state_dict(rng):
+  """torchvision names and shapes for vgg_tiny_bn(pool_size=2), by hand."""
+  sd = {}
+  for b, (i, o) in enumerate(_TINY_VGG_CONVS):
+    conv, bn = f'features.{4 * b}', f'features.{4 * b + 1}'
+    sd[f'{conv}.weight'] = rng.normal(size=(o, i, 3, 3)) / np.sqrt(9 * i)
+    sd[f'{conv}.bias'] = 0.1 * rng.normal(size=o)
+    # Distinct BN tensors: a scale/bias or mean/var mix-up changes the output.
+    sd[f'{bn}.weight'] = 0.8 + 0.4 * rng.uniform(size=o)
+    sd[f'{bn}.bias'] = 0.1 * rng.normal(size=o)
+    sd[f'{bn}.running_mean'] = 0.2 * rng.normal(size=o)
+    sd[f'{bn}.running_var'] = 0.5 + rng.uniform(size=o)
+    sd[f'{bn}.num_batches_tracked'] = np.array(7, np.int64)
+  for n, i, o in ((0, 16 * 2 * 2, 32), (3, 32, 32), (6, 32, 10)):
+    sd[f'classifier.{n}.weight'] = rng.normal(size=(o, i)) / np.sqrt(i)
+    sd[f'classifier.{n}.bias'] = 0.1 * rng.normal(size=o)
+  return {
+    k: v if v.dtype == np.int64 else v.astype(np.float32) for k, v in sd.items()
+  }
+
+
+def _torch_convention_forward(sd, x):
+  """vgg_tiny_bn in eval mode, NCHW, in float64 numpy: x [B, 3, 16, 16]."""
+  for b in range(len(_TINY_VGG_CONVS)):
+    w, bias = sd[f'features.{4 * b}.weight'], sd[f'features.{4 * b}.bias']
+    h, wd = x.shape[2:]
+    xp = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
+    taps = [(i, j) for i in range(3) for j in range(3)]  # torch.nn.Conv2d
+    x = bias[:, None, None] + sum(
+      np.einsum('bchw,oc->bohw', xp[:, :, i : i + h, j : j + wd], w[..., i, j])
+      for i, j in taps
+    )
+    mean, var, scale, shift = (
+      sd[f'features.{4 * b + 1}.{k}'][:, None, None]
+      for k in ('running_mean', 'running_var', 'weight', 'bias')
+    )
+    x = np.maximum((x - mean) / np.sqrt(var + 1e-5) * scale + shift, 0.0)
+    n, c, h, wd = x.shape
+    x = x.reshape(n, c, h // 2, 2, wd // 2, 2).max(axis=(3, 5))  # 2x2/2 pool
+  x = x.reshape(x.shape[0], -1)  # (C, H, W) order; the 2x2 map needs no pool
+  for n in (0, 3, 6):
+    x = x @ sd[f'classifier.{n}.weight'].T + sd[f'classifier.{n}.bias']
+    x = np.maximum(x, 0.0) if n != 6 else x
+  return x
+
+
+def test_import_matches_a_forward_pass_in_torch_conventions():
+  rng = np.random.default_rng(0)
+  sd = _hand_built_vgg_state_dict(rng)
+  model = nets.create('vgg_tiny_bn', pool_size=2)
+  like = weights.abstract_variables(model, (16, 16, 3))
+  variables, reinit = weights.from_state_dict(model, sd, like=like)
+  assert not reinit
+  x = rng.normal(size=(2, 3, 16, 16)).astype(np.float32)
+  want = _torch_convention_forward(
+    {k: v.astype(np.float64) for k, v in sd.items()}, x.astype(np.float64)
+  )
+  got = model.apply(variables, x.transpose(0, 2, 3, 1), train=False)
+  # float32 against float64 through 6 layers of <= 144 terms: 1e-5 of the
+  # largest logit is 100 float32 roundings; a layout mistake is O(1).
+  np.testing.assert_allclose(got, want, rtol=0, atol=1e-5 * np.abs(want).max())
+
+
+def test_expected_shapes_are_those_of_the_exported_tensors():
+  # from_state_dict checks a file's shapes without building arrays; the
+  # shapes must be those of the export's tensors on every layout rule.
+  cases = [
+    ('resnet_tiny', {'se_reduction': 4}),  # SE gates: 1x1 convs in timm
+    ('vgg_tiny', {'pool_size': 2}),  # fc6 after an NCHW flatten
+    ('alexnet_tiny', {}),
+    ('densenet_tiny', {}),
+    ('mobilenet_v1_tiny', {}),
+    ('googlenet_tiny', {}),
+  ]
+  seen = set()
+  for name, kw in cases:
+    model = nets.create(name, **kw)
+    layout = weights_layouts.layout_of(model)
+    like = weights.abstract_variables(model, (32, 32, 3))
+    plan = weights._plan(layout, weights._modules(like))
+    for key, (path, leaf, _, value) in plan.items():
+      exported = weights._to_torch(layout, path, leaf, np.zeros(value.shape))
+      got = weights._torch_shape(layout, path, leaf, value.shape)
+      assert got == exported.shape, (name, key)
+      seen.add(
+        'flatten'
+        if path in layout.flatten_chw and leaf == 'kernel'
+        else f'{len(got)}-d'
+      )
+  assert seen == {'flatten', '1-d', '2-d', '4-d'}
+
+
+def test_checking_shapes_allocates_no_model_sized_arrays():
+  # VGG-16's fc6 kernel is 25088 x 4096 (411 MB in float32). A file whose
+  # every tensor has the wrong shape is refused after the shape check
+  # alone; the file here is zero-strided views, so the check is all that
+  # could allocate.
+  model = nets.create('vgg16')
+  like = weights.abstract_variables(model, (32, 32, 3))
+  layout = weights_layouts.layout_of(model)
+  sd = {
+    key: np.broadcast_to(np.float32(0), (*value.shape, 2))
+    for key, (_, _, _, value) in weights._plan(
+      layout, weights._modules(like)
+    ).items()
+  }
+  tracemalloc.start()
+  try:
+    with pytest.raises(weights.WeightsError, match='shapes differ'):
+      weights.from_state_dict(model, sd, like=like)
+    peak = tracemalloc.get_traced_memory()[1]
+  finally:
+    tracemalloc.stop()
+  assert peak < 16 * 2**20, f'{peak / 2**20:.0f} MiB traced'
 
 
 def test_round_trip_through_safetensors_is_exact(tmp_path):
