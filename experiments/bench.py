@@ -10,9 +10,9 @@ as a user would run it: inside the JAX process its step was 10-20% slower
 running at the same time; each is warmed up first and reports the median of
 `--rounds` steps. Then one step of each is profiled and its time split into
 convolutions, normalisation, copies/converts, the optimizer and the rest
-(JAX: `train_lib.profiling.breakdown` of a `jax.profiler` trace; PyTorch:
-`torch.profiler` self times). Profiles add up thread time, so with 2 threads
-a kind can exceed its share of the wall time.
+(JAX: `experiments.trace_analysis.breakdown` of a `jax.profiler` trace;
+PyTorch: `torch.profiler` self times). Profiles add up thread time, so with
+2 threads a kind can exceed its share of the wall time.
 
 `layers`: ResNet-18-CIFAR's conv layer shapes, forward and both gradients,
 XLA against oneDNN. `norm`: BatchNorm (training) + ReLU, forward and
@@ -46,11 +46,11 @@ import numpy as np
 import optax
 
 from experiments import cli
+from experiments import trace_analysis
 import nets
 from ops import convolution
 from ops import native
 from ops import normalization
-from train_lib import profiling
 
 PARTS = ('steps', 'layers', 'norm', 'others', 'input')
 _BATCH = flags.DEFINE_integer('batch', 128, 'Batch size of the steps.')
@@ -94,7 +94,7 @@ def flax_step(name: str, batch: int, dtype, impl: str = 'auto'):
   """A jitted SGD train step of registered model `name`; () -> None.
 
   The returned function has `.hlo`, the compiled program's text, for
-  `profiling.breakdown`.
+  `trace_analysis.breakdown`.
   """
   model = nets.create(name, num_classes=10, dtype=dtype)
   rng = np.random.default_rng(0)
@@ -142,7 +142,7 @@ def jax_breakdown(run) -> dict[str, float]:
   with tempfile.TemporaryDirectory() as tmp:
     with jax.profiler.trace(tmp):
       run()
-    return profiling.breakdown(tmp, run.hlo)
+    return trace_analysis.breakdown(tmp, run.hlo)
 
 
 class TorchWorker:

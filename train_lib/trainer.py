@@ -231,7 +231,7 @@ def train_and_evaluate(
     if start >= total:
       _print(f'{workdir} is already trained to step {start}; done')
       return state
-    train_fn = profiling.trace_steps(
+    traced = profiling.trace_steps(
       step_lib.make_train_step(model, tx, schedule, config, mesh),
       profile_steps,
       workdir,
@@ -247,7 +247,7 @@ def train_and_evaluate(
       sharding=sharding_lib.batch_sharding(mesh),
     )
     log = metrics_lib.TrainLog(writer, config, start)
-    with workdir_lib.StopSignals() as stop:
+    with workdir_lib.StopSignals() as stop, traced as train_fn:
       for step in range(start + 1, total + 1):
         state, metrics = train_fn(state, next(batches), loop_key)
         log.add(step, metrics, first=step == start + 1)

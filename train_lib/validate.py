@@ -9,6 +9,8 @@ the loss) or a traceback deep in jax.
 
 import ml_collections
 
+from train_lib import profiling
+
 
 def check_config(config: ml_collections.ConfigDict, num_devices: int) -> None:
   """Raises ValueError for a config value no run can use."""
@@ -66,4 +68,10 @@ def check_config(config: ml_collections.ConfigDict, num_devices: int) -> None:
     raise ValueError(
       f'batch_size {config.batch_size} must divide into grad_accum_steps '
       f'{config.grad_accum_steps} micro-batches over {num_devices} devices'
+    )
+  profile = profiling.parse_steps(config.profile_steps)
+  if profile and profile[1] > config.total_steps:
+    raise ValueError(
+      f'profile_steps={config.profile_steps!r}: END {profile[1]} is past '
+      f'total_steps {config.total_steps}, so the run would end mid-trace'
     )

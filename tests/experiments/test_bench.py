@@ -27,7 +27,7 @@ def test_torch_operator_kinds():
   assert bench_torch.kind('Optimizer.step#SGD.step') == 'optimizer'
   assert bench_torch.kind('aten::_foreach_add_') == 'optimizer'
   assert bench_torch.kind('aten::relu') == 'other'
-  assert set(bench_torch.KINDS) == set(bench.profiling.KINDS)
+  assert set(bench_torch.KINDS) == set(bench.trace_analysis.KINDS)
 
 
 def test_machine_line_names_cpu_flags_and_load():

@@ -132,10 +132,13 @@ def test_stop_signals_set_a_flag_then_restore_the_handlers():
     ('grad_accum_steps', 0, 'grad_accum_steps must be >= 1'),
     ('total_steps', 0, 'total_steps must be >= 1'),
     ('eval_every_steps', -1, 'eval_every_steps must be >= 0'),
+    ('profile_steps', '3,1', 'need 1 <= START <= END'),
+    ('total_steps', 10, "profile_steps='10,12': END 12 is past total_steps 10"),
   ],
 )
 def test_check_config_names_the_bad_key(key, value, message):
   config = common.get_config()
+  config.profile_steps = '10,12'  # Valid at the default total_steps.
   common.set_keys(config, **{key: value})
   with pytest.raises(ValueError, match=message):
     validate.check_config(config, num_devices=8)
