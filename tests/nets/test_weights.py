@@ -10,6 +10,7 @@ state_dicts from the zoo's own export, so they need neither torch nor large
 models.
 """
 
+import sys
 import tracemalloc
 
 import numpy as np
@@ -172,6 +173,18 @@ def test_checking_shapes_allocates_no_model_sized_arrays():
   finally:
     tracemalloc.stop()
   assert peak < 16 * 2**20, f'{peak / 2**20:.0f} MiB traced'
+
+
+def test_missing_torch_fails_the_parity_tests_unless_opted_out(monkeypatch):
+  monkeypatch.setitem(sys.modules, 'torch', None)  # `import torch` fails
+  monkeypatch.delenv(torch_testing.NO_TORCH, raising=False)
+  with pytest.raises(BaseException) as info:  # a skip is no Exception
+    torch_testing.torch()
+  assert info.type is pytest.fail.Exception, f'{info.type}: {info.value}'
+  assert 'CONVNETS_NO_TORCH=1' in str(info.value)
+  monkeypatch.setenv(torch_testing.NO_TORCH, '1')
+  with pytest.raises(pytest.skip.Exception, match='CONVNETS_NO_TORCH=1'):
+    torch_testing.torch()
 
 
 def test_round_trip_through_safetensors_is_exact(tmp_path):

@@ -1,9 +1,11 @@
-"""PyTorch, torchvision and timm for the parity tests, or a skip with a reason.
+"""PyTorch, torchvision and timm for the parity tests, or a failure naming why.
 
-Import as ``from tests.nets import torch_testing`` and call
-:func:`torchvision` / :func:`timm` inside a test (or at module level with
-``pytest.importorskip`` semantics): each returns the imported module, or
-skips the test with a reason when PyTorch is not installed.
+Import as ``from tests.nets import torch_testing`` and call :func:`torch` /
+:func:`torchvision` / :func:`timm` inside a test: each returns the imported
+module. A module that does not import fails the test: the test extra (``make
+test``, CI) installs all three, so a parity test that skipped there would
+hide a broken install. Where PyTorch is absent on purpose, set
+``CONVNETS_NO_TORCH=1`` and those tests skip, saying why.
 
 Why the guard: the test extra pins the CPU build of torch beside a
 torchvision whose compiled extension (``_C.so``) is built against CUDA torch
@@ -16,6 +18,8 @@ and ``torchvision.io`` stay unavailable). timm imports torchvision, so it
 needs the same guard.
 """
 
+import importlib
+import os
 import pathlib
 import types
 
@@ -28,9 +32,26 @@ import pytest
 _FRAGMENTS = []
 
 
+NO_TORCH = 'CONVNETS_NO_TORCH'
+
+
+def _require(name: str) -> types.ModuleType:
+  """Imports ``name``; fails the test if it cannot (skips when opted out)."""
+  try:
+    return importlib.import_module(name)
+  except ImportError as e:
+    if os.environ.get(NO_TORCH) == '1':
+      pytest.skip(f'{NO_TORCH}=1 and {name} does not import: {e}')
+    pytest.fail(
+      f'{name} does not import ({e}); the test extra installs it (make '
+      f'test). Set {NO_TORCH}=1 to skip the tests that need PyTorch.',
+      pytrace=False,
+    )
+
+
 def torch() -> types.ModuleType:
-  """The ``torch`` module, or a skip when it is not installed."""
-  return pytest.importorskip('torch', reason='parity tests need PyTorch')
+  """The ``torch`` module (see the module docstring when it is missing)."""
+  return _require('torch')
 
 
 def _define_missing_ops(torch_mod: types.ModuleType) -> None:
@@ -57,16 +78,16 @@ def _define_missing_ops(torch_mod: types.ModuleType) -> None:
 
 
 def torchvision() -> types.ModuleType:
-  """``torchvision`` with the guard applied, or a skip without PyTorch."""
+  """``torchvision`` with the guard applied."""
   torch_mod = torch()
   _define_missing_ops(torch_mod)
-  return pytest.importorskip('torchvision', reason='parity needs torchvision')
+  return _require('torchvision')
 
 
 def timm() -> types.ModuleType:
   """``timm`` (which imports torchvision) with the guard applied."""
   torchvision()
-  return pytest.importorskip('timm', reason='parity tests need timm')
+  return _require('timm')
 
 
 def randomize(model, seed: int = 0):
