@@ -30,6 +30,7 @@ import functools
 import os
 import tempfile
 
+from absl import flags
 import jax
 import numpy as np
 
@@ -168,6 +169,8 @@ def main(argv: Sequence[str] | None = None) -> None:
   parser.add_argument('--rounds', type=int, default=3, help='passes timed')
   parser.add_argument('--batches', type=int, default=12, help='per workers')
   args = parser.parse_args(list(argv or ['bench_input'])[1:])
+  if not flags.FLAGS.is_parsed():  # grain's worker start-up reads its absl
+    flags.FLAGS.mark_as_parsed()  # flags; this program defines none.
   import tensorflow_datasets as tfds  # noqa: PLC0415
 
   # Test data, imported only by the command that builds it.

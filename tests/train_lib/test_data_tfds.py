@@ -14,6 +14,7 @@ import struct
 import types
 import zlib
 
+from absl import flags
 import jax
 import numpy as np
 from PIL import Image
@@ -264,6 +265,20 @@ def test_imagenet_resume_and_other_key(data_dir):
     np.testing.assert_array_equal(next(resumed)['image'], first[step])
   other = ds.local_train_batches(jax.random.key(6), local_batch=8)
   assert not np.array_equal(next(other)['image'], first[0])
+
+
+def test_workers_without_parsed_flags_are_an_error(data_dir, monkeypatch):
+  # grain's workers read absl flags; a data module does not parse them for
+  # the program (it did: mark_as_parsed, for the rest of the process).
+  marked = []
+  monkeypatch.setattr(flags.FlagValues, 'is_parsed', lambda self: False)
+  monkeypatch.setattr(
+    flags.FlagValues, 'mark_as_parsed', lambda self: marked.append(self)
+  )
+  ds = _dataset('imagenet2012', data_dir)
+  with pytest.raises(ValueError, match='num_workers=1 needs parsed absl'):
+    ds.local_train_batches(jax.random.key(5), local_batch=8, num_workers=1)
+  assert not marked
 
 
 def test_process_shards_interleave_to_the_global_batch(data_dir):

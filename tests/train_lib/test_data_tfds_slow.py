@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 
+from absl import flags
 import chex
 import jax
 import numpy as np
@@ -39,6 +40,18 @@ def _data_dir(tmp_path_factory):
   return str(where)
 
 
+@pytest.fixture(name='flags_parsed')
+def _flags_parsed():
+  """absl flags parsed for the test only, as an absl app's are for a run."""
+  parsed = flags.FLAGS.is_parsed()
+  if not parsed:
+    flags.FLAGS.mark_as_parsed()  # grain's worker start-up reads its flags.
+  yield
+  if not parsed:
+    flags.FLAGS.unparse_flags()
+
+
+@pytest.mark.usefixtures('flags_parsed')
 def test_batches_do_not_depend_on_the_worker_count(data_dir):
   ds = imagenet.ImagenetDataset(data_dir=data_dir, image_size=32)
   key = jax.random.key(7)

@@ -143,12 +143,16 @@ class ImagenetDataset:
       data_key, process_index=process_index, process_count=process_count
     )
     ds = ds.batch(local_batch)[start_step:]
+    if workers and not flags.FLAGS.is_parsed():
+      # grain's worker startup reads an absl flag from its own threads, which
+      # fails before the flags are parsed. Parsing them is the program's
+      # call (experiments/ does it with absl.app), not a data module's.
+      raise ValueError(
+        f'num_workers={workers} needs parsed absl flags (grain reads them): '
+        'run under absl.app, call absl.flags.FLAGS.mark_as_parsed() first, '
+        'or use num_workers=0'
+      )
     if workers:
-      if not flags.FLAGS.is_parsed():
-        # grain's multiprocessing reads its absl flags, which only an absl
-        # app (experiments/) parses: elsewhere (a notebook, a test) their
-        # defaults are what it would get, so take them as parsed.
-        flags.FLAGS.mark_as_parsed()
       # One thread per worker process; each holds one batch ahead.
       options = grain.ReadOptions(num_threads=1, prefetch_buffer_size=1)
       it = ds.to_iter_dataset(options).mp_prefetch(
