@@ -214,7 +214,29 @@ def render(records: Sequence[dict], out_dir: str) -> str:
   return '\n'.join(lines)
 
 
-README_COLUMNS = ('study', 'verdict', 'sub-claims', 'wall time')
+README_COLUMNS = ('study', 'the claim, in short', 'verdict', 'sub-claims')
+
+# The README's one-line form of each study's claim (the whole claim, with
+# its thresholds, is in the study's json and section of the gallery).
+SHORT_CLAIMS = {
+  'activations': 'ReLU nets train much faster than tanh or sigmoid nets',
+  'dead_relu': 'at a large rate ReLU units die; Leaky ReLU and ELU do not',
+  'depth': 'a deeper plain net trains worse; a residual one does not',
+  'ensemble': 'an ensemble beats its best member',
+  'gradients': 'backprop costs O(n), numerical gradients O(n^2)',
+  'initialization': "zero init never breaks symmetry; He's init trains "
+  'deep ReLU nets',
+  'input_standardization': 'standardised inputs speed up gradient descent',
+  'lr_schedules': 'the rate matters most; decaying it beats a constant',
+  'normalization': 'BatchNorm speeds training; it depends on the batch, '
+  'GroupNorm does not',
+  'regularization': 'dropout and augmentation reduce overfitting',
+  'saturation': 'sigmoid units saturate and the gradient vanishes',
+  'separable': 'separable convolutions cost 1/N + 1/D_K^2, losing little',
+  'shuffled_pixels': "shuffled pixels erase the CNN's edge, not the MLP's",
+  'softmax_temperature': 'as beta grows the softmax tends to the arg max',
+  'warmup': 'warmup lets a large rate train where it would diverge',
+}
 
 
 def readme_table(records: Sequence[dict], out_dir: str = 'docs/studies') -> str:
@@ -227,9 +249,9 @@ def readme_table(records: Sequence[dict], out_dir: str = 'docs/studies') -> str:
   rows = [
     [
       f'[`{r["name"]}`]({page}#{r["name"]})',
+      SHORT_CLAIMS[r['name']],
       r['verdict'],
       _counts([s['verdict'] for s in r['subclaims']]),
-      f'{r["wall_time_s"] / 60:.1f} min',
     ]
     for r in records
   ]

@@ -21,34 +21,17 @@ that says which and why.
 Threads. oneDNN runs each call on an OpenMP team; XLA runs its own ops on
 its own pool, and on a multi-device CPU run (e.g. 8 fake devices) the
 devices execute concurrently, each from its own thread, each of which
-would start a full OpenMP team (8 teams of 2 threads on 2 cores). The
-policy: a call that the partitioner splits over D devices uses
-max(1, T // D) threads, T being OMP_NUM_THREADS or the cores, so the teams
-together never ask for more threads than cores; a single-device call uses
-all T. Idle OpenMP threads sleep (OMP_WAIT_POLICY=PASSIVE, set by the
-loader unless the user set it) rather than spin: on a busy 2-core machine
-one ResNet-18 conv layer (fwd+bwd, batch 32) took about 600 ms with
-libgomp's default spinning and 124 ms passive (160 ms on 1 thread), for
-PyTorch in the same process alike. With 8 fake devices (ResNet-18 step,
-batch 64, loaded machine) T // D took 6.5 s against 5.5 s for a full team
-per device and 10.5 s for XLA, and in a quieter sitting 4.9 s against
-4.4 s (XLA 6.2 s): on 2 cores a full team per device was about 10% faster,
-because with PASSIVE waiting oversubscription costs little while idle
-devices leave cores unused. T // D is kept as the guard that matters on
-big machines (8 devices x 64 threads would be 512 threads on 64 cores); the
-division is one line in onednn_conv.cc (`Run`).
+would start a full OpenMP team. The policy: a call that the partitioner
+splits over D devices uses max(1, T // D) threads, T being OMP_NUM_THREADS
+or the usable cores, so the teams together never ask for more threads than
+cores (8 devices x 64 threads would be 512 threads on 64 cores); a
+single-device call uses all T. The division is one line in onednn_conv.cc
+(`Run`). Idle OpenMP threads sleep (OMP_WAIT_POLICY=PASSIVE, set by the
+loader unless the user set it) rather than spin against XLA's pool.
 
-Measured (`python -m experiments.bench --only=resnet18`, 2 cores of an
-AMX Xeon, idle, PyTorch 2.13 in the same sitting): ResNet-18-CIFAR train
-step, batch 128, float32: XLA 7149 ms, oneDNN 3539 ms, PyTorch
-channels_last 4017 ms (0.88x PyTorch); bfloat16: XLA 6758 ms, oneDNN
-2074 ms, PyTorch autocast 1721 ms (1.21x). In a loaded sitting, per conv
-layer oneDNN took 0.12x to 0.97x XLA's time in float32; in bfloat16 four
-small-map layers (4x4 outputs, strided 1x1: AMX backward-weights) looked
-slower than XLA, but leaving them to XLA made the whole bfloat16 step
-slower (2430 ms), so `chosen` takes oneDNN for every float32 and bfloat16
-convolution. MobileNet v1 step 0.45x XLA (float32), ResNeXt-50 32x4d 0.12x
-(loaded sitting).
+`auto` takes oneDNN for every float32 and bfloat16 convolution it can
+build. The measurements behind these choices (whole steps, per layer, per
+thread policy) are in docs/performance.md.
 """
 
 import contextlib
