@@ -20,8 +20,8 @@ weight decay as the papers use:
   epochs, lr /10 at 50% and 75%, wd 1e-4. Error 4.51% (C10+) / 22.27%
   (C100+).
 
-Command (the data must first be prepared for tfds, see README "CIFAR and
-ImageNet"; tfds stores them under `--config.data.data_dir`):
+Command (the data must first be prepared for tfds, see docs/data.md; tfds
+stores them under `--config.data.data_dir`):
 
   python -m experiments.main \
     --config experiments/configs/cifar.py:resnet20_cifar \
@@ -32,18 +32,14 @@ Input: both splits are decoded once into uint8 arrays held in device
 memory and standardised on device (train_lib/data/tfds_source.py); the
 crop and flip run in the train step.
 
-Hardware and wall time: NOT measured here. The machine that wrote this
-repository had 2 CPU cores and no access to the CIFAR download, so only
-smoke runs on a small format-faithful copy were done (tfds's cifar10 3.0.2
-builder writing generated PNGs, tests/train_lib/test_data_tfds_slow.py).
-Speed measured there instead, on synthetic 32x32x3 images (idle 2-core
-CPU):
+Not yet run on CIFAR itself: the smoke runs on a small format-faithful
+copy (tfds's cifar10 3.0.2 builder writing generated PNGs) are in
+tests/train_lib/test_data_tfds_slow.py. To gauge the time on your machine,
+time a few steps on synthetic images of the same shape:
 
   python -m experiments.main \
     --config experiments/configs/synthetic.py:resnet20_cifar,32x32x3 \
     --workdir runs/speed --config.batch_size=128 --config.total_steps=40
-    # about 290 images/s: the paper's 64k steps of batch 128 would take
-    # about 8 hours on that CPU.
 """
 
 import ml_collections

@@ -19,18 +19,17 @@ the usual fine-tuning choice) with a cosine decay to 0 over 300 steps of
 batch 64 (about 5 epochs), no weight decay, no augmentation.
 
 The file: a torchvision checkpoint such as `resnet18-f37072fd.pth`
-(torchvision's ImageNet weights, downloaded elsewhere: this machine has no
-internet), or any `torch.save(model.state_dict(), PATH)`. Measured here with
-a randomly initialised torchvision ResNet-18 state_dict (`torch.manual_seed
-(0); torch.save(torchvision.models.resnet18(weights=None).state_dict(),
+(torchvision's ImageNet weights), or any `torch.save(model.state_dict(),
+PATH)`. Measured with a randomly initialised torchvision ResNet-18
+state_dict (`torch.manual_seed(0);
+torch.save(torchvision.models.resnet18(weights=None).state_dict(),
 '/tmp/r18.pth')`, torchvision imported through tests/nets/torch_testing.py's
-guard), since no pretrained file can be downloaded:
+guard):
 
   python -m experiments.main --config experiments/configs/finetune.py \
     --config.init_from=/tmp/r18.pth --workdir runs/finetune_r18
     # test accuracy 97.70% (of 1,000 test digits, seed 0, random-init
-    # file); wall time 29m24s on a 2-core CPU with no accelerator shared
-    # with other jobs (load average 20 to 28; 204 s of CPU time)
+    # file; docs/weights.md)
 """
 
 import ml_collections

@@ -8,17 +8,16 @@ global batch 1024, lr 0.1 x batch/256 = 0.4, 5 warmup epochs, lr /10 at
 epochs 30, 60 and 80 of 90, momentum 0.9, L2 weight decay 1e-4, random-resized
 crop (in the input pipeline) and horizontal flip, bfloat16 computation.
 
-Command (prepare the data for tfds first: see README "CIFAR and ImageNet"):
+Command (prepare the data for tfds first: see docs/data.md):
 
   python -m experiments.main --config experiments/configs/imagenet.py:resnet50 \
     --workdir runs/imagenet_resnet50 --config.data.data_dir=/data/tfds
 
 Expected metric: ResNet-50 top-1 accuracy about 76.3% (Goyal et al. 2017
 report 23.6-23.7% top-1 error for batches 256 to 8k), top-5 about 93%.
-Hardware and wall time: NOT measured here (the machine that wrote this
-repository had 2 CPU cores and no ImageNet). For scale: 112,590 steps of
-batch 1024; published reports are about 8-9 hours on 8 V100 GPUs, and a
-TPU v3-32 pod slice takes about 2 hours. Smoke runs (train, eval, resume,
+Not yet run on ImageNet itself. For scale: 112,590 steps of batch 1024;
+published reports are about 8-9 hours on 8 V100 GPUs, and a TPU v3-32 pod
+slice takes about 2 hours. Smoke runs (train, eval, resume,
 2 worker processes) on a small format-faithful copy of ImageNet (tfds's
 imagenet2012 5.1.0 builder writing generated JPEGs of ImageNet's sizes) are
 in tests/train_lib/test_data_tfds_slow.py.
@@ -27,8 +26,8 @@ Input: JPEG bytes are cropped (random-resized crop, decoded at reduced scale
 where the box allows) and resized to uint8 by `config.data.num_workers`
 processes (-1: one per CPU); the standardisation and the flip run on
 device. A GPU training ResNet-50 wants 2,500-3,500 images/s: at the
-measured images/s per core of `python -m experiments.bench_input` (README,
-"Input pipeline: tfds and grain"), size the host's cores accordingly.
+images/s per core that `python -m experiments.bench_input` measures
+(docs/performance.md), size the host's cores accordingly.
 """
 
 import ml_collections
