@@ -1,18 +1,22 @@
 r"""Benchmark: whole train steps against PyTorch, conv layers, the input.
 
-`steps` (the default part): a jitted SGD-with-momentum train step (softmax
-cross-entropy, BatchNorm in training mode) of the CIFAR ResNet-18, He et
-al.'s ResNet-20 and LeNet-5 on 28x28x1, batch 128, in float32 and bfloat16
-compute, against the same nets in PyTorch (channels_last; bfloat16 by
-autocast; experiments/bench_torch.py). PyTorch runs in a process of its own,
-as a user would run it: inside the JAX process its step was 10-20% slower
-(two OpenMP runtimes). The two sides take turns (A B A B ...), never
+`steps` (the default part): the train step a launch runs
+(`train_lib.step.make_train_step` on the model's config in
+experiments/configs: its optimizer, weight decay, label smoothing and
+on-device augmentation, the metrics with their norms, the batch sharded
+over the devices' mesh, the state donated) of the CIFAR ResNet-18 and He et
+al.'s ResNet-20 (cifar.py) and LeNet-5 on 28x28x1 (mnist.py), batch 128, in
+float32 and bfloat16 compute, against the same nets and recipe in PyTorch
+(channels_last; bfloat16 by autocast; experiments/bench_torch.py). PyTorch
+runs in a process of its own, as a user would run it (two OpenMP runtimes
+in one process slow it down). The two sides take turns (A B A B ...), never
 running at the same time; each is warmed up first and reports the median of
-`--rounds` steps. Then one step of each is profiled and its time split into
-convolutions, normalisation, copies/converts, the optimizer and the rest
-(JAX: `experiments.trace_analysis.breakdown` of a `jax.profiler` trace;
-PyTorch: `torch.profiler` self times). Profiles add up thread time, so with
-2 threads a kind can exceed its share of the wall time.
+`--rounds` steps (`experiments.timing.interleaved`). Then one step of each
+is profiled and its time split into convolutions, normalisation,
+copies/converts, the optimizer and the rest (JAX:
+`experiments.trace_analysis.breakdown` of a `jax.profiler` trace; PyTorch:
+`torch.profiler` self times). Profiles add up thread time, so with 2
+threads a kind can exceed its share of the wall time.
 
 `layers`: ResNet-18-CIFAR's conv layer shapes, forward and both gradients,
 XLA against oneDNN. `norm`: BatchNorm (training) + ReLU, forward and
@@ -32,25 +36,33 @@ average. Measured numbers and the machine: README, "CPU train step".
 
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 
 from absl import app
 from absl import flags
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
-import optax
 
 from experiments import cli
+from experiments import machine
+from experiments import timing
 from experiments import trace_analysis
+from experiments.configs import cifar
+from experiments.configs import common
+from experiments.configs import mnist
 import nets
 from ops import convolution
 from ops import native
 from ops import normalization
+from train_lib import optim
+from train_lib import sharding as sharding_lib
+from train_lib import state as state_lib
+from train_lib import step as step_lib
+from train_lib import trainer
 
 PARTS = ('steps', 'layers', 'norm', 'others', 'input')
 _BATCH = flags.DEFINE_integer('batch', 128, 'Batch size of the steps.')
@@ -90,50 +102,100 @@ def backends() -> list[str]:
   return ['xla', 'onednn'] if native.available() else ['xla']
 
 
-def flax_step(name: str, batch: int, dtype, impl: str = 'auto'):
-  """A jitted SGD train step of registered model `name`; () -> None.
+def launch_config(name: str, dtype_name: str) -> ml_collections.ConfigDict:
+  """The config users launch model `name` with, in `dtype_name` compute.
 
-  The returned function has `.hlo`, the compiled program's text, for
-  `trace_analysis.breakdown`.
+  Its recipe in experiments/configs where it has one (the CIFAR nets:
+  cifar.py; LeNet-5 and the MLP: mnist.py), else the shared defaults with
+  that model: optimizer, weight decay, label smoothing and augmentation
+  are what a launch runs.
   """
-  model = nets.create(name, num_classes=10, dtype=dtype)
+  if name in cifar.VARIANTS:
+    config = cifar.get_config(name)
+  elif name in mnist.VARIANTS:
+    config = mnist.get_config(name)
+  else:
+    config = common.get_config()
+    config.model = name
+  config.compute_dtype = dtype_name
+  return config
+
+
+def torch_recipe(config: ml_collections.ConfigDict) -> dict:
+  """What PyTorch's twin step must do to match `config`'s (bench_torch).
+
+  Raises ValueError for what the twin does not implement (cutout, mixup,
+  cutmix, gradient clipping or accumulation, EMA).
+  """
+  extras = {
+    'cutout_size': config.augment.cutout_size,
+    'mixup_alpha': config.augment.mixup_alpha,
+    'cutmix_alpha': config.augment.cutmix_alpha,
+    'grad_clip_norm': config.grad_clip_norm,
+    'grad_accum_steps': config.grad_accum_steps - 1,
+    'ema_decay': config.ema_decay,
+  }
+  if any(extras.values()):
+    used = sorted(k for k, v in extras.items() if v)
+    raise ValueError(f'the PyTorch twin does not implement {used}')
+  return {
+    'model_kw': config.model_kw.to_dict(),
+    'optimizer': config.optimizer,
+    'lr': config.lr,
+    **{k: config.optimizer_kw[k] for k in ('momentum', 'b1', 'b2', 'eps')},
+    'weight_decay': config.weight_decay,
+    'weight_decay_mode': config.weight_decay_mode,
+    'decay_all_params': config.decay_all_params,
+    'label_smoothing': config.label_smoothing,
+    'crop_padding': config.augment.crop_padding,
+    'random_flip': config.augment.random_flip,
+  }
+
+
+def flax_step(
+  config: ml_collections.ConfigDict, batch: int, impl: str = 'auto'
+):
+  """The launcher's train step of `config` on a fixed batch; () -> metrics.
+
+  `train_lib.step.make_train_step`, as `train_lib.trainer` builds it: the
+  config's optimizer and augmentation, the metrics with their norms, the
+  batch sharded over the devices' mesh and the state donated. The batch is
+  standard normal float32 images (what the data sets hand the step) with
+  labels in [0, 10). The returned function has `.hlo`, the compiled
+  program's text, for `trace_analysis.breakdown`.
+  """
+  model = trainer.create_model(config, num_classes=10)
+  tx, schedule = optim.create_optimizer(config)
+  mesh = sharding_lib.make_mesh()
   rng = np.random.default_rng(0)
-  shape = nets.default_input_shape(name)
-  x = jnp.asarray(rng.standard_normal((batch, *shape)), jnp.float32)
-  y = jnp.asarray(rng.integers(0, 10, batch))
+  shape = nets.default_input_shape(config.model)
+  data = {
+    'image': rng.standard_normal((batch, *shape), np.float32),
+    'label': rng.integers(0, 10, batch).astype(np.int32),
+  }
+  data = jax.device_put(data, sharding_lib.batch_sharding(mesh))
+  # The trainer's keys: init, data (unused: the batch is fixed), loop.
+  init_key, _, loop_key = jax.random.split(jax.random.key(config.seed), 3)
   with native.auto_impl(impl):
-    variables = jax.jit(lambda x: model.init(jax.random.key(0), x))(x[:1])
-  tx = optax.sgd(0.01, momentum=0.9)
-  params, stats = variables['params'], variables.get('batch_stats', {})
-  state = (params, stats, tx.init(params))
-
-  def loss_fn(params, stats):
-    logits, upd = model.apply(
-      {'params': params, 'batch_stats': stats},
-      x,
-      train=True,
-      mutable=['batch_stats'],
+    state = state_lib.create_train_state(
+      model=model,
+      tx=tx,
+      init_key=init_key,
+      example_input=jnp.zeros((1, *shape), jnp.float32),
+      ema=config.ema_decay > 0,
+      sharding=sharding_lib.replicated_sharding(mesh),
     )
-    loss = optax.softmax_cross_entropy_with_integer_labels(
-      logits.astype(jnp.float32), y
-    ).mean()
-    return loss, upd.get('batch_stats', {})
-
-  def step(state):
-    params, stats, opt = state
-    grads, stats = jax.grad(loss_fn, has_aux=True)(params, stats)
-    updates, opt = tx.update(grads, opt, params)
-    return optax.apply_updates(params, updates), stats, opt
-
-  with native.auto_impl(impl):
-    jitted = jax.jit(step, donate_argnums=0).lower(state).compile()
+    step = step_lib.make_train_step(model, tx, schedule, config, mesh)
+    # Compiled here, where `impl` holds: a call outside the context would
+    # trace again with the default.
+    compiled = step.lower(state, data, loop_key).compile()
   box = [state]
 
   def run():
-    box[0] = jitted(box[0])
-    jax.block_until_ready(box[0])
+    box[0], metrics = compiled(box[0], data, loop_key)
+    return jax.block_until_ready(metrics)
 
-  run.hlo = jitted.as_text()
+  run.hlo = compiled.as_text()
   return run
 
 
@@ -176,30 +238,6 @@ class TorchWorker:
     self._proc.communicate('quit\n', timeout=60)
 
 
-def machine_line() -> str:
-  """CPU model, its bfloat16 / AMX flags, and the load average."""
-  model, flags_ = 'unknown CPU', set()
-  try:
-    with open('/proc/cpuinfo') as f:
-      for line in f:
-        if line.startswith('model name') and model == 'unknown CPU':
-          model = line.split(':', 1)[1].strip()
-        elif line.startswith('flags') and not flags_:
-          flags_ = set(line.split(':', 1)[1].split())
-  except OSError:
-    pass
-  have = [
-    f for f in ('avx2', 'avx512f', 'avx512_bf16', 'amx_bf16') if f in flags_
-  ]
-  missing = [f for f in ('avx512_bf16', 'amx_bf16') if f not in flags_]
-  load = ', '.join(f'{v:.1f}' for v in os.getloadavg())
-  return (
-    f'CPU: {model}, {len(os.sched_getaffinity(0))} cores; has '
-    f'{" ".join(have) or "none of avx2/avx512"}; lacks '
-    f'{" ".join(missing) or "nothing"}; load average {load}'
-  )
-
-
 def _kinds_line(side: str, kinds: dict[str, float] | None) -> str:
   if kinds is None:
     return f'  {side:<6} (no profile)'
@@ -211,27 +249,21 @@ def bench_steps(models, dtypes, batch: int, rounds: int, worker) -> None:
   """Each net's step, JAX against PyTorch, A B interleaved; breakdowns."""
   for name in models:
     for dname in dtypes:
-      run = flax_step(name, batch, DTYPES[dname])
+      config = launch_config(name, dname)
+      run = flax_step(config, batch)
       runs = {'jax': run}
       if worker.available:
-        worker.ask(f'setup {name} {dname} {batch}')
-        runs['torch'] = lambda: float(worker.ask('step'))
-      run()  # the worker warmed itself up
-      times = {side: [] for side in runs}
-      for _ in range(rounds):
-        for side, fn in runs.items():
-          start = time.perf_counter()
-          took = fn()
-          times[side].append(took or time.perf_counter() - start)
-      med = {side: statistics.median(t) for side, t in times.items()}
+        recipe = json.dumps(torch_recipe(config), separators=(',', ':'))
+        worker.ask(f'setup {name} {dname} {batch} {recipe}')
+        runs['torch'] = lambda: float(worker.ask('step'))  # its own time
+      med = timing.interleaved(runs, rounds)
       ratio = (
         f'  {med["jax"] / med["torch"]:.2f}x torch' if 'torch' in med else ''
       )
       sides = '  '.join(f'{k} {v * 1e3:8.1f} ms' for k, v in med.items())
-      load = os.getloadavg()[0]
       print(
         f'{name} step, batch {batch}, {dname}: {sides}{ratio} '
-        f'(median of {rounds}, load {load:.1f})',
+        f'(median of {rounds}, load {machine.load_average(minutes=(1,))})',
         flush=True,
       )
       print(_kinds_line('jax', jax_breakdown(run)), flush=True)
@@ -253,19 +285,6 @@ def conv_layer(h, c, o, k, s, batch, dtype, impl):
   return lambda: jax.block_until_ready(jitted(x, w))
 
 
-def time_interleaved(runs: dict, rounds: int) -> dict[str, float]:
-  """Median wall seconds per variant; each runs once per round, in turn."""
-  for run in runs.values():  # warm-up
-    run()
-  times = {name: [] for name in runs}
-  for _ in range(rounds):
-    for name, run in runs.items():
-      start = time.perf_counter()
-      run()
-      times[name].append(time.perf_counter() - start)
-  return {name: statistics.median(t) for name, t in times.items()}
-
-
 def report(title: str, medians: dict[str, float], reference: str) -> None:
   ref = medians.get(reference)
   for name, sec in medians.items():
@@ -281,7 +300,7 @@ def bench_layers(batch: int, dtypes: list[str], rounds: int) -> None:
         for impl in backends()
       }
       title = f'conv {h}x{h}x{c}->{o} k{k} s{s} {dname}'
-      report(title, time_interleaved(runs, rounds), 'xla')
+      report(title, timing.interleaved(runs, rounds), 'xla')
 
 
 def norm_relu(h, c, batch, dtype, composite: bool):
@@ -316,19 +335,18 @@ def bench_norm(batch: int, dtypes: list[str], rounds: int) -> None:
         for kind in ('composite', 'one op')
       }
       title = f'batchnorm+relu {h}x{h}x{c} {dname}'
-      report(title, time_interleaved(runs, rounds), 'composite')
-    print(f'load average {os.getloadavg()[0]:.1f}', flush=True)
+      report(title, timing.interleaved(runs, rounds), 'composite')
+    print(f'load average {machine.load_average(minutes=(1,))}', flush=True)
 
 
 def bench_others(quick: bool, dtypes: list[str], rounds: int) -> None:
   for name, batch in (('mobilenet_v1', 64), ('resnext50_32x4d', 32)):
     batch = batch // 4 if quick else batch
     for dname in dtypes:
-      runs = {
-        impl: flax_step(name, batch, DTYPES[dname], impl) for impl in backends()
-      }
+      config = launch_config(name, dname)
+      runs = {impl: flax_step(config, batch, impl) for impl in backends()}
       title = f'{name} step, batch {batch}, 32x32'
-      report(f'{title} {dname}', time_interleaved(runs, rounds), 'xla')
+      report(f'{title} {dname}', timing.interleaved(runs, rounds), 'xla')
 
 
 def main(argv: list[str]) -> None:
@@ -345,7 +363,7 @@ def main(argv: list[str]) -> None:
   if unknown:
     cli.fail(f'unknown --dtypes/--only/--models values {unknown}')
   cli.quiet_library_logs()
-  print(machine_line(), flush=True)
+  print(machine.cpu_line(), flush=True)
   print(native.backend_status(), flush=True)
   print(f'jax {jax.__version__}, {len(jax.devices())} device(s)', flush=True)
   if 'steps' in _ONLY.value:

@@ -7,16 +7,23 @@ against 1,556-1,794 ms alone), which is not how a user runs PyTorch. So
 experiments.bench_torch`) and talks to it one line at a time on stdin and
 stdout, each side idle while the other runs:
 
-  setup MODEL DTYPE BATCH  ->  'ready'      builds and warms up one step
-  step                     ->  SECONDS      times one step of that model
-  profile                  ->  JSON         {kind: ms} of one step
+  setup MODEL DTYPE BATCH RECIPE  ->  'ready'   builds, warms up one step
+  step                            ->  SECONDS   times one step of that model
+  profile                         ->  JSON      {kind: ms} of one step
   quit
 
 The nets are written to match `nets.create(MODEL)`: ResNet-18 for CIFAR (3x3
 stem, projection shortcuts), He et al.'s ResNet-20 (option-A shortcuts) and
-LeNet-5 (tanh, average pooling), in channels_last; a step is SGD with
-momentum on the cross-entropy, bfloat16 by autocast. PyTorch is never a
-dependency of this project: without it the worker answers 'unavailable'.
+LeNet-5 (its `activation` and `pool` from the recipe), in channels_last.
+RECIPE is the JSON (no spaces) of what the JAX side's config asks of a step
+(`RECIPE_KEYS`, made by `experiments.bench.torch_recipe`), so that both
+sides do the same work: the optimizer with its learning rate, momentum and
+weight decay (not on biases and norm parameters unless `decay_all_params`;
+SGD's is always coupled, PyTorch having no decoupled SGD), label smoothing,
+and the padded random crop and horizontal flip of the batch. A step is
+then forward, cross-entropy, backward and update, bfloat16 by autocast.
+PyTorch is never a dependency of this project: without it the worker
+answers 'unavailable'.
 """
 
 import json
@@ -24,6 +31,21 @@ import sys
 import time
 
 KINDS = ('conv', 'norm', 'copy/convert', 'optimizer', 'other')
+RECIPE_KEYS = (
+  'model_kw',
+  'optimizer',
+  'lr',
+  'momentum',
+  'b1',
+  'b2',
+  'eps',
+  'weight_decay',
+  'weight_decay_mode',
+  'decay_all_params',
+  'label_smoothing',
+  'crop_padding',
+  'random_flip',
+)
 SHAPES = {  # (channels, height): the JAX side's nets.default_input_shape
   'resnet18_cifar': (3, 32),
   'resnet20_cifar': (3, 32),
@@ -80,50 +102,105 @@ def resnet(torch, widths, blocks, stem, option_a):
   return nn.Sequential(*layers)
 
 
-def lenet5(torch):
+def lenet5(torch, activation: str = 'tanh', pool: str = 'avg'):
   nn = torch.nn
+  act = {'tanh': nn.Tanh, 'relu': nn.ReLU}[activation]
+  pooling = {'avg': nn.AvgPool2d, 'max': nn.MaxPool2d}[pool]
   return nn.Sequential(
     nn.Conv2d(1, 6, 5, padding=2),
-    nn.Tanh(),
-    nn.AvgPool2d(2),
+    act(),
+    pooling(2),
     nn.Conv2d(6, 16, 5),
-    nn.Tanh(),
-    nn.AvgPool2d(2),
+    act(),
+    pooling(2),
     nn.Flatten(),
     nn.Linear(400, 120),
-    nn.Tanh(),
+    act(),
     nn.Linear(120, 84),
-    nn.Tanh(),
+    act(),
     nn.Linear(84, 10),
   )
 
 
-def build(torch, name: str):
-  """The PyTorch twin of registered model `name`."""
+def build(torch, name: str, **model_kw):
+  """The PyTorch twin of registered model `name` (LeNet-5 takes kwargs)."""
+  if name == 'lenet5':
+    return lenet5(torch, **model_kw)
+  if model_kw:
+    raise ValueError(f'the PyTorch twin of {name!r} takes no {model_kw}')
   if name == 'resnet18_cifar':
     return resnet(torch, (64, 128, 256, 512), 2, 64, option_a=False)
   if name == 'resnet20_cifar':
     return resnet(torch, (16, 32, 64), 3, 16, option_a=True)
-  if name == 'lenet5':
-    return lenet5(torch)
   raise ValueError(f'no PyTorch twin of {name!r}; known: {sorted(SHAPES)}')
 
 
-def make_step(torch, name: str, dname: str, batch: int):
-  """() -> one channels_last SGD step of `name`."""
+def optimizer(torch, model, recipe: dict):
+  """The recipe's optimizer over `model`'s parameters."""
+  decay, plain = [], []
+  for p in model.parameters():
+    (decay if recipe['decay_all_params'] or p.ndim > 1 else plain).append(p)
+  groups = [
+    {'params': decay, 'weight_decay': recipe['weight_decay']},
+    {'params': plain, 'weight_decay': 0.0},
+  ]
+  name, lr = recipe['optimizer'], recipe['lr']
+  if name in ('sgd', 'momentum', 'nesterov'):
+    momentum = 0.0 if name == 'sgd' else recipe['momentum']
+    return torch.optim.SGD(
+      groups, lr=lr, momentum=momentum, nesterov=name == 'nesterov'
+    )
+  if name in ('adam', 'adamw'):
+    decoupled = name == 'adamw' or recipe['weight_decay_mode'] == 'decoupled'
+    adam = torch.optim.AdamW if decoupled else torch.optim.Adam
+    betas = (recipe['b1'], recipe['b2'])
+    return adam(groups, lr=lr, betas=betas, eps=recipe['eps'])
+  raise ValueError(f'unknown optimizer {name!r}')
+
+
+def augment(torch, x, *, crop_padding: int, random_flip: bool):
+  """Padded random crop and horizontal flip, an offset per example (NCHW)."""
+  b, c, h, w = x.shape
+  if crop_padding:
+    padded = torch.nn.functional.pad(x, (crop_padding,) * 4)
+    offsets = torch.randint(0, 2 * crop_padding + 1, (2, b))
+    rows = offsets[0][:, None] + torch.arange(h)  # [B, H]
+    cols = offsets[1][:, None] + torch.arange(w)  # [B, W]
+    x = padded[
+      torch.arange(b)[:, None, None, None],
+      torch.arange(c)[None, :, None, None],
+      rows[:, None, :, None],
+      cols[:, None, None, :],
+    ]
+  if random_flip:
+    flip = torch.rand(b) < 0.5
+    x = torch.where(flip[:, None, None, None], x.flip(3), x)
+  return x.contiguous(memory_format=torch.channels_last)
+
+
+def make_step(torch, name: str, dname: str, batch: int, recipe: dict):
+  """() -> one channels_last training step of `name` under `recipe`."""
+  missing = set(RECIPE_KEYS) - set(recipe)
+  if missing:
+    raise ValueError(f'the recipe lacks {sorted(missing)}')
   torch.manual_seed(0)
-  model = build(torch, name).to(memory_format=torch.channels_last)
-  opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+  model = build(torch, name, **recipe['model_kw'])
+  model = model.to(memory_format=torch.channels_last)
+  opt = optimizer(torch, model, recipe)
   channels, hw = SHAPES[name]
   x = torch.randn(batch, channels, hw, hw)
   x = x.to(memory_format=torch.channels_last)
   y = torch.randint(0, 10, (batch,))
   bf16 = dname == 'bfloat16'
+  crop, flip = recipe['crop_padding'], recipe['random_flip']
 
   def step():
     opt.zero_grad(set_to_none=True)
+    images = augment(torch, x, crop_padding=crop, random_flip=flip)
     with torch.autocast('cpu', dtype=torch.bfloat16, enabled=bf16):
-      loss = torch.nn.functional.cross_entropy(model(x), y)
+      loss = torch.nn.functional.cross_entropy(
+        model(images), y, label_smoothing=recipe['label_smoothing']
+      )
     loss.backward()
     opt.step()
 
@@ -174,10 +251,15 @@ def serve(lines, out) -> None:
     if torch is None:
       reply = 'unavailable'
     elif cmd[0] == 'setup':
-      step = make_step(torch, cmd[1], cmd[2], int(cmd[3]))
-      step()
-      step()
-      reply = 'ready'
+      try:
+        recipe = json.loads(cmd[4])
+        step = make_step(torch, cmd[1], cmd[2], int(cmd[3]), recipe)
+      except (IndexError, KeyError, TypeError, ValueError) as e:
+        reply = f'error: setup {cmd[1:]}: {e}'
+      else:
+        step()
+        step()
+        reply = 'ready'
     elif cmd[0] == 'step':
       start = time.perf_counter()
       step()

@@ -30,8 +30,13 @@ def read_cpuinfo() -> str:
 
 
 def _field(cpuinfo: str, name: str) -> str | None:
-  """The value of the first `name : value` line (the first CPU's)."""
-  for line in cpuinfo.splitlines():
+  """The value of the first CPU's `name : value` line, if it has one.
+
+  CPUs are blocks separated by blank lines; only the first is read, so a
+  field the first CPU lacks is not taken from another.
+  """
+  first = cpuinfo.strip().split('\n\n', 1)[0]
+  for line in first.splitlines():
     key, sep, value = line.partition(':')
     if sep and key.strip() == name:
       return value.strip()
@@ -51,13 +56,13 @@ def cpu_flags(cpuinfo: str | None = None) -> frozenset[str]:
   return frozenset((_field(text, 'flags') or '').split())
 
 
-def load_average(digits: int = 1) -> str:
-  """The 1, 5 and 15 minute load averages, e.g. '0.5, 1.2, 1.0'."""
+def load_average(digits: int = 1, minutes: tuple[int, ...] = (1, 5, 15)) -> str:
+  """The load averages over `minutes` (of 1, 5, 15), e.g. '0.5, 1.2, 1.0'."""
   try:
-    loads = os.getloadavg()
+    loads = dict(zip((1, 5, 15), os.getloadavg(), strict=True))
   except OSError:  # Not available on this platform.
     return 'unknown'
-  return ', '.join(f'{x:.{digits}f}' for x in loads)
+  return ', '.join(f'{loads[m]:.{digits}f}' for m in minutes)
 
 
 def cpu_line(cpuinfo: str | None = None) -> str:

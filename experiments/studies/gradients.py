@@ -36,8 +36,6 @@ one nearer 1 than 2 (< 1.5).
 
 from collections.abc import Callable, Sequence
 import os
-import statistics
-import time
 
 import jax
 from jax.flatten_util import ravel_pytree
@@ -45,6 +43,7 @@ import jax.numpy as jnp
 import numpy as np
 from scipy import stats
 
+from experiments import timing
 from experiments.studies import report
 from experiments.studies import verdict as verdict_lib
 from ops import backprop
@@ -175,24 +174,6 @@ def max_abs_diff(a: jax.typing.ArrayLike, b: jax.typing.ArrayLike) -> float:
   return float(np.max(np.abs(a - b)))
 
 
-def timed(fn: Callable[[], jax.Array]) -> tuple[jax.Array, float, float]:
-  """`fn()`'s result, its process CPU time and its wall time, in seconds.
-
-  CPU time (all threads of this process) measures the work done, which is
-  what the notes' O(.) counts; it is not inflated, as wall time is, by other
-  processes sharing the cores.
-  """
-  cpu, wall = time.process_time(), time.perf_counter()
-  result = jax.block_until_ready(fn())
-  return result, time.process_time() - cpu, time.perf_counter() - wall
-
-
-def median_cpu_time(fn: Callable[[], jax.Array], repeats: int) -> float:
-  """Median CPU time of `fn()` in seconds, after one warm-up call."""
-  jax.block_until_ready(fn())  # Compiles.
-  return statistics.median(timed(fn)[1] for _ in range(repeats))
-
-
 def mlp_problem(hidden: int, x: jax.Array, labels: jax.Array):
   """A 64 -> hidden -> 10 tanh MLP: (params, flat theta, unravel, loss)."""
   sizes = (x.shape[1], hidden, 10)
@@ -223,14 +204,16 @@ def measure(hidden: int, x: jax.Array, labels: jax.Array) -> dict:
   jitted_loss = jax.jit(loss)
   jitted_loss(theta).block_until_ready()
   counted = CallCounter(jitted_loss)
-  numerical, numerical_s, numerical_wall_s = timed(
+  # CPU time (all threads of this process) is the work the notes' O(.)
+  # counts; wall time would also count the other processes on the cores.
+  numerical, numerical_s, numerical_wall_s = timing.timed(
     lambda: backprop.numerical_grad(counted, theta, eps=EPS)
   )
   evaluations = counted.calls
   if numerical_s < 1.0:
     # Cheap sizes: time again, now that the perturbation is compiled (its
     # compilation, tens of ms, is under 5% of a run over 1 s).
-    _, numerical_s, numerical_wall_s = timed(
+    _, numerical_s, numerical_wall_s = timing.timed(
       lambda: backprop.numerical_grad(jitted_loss, theta, eps=EPS)
     )
 
@@ -253,8 +236,12 @@ def measure(hidden: int, x: jax.Array, labels: jax.Array) -> dict:
     'backprop_evaluations': counted_loss.calls,
     'numerical_s': numerical_s,
     'numerical_wall_s': numerical_wall_s,
-    'jax_grad_s': median_cpu_time(lambda: auto_grad(theta), TIME_REPEATS),
-    'hand_s': median_cpu_time(lambda: hand_grad(params), TIME_REPEATS),
+    'jax_grad_s': timing.median(
+      lambda: auto_grad(theta), TIME_REPEATS, clock='cpu'
+    ),
+    'hand_s': timing.median(
+      lambda: hand_grad(params), TIME_REPEATS, clock='cpu'
+    ),
     'numerical_vs_jax_grad': max_abs_diff(numerical, auto),
     'hand_vs_jax_grad': max_abs_diff(hand, auto),
   }

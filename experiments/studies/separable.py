@@ -39,14 +39,13 @@ slope of the counted MACs on alpha (exact).
 from collections.abc import Sequence
 from fractions import Fraction
 import os
-import statistics
-import time
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from experiments import timing
 from experiments.configs import common
 from experiments.configs import mnist
 from experiments.studies import report
@@ -171,13 +170,7 @@ def images_per_second(model, *, batch: int, repeats: int) -> float:
   variables = model.init(jax.random.key(0), jnp.zeros((1, *INPUT_SHAPE)))
   x = jax.random.normal(jax.random.key(1), (batch, *INPUT_SHAPE))
   apply = jax.jit(lambda v, x: model.apply(v, x, train=False))
-  jax.block_until_ready(apply(variables, x))  # Compiles.
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    jax.block_until_ready(apply(variables, x))
-    times.append(time.perf_counter() - start)
-  return batch / statistics.median(times)
+  return batch / timing.median(lambda: apply(variables, x), repeats)
 
 
 def block_ratios(separable, standard) -> list[dict]:
