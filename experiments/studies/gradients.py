@@ -35,7 +35,6 @@ one nearer 1 than 2 (< 1.5).
 """
 
 from collections.abc import Callable, Sequence
-import os
 
 import jax
 from jax.flatten_util import ravel_pytree
@@ -43,6 +42,7 @@ import jax.numpy as jnp
 import numpy as np
 from scipy import stats
 
+from experiments import machine
 from experiments import timing
 from experiments.studies import report
 from experiments.studies import verdict as verdict_lib
@@ -440,8 +440,9 @@ def summarize(rows: Sequence[dict], *, quick: bool) -> report.Result:
       f'jitted, median of {TIME_REPEATS} calls. Slopes: least squares in '
       'log-log over the larger half of the sizes (|theta| >= '
       f'{params[len(rows) // 2]:,}).',
-      f'Load average at the end: {os.getloadavg()[0]:.1f} (1 min); wall '
-      'times on a loaded machine are inflated, CPU times much less so.',
+      'Load average at the end: '
+      f'{machine.load_average(minutes=(1,))} (1 min); wall times on a '
+      'loaded machine are inflated, CPU times much less so.',
     ),
   )
 

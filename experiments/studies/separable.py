@@ -38,13 +38,13 @@ slope of the counted MACs on alpha (exact).
 
 from collections.abc import Sequence
 from fractions import Fraction
-import os
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from experiments import machine
 from experiments import timing
 from experiments.configs import common
 from experiments.configs import mnist
@@ -438,7 +438,8 @@ def summarize(rows: Sequence[dict], *, quick: bool) -> report.Result:
     '+- is the standard deviation over the seeds.',
     'img/s: inference (train=False), jitted, batch '
     f'{64 if quick else 256}, median of {3 if quick else 5} timed calls '
-    f'after a warm-up; load average {os.getloadavg()[0]:.1f} (1 min): '
+    'after a warm-up; load average '
+    f'{machine.load_average(minutes=(1,))} (1 min): '
     'other processes share the 2 cores, so absolute rates are low.',
   ]
   return report.Result(
