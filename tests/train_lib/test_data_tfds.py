@@ -28,20 +28,7 @@ from train_lib.data import jpeg_crop
 from train_lib.data import normalize
 from train_lib.data import png_batch
 from train_lib.data import preprocessing
-from train_lib.data import testing_fixtures
 from train_lib.data import tfds_source
-
-NUM = {'imagenet2012': (24, 10), 'cifar10': (48, 20), 'cifar100': (24, 12)}
-
-
-@pytest.fixture(name='data_dir', scope='module')
-def _data_dir(tmp_path_factory):
-  where = tmp_path_factory.mktemp('tfds')
-  tfds.disable_progress_bar()
-  testing_fixtures.build_imagenet(where, num_train=24, num_validation=10)
-  testing_fixtures.build_cifar(where, num_train=48, num_test=20)
-  testing_fixtures.build_cifar(where, 'cifar100', num_train=24, num_test=12)
-  return str(where)
 
 
 def _sharding():
@@ -71,8 +58,8 @@ def _decoded(name, split, data_dir):
   return [r['image'] for r in records], [r['label'] for r in records]
 
 
-def test_fixtures_hold_what_the_real_data_sets_hold(data_dir):
-  for name, (n_train, n_test) in NUM.items():
+def test_fixtures_hold_what_the_real_data_sets_hold(data_dir, tfds_sizes):
+  for name, (n_train, n_test) in tfds_sizes.items():
     builder = tfds.builder(name, data_dir=data_dir)
     version = '5.1.0' if name == 'imagenet2012' else '3.0.2'
     assert str(builder.info.version) == version

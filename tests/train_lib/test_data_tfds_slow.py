@@ -18,26 +18,15 @@ import chex
 import jax
 import numpy as np
 import pytest
-import tensorflow_datasets as tfds
 
 from experiments.configs import cifar
 from experiments.configs import imagenet as imagenet_config
 from train_lib import metrics
 from train_lib import trainer
 from train_lib.data import imagenet
-from train_lib.data import testing_fixtures
 
 pytestmark = pytest.mark.slow
 _REPO = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
-
-
-@pytest.fixture(name='data_dir', scope='module')
-def _data_dir(tmp_path_factory):
-  where = tmp_path_factory.mktemp('tfds')
-  tfds.disable_progress_bar()
-  testing_fixtures.build_imagenet(where, num_train=24, num_validation=10)
-  testing_fixtures.build_cifar(where, num_train=48, num_test=20)
-  return str(where)
 
 
 @pytest.fixture(name='flags_parsed')
