@@ -73,6 +73,8 @@ class Result:
     redesign: empty, or how and why the design changed after a result was
       seen (the .md prints it, so a reader knows what was not fixed
       before the run).
+    preconditions: the `verdict.Precondition`s of the claim's regime,
+      measured in the run (sub-claims with a kind only: format 2).
   """
 
   figure: Any
@@ -84,6 +86,7 @@ class Result:
   values: dict[str, Any] = dataclasses.field(default_factory=dict)
   notes: Sequence[str] = ()
   redesign: str = ''
+  preconditions: Sequence[verdict_lib.Precondition] = ()
 
   def __post_init__(self):
     aspects = tuple(row[0] for row in self.protocol[: len(PROTOCOL_ASPECTS)])
@@ -94,12 +97,12 @@ class Result:
       )
     if any(len(row) != len(PROTOCOL_COLUMNS) for row in self.protocol):
       raise ValueError(f'protocol rows need {len(PROTOCOL_COLUMNS)} cells')
-    verdict_lib.combine([s.verdict for s in self.subclaims])
+    verdict_lib.headline(self.subclaims, self.preconditions)
 
   @property
   def verdict(self) -> str:
-    """'holds' only if every sub-claim holds (see `verdict.combine`)."""
-    return verdict_lib.combine([s.verdict for s in self.subclaims])
+    """The headline by the rule (see `verdict.headline`)."""
+    return verdict_lib.headline(self.subclaims, self.preconditions)
 
 
 def subclaim_rows(subclaims: Sequence[verdict_lib.Subclaim]) -> list[list]:
@@ -234,7 +237,7 @@ def write(
     'source': source,
     'verdict': result.verdict,
     'summary': result.summary,
-    'subclaims': [sc.record() for sc in result.subclaims],
+    **verdict_lib.study_fields(result.subclaims, result.preconditions),
     'protocol': [list(row) for row in result.protocol],
     'redesign': result.redesign,
     'values': result.values,

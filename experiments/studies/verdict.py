@@ -1,9 +1,19 @@
-"""The three-way verdict: sub-claims, their 95% intervals and the rule.
+"""The verdict rule: checks, preconditions, claims and their 95% intervals.
 
-A study splits the notes' claim into sub-claims, one sentence each. Every
-sub-claim names one number (the estimate), a 95% interval around it, the
-threshold that the claim's own words imply ("much faster" = 2x, "does not
-degrade" = within a margin set from the seed spread) and the side of the
+A study splits the notes' claim into sub-claims, one sentence each, of two
+kinds (`KINDS`):
+
+* a **check** is exact or deterministic (an identity, a count, a formula's
+  value): it passes or fails, is shown apart, and is never counted as
+  evidence. A failing check is a bug in the study or the code under test,
+  not a finding: constructing one raises `CheckFailedError`, so the run stops
+  before it writes anything and the CLI exits non-zero;
+* a **claim** is a statistical statement about training or data, over at
+  least `MIN_SEEDS` seeds, with a 95% interval and a `seeds_why` (the pilot
+  calculation that set the number of seeds; `seeds_for` does it).
+
+Each claim names one number (the estimate), its 95% interval, the threshold
+the claim's own words imply ("much faster" = 2x) and the side of the
 threshold the claim puts the number on (`direction`: 'above' or 'below').
 The rule, fixed before any run:
 
@@ -12,22 +22,40 @@ The rule, fixed before any run:
 * **inconclusive**: the interval contains the threshold (touching it counts
   as containing it).
 
-A study's headline verdict is 'holds' only if every sub-claim holds; it is
-'does not hold' if any sub-claim does not hold; otherwise 'inconclusive'.
+A check passes when its value lies strictly on its side of its threshold.
 
-Intervals. `t_interval` is Student's t over independent values: over seeds,
-or over per-seed differences of two arms that share the seeds (paired).
-`log_t_interval` is the same on the log scale, for ratios (speed-ups,
-factors), whose spread is multiplicative. `bootstrap_interval` is the
-percentile bootstrap of any statistic over paired rows (examples, or
-examples x seeds), with a fixed resampling seed so the json is reproducible;
-`bootstrap_seeds_examples` resamples seeds and examples both, for paired
-differences of two arms over several seeds on one test set.
-An interval from one value (one seed, one exact count) is the point itself;
-a study that has only that says so in its `interval` text.
+**Preconditions** (`Precondition`), measured in the same run, say whether
+the regime the claim is about was reached (the shallow net trained, the
+no-warmup arm diverged). The study's headline (`headline`):
+
+* **not tested** if any precondition is unmet (the summary says which, see
+  `unmet_reason`): never 'does not hold' for a regime never reached;
+* else, from the claims only: **holds** if every claim holds, **does not
+  hold** if any does not, otherwise **inconclusive**;
+* **checks pass** for a study with checks and no claim: it verifies a
+  formula or an identity and is shown as a check, not as evidence.
+
+Intervals suit the quantity (`intervals.py`, whose helpers are re-exported
+here): paired t over seeds, log scale for ratios of positive quantities,
+bounded ones for shares (exact binomial, sign test, bootstrap), seeds and
+test examples resampled together, and censoring: a target never reached
+within the budget is a lower bound ('> x'), never an imputed value.
+
+The constructors `check`, `paired_difference`, `paired_ratio` and
+`proportion` build `Subclaim`s with their kind and interval from raw
+per-seed values; the claim constructors take, besides the values, the
+keywords `threshold` (the value the claim's words imply), `direction`
+('above' or 'below': the claim's side), `threshold_why` (where the
+threshold comes from) and `seeds_why` (the pilot calculation), and refuse
+fewer than `MIN_SEEDS` seeds. A claim whose interval is a single point is
+refused too: it is an exact result, so it is a check (or a count, for
+`proportion`). `study_fields` turns a study's sub-claims and preconditions
+into its json fields (`"format": 2`). A `Subclaim` built without a kind is
+the old format (every sub-claim counted, no preconditions), kept while the
+studies migrate.
 """
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 import dataclasses
 import math
 from typing import Any
@@ -35,9 +63,32 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+from experiments.studies import intervals
+
 VERDICTS = ('holds', 'does not hold', 'inconclusive')
+KINDS = ('check', 'claim')
+PASSES = 'passes'  # A check's verdict (a failing one never gets written).
+NOT_TESTED = 'not tested'
+CHECKS_PASS = 'checks pass'
+HEADLINES = (*VERDICTS, NOT_TESTED, CHECKS_PASS)
 DIRECTIONS = ('above', 'below')
-CONFIDENCE = 0.95
+CONFIDENCE = intervals.CONFIDENCE
+MIN_SEEDS = 5
+FORMAT = 2  # The json format of studies built from kinds and preconditions.
+
+# The interval helpers, where the studies have always found them.
+t_interval = intervals.t_interval
+log_t_interval = intervals.log_t_interval
+sign_interval = intervals.sign_interval
+censored_sign_interval = intervals.censored_sign_interval
+clopper_pearson = intervals.clopper_pearson
+clip = intervals.clip
+bootstrap_interval = intervals.bootstrap_interval
+bootstrap_seeds_examples = intervals.bootstrap_seeds_examples
+
+
+class CheckFailedError(Exception):
+  """A check failed: a bug in the study or in the code it checks."""
 
 
 def decide(
@@ -69,7 +120,7 @@ def decide(
 
 
 def combine(verdicts: Sequence[str]) -> str:
-  """A study's headline from its sub-claims' verdicts."""
+  """The claims' combined verdict: holds / does not hold / inconclusive."""
   if not verdicts:
     raise ValueError('a study needs at least one sub-claim')
   unknown = set(verdicts) - set(VERDICTS)
@@ -82,23 +133,95 @@ def combine(verdicts: Sequence[str]) -> str:
   return 'holds'
 
 
+def rule(claim_verdicts: Sequence[str], met: Sequence[bool]) -> str:
+  """The headline from the claims' verdicts and the preconditions' `met`.
+
+  Any unmet precondition: 'not tested'; no claims (checks only): 'checks
+  pass'; else `combine` of the claims. Checks never enter it.
+  """
+  if not all(met):
+    return NOT_TESTED
+  return combine(claim_verdicts) if claim_verdicts else CHECKS_PASS
+
+
+@dataclasses.dataclass(frozen=True)
+class Precondition:
+  """A measured condition for the claim's regime (see the module doc).
+
+  Attributes:
+    name: what must be true, e.g. 'plain-20 trained (final training error)'.
+    measured: the measured value (a number, or words such as '> 800 steps').
+    required: the requirement in the same units, e.g. '< 10%'.
+    met: whether `measured` meets `required`.
+  """
+
+  name: str
+  measured: float | str
+  required: str
+  met: bool
+
+  @classmethod
+  def compare(
+    cls, name: str, measured: float, *, threshold: float, direction: str
+  ) -> 'Precondition':
+    """Met when `measured` lies strictly on `direction`'s side."""
+    if direction not in DIRECTIONS:
+      raise ValueError(f'direction must be one of {DIRECTIONS}: {direction!r}')
+    above = direction == 'above'
+    met = measured > threshold if above else measured < threshold
+    sign = '>' if above else '<'
+    return cls(name, float(measured), f'{sign} {threshold:g}', bool(met))
+
+  def record(self) -> dict[str, Any]:
+    measured = self.measured
+    if not isinstance(measured, str):
+      measured = float(measured)
+    return {
+      'name': self.name,
+      'measured': measured,
+      'required': self.required,
+      'met': bool(self.met),
+    }
+
+
+def unmet_reason(preconditions: Sequence[Precondition]) -> str:
+  """'Not tested: NAME measured M, required R; ...' ('' if all are met)."""
+  unmet = [p for p in preconditions if not p.met]
+  if not unmet:
+    return ''
+  parts = [
+    f'{p.name} measured {_words(p.measured)}, required {p.required}'
+    for p in unmet
+  ]
+  return 'Not tested: ' + '; '.join(parts) + '.'
+
+
+def _words(value: float | str) -> str:
+  return value if isinstance(value, str) else f'{value:.4g}'
+
+
 @dataclasses.dataclass(frozen=True)
 class Subclaim:
   """One sentence of a claim, its number, interval, threshold and verdict.
 
+  Build one with `check`, `paired_difference`, `paired_ratio` or
+  `proportion`, which set the kind and the interval.
+
   Attributes:
     claim: the sub-claim, one sentence, in the notes' words where possible.
-    estimate: the measured number.
-    ci_low: lower end of its 95% interval.
+    estimate: the measured number (a lower bound when `censored`).
+    ci_low: lower end of its 95% interval (a check: the value itself).
     ci_high: upper end.
     threshold: the value the claim's words imply.
     direction: 'above' or 'below': where the claim puts `estimate`.
     seeds: how many seeds (or runs) the interval is over.
-    interval: how the interval was made, e.g. 'paired t over 5 seeds',
-      'percentile bootstrap over 10,000 test examples x 3 seeds', 'exact
-      (deterministic count)'.
+    interval: how the interval was made, e.g. 'paired t over 5 seeds'.
     threshold_why: the claim's words that set the threshold, e.g.
       '"much faster": 2x'.
+    kind: 'check' or 'claim'; None for the old format.
+    seeds_why: a claim's pilot calculation of its number of seeds.
+    censored: how many seeds never reached the target (then `estimate` and
+      `ci_low` are lower bounds).
   """
 
   claim: str
@@ -110,22 +233,42 @@ class Subclaim:
   seeds: int
   interval: str
   threshold_why: str
+  kind: str | None = None
+  seeds_why: str = ''
+  censored: int = 0
 
   def __post_init__(self):
-    decide(self.ci_low, self.ci_high, self.threshold, self.direction)
+    rule_verdict = decide(
+      self.ci_low, self.ci_high, self.threshold, self.direction
+    )
     if not self.ci_low <= self.estimate <= self.ci_high:
       raise ValueError(
         f'{self.claim!r}: estimate {self.estimate} outside its interval '
         f'({self.ci_low}, {self.ci_high})'
       )
+    if self.kind not in (None, *KINDS):
+      raise ValueError(f'kind must be one of {KINDS}: {self.kind!r}')
+    if self.kind == 'check':
+      if not self.ci_low == self.estimate == self.ci_high:
+        raise ValueError(f'{self.claim!r}: a check has one exact value')
+      if rule_verdict != 'holds':
+        side = '>' if self.direction == 'above' else '<'
+        raise CheckFailedError(
+          f'check failed: {self.claim!r} gave {self.estimate:.6g}, required '
+          f'{side} {self.threshold:g} ({self.threshold_why})'
+        )
+    if self.kind == 'claim':
+      _check_claim(self)
 
   @property
   def verdict(self) -> str:
+    if self.kind == 'check':
+      return PASSES
     return decide(self.ci_low, self.ci_high, self.threshold, self.direction)
 
   def record(self) -> dict[str, Any]:
     """The NAME.json entry (every key the gallery test reads)."""
-    return {
+    record = {
       'claim': self.claim,
       'estimate': float(self.estimate),
       'ci_low': float(self.ci_low),
@@ -137,111 +280,309 @@ class Subclaim:
       'threshold_why': self.threshold_why,
       'verdict': self.verdict,
     }
+    if self.kind is not None:
+      record['kind'] = self.kind
+    if self.kind == 'claim':
+      record['seeds_why'] = self.seeds_why
+      record['censored'] = int(self.censored)
+    return record
 
 
-def t_interval(
-  values: Sequence[float], confidence: float = CONFIDENCE
-) -> tuple[float, float, float]:
-  """(mean, low, high): Student's t interval of the mean of `values`.
+def _check_claim(sub: Subclaim) -> None:
+  if sub.seeds < MIN_SEEDS:
+    raise ValueError(
+      f'{sub.claim!r}: a claim needs at least {MIN_SEEDS} seeds, got '
+      f'{sub.seeds} (three give t(2) = 4.30: inconclusive by construction)'
+    )
+  if not sub.seeds_why.strip():
+    raise ValueError(f'{sub.claim!r}: a claim states its seeds_why')
+  if not sub.ci_low < sub.ci_high:
+    raise ValueError(
+      f'{sub.claim!r}: a claim with a point interval is exact: make it a '
+      'check, or a count with proportion()'
+    )
 
-  For two arms that share seeds, pass the per-seed differences (a paired
-  interval). One value gives the degenerate interval (v, v, v).
+
+def headline(
+  subclaims: Sequence[Subclaim], preconditions: Sequence[Precondition] = ()
+) -> str:
+  """A study's headline (see the module doc and `rule`).
+
+  Sub-claims without a kind (the old format) all count, as before, and take
+  no preconditions; kinds and no kinds do not mix in one study.
   """
-  x = np.asarray(values, np.float64)
-  if x.ndim != 1 or x.size == 0 or not np.all(np.isfinite(x)):
-    raise ValueError(f'need a non-empty 1-D list of finite values: {values}')
-  mean = float(x.mean())
-  if x.size == 1:
-    return mean, mean, mean
-  half = float(stats.t.ppf(0.5 + confidence / 2, x.size - 1))
-  half *= float(x.std(ddof=1)) / math.sqrt(x.size)
-  return mean, mean - half, mean + half
+  if not subclaims:
+    raise ValueError('a study needs at least one sub-claim')
+  kinds = {s.kind is None for s in subclaims}
+  if kinds == {True}:
+    if preconditions:
+      raise ValueError('preconditions need sub-claims with a kind')
+    return combine([s.verdict for s in subclaims])
+  if len(kinds) > 1:
+    raise ValueError('every sub-claim needs a kind, or none (old format)')
+  claims = [s.verdict for s in subclaims if s.kind == 'claim']
+  return rule(claims, [p.met for p in preconditions])
 
 
-def log_t_interval(
-  ratios: Sequence[float], confidence: float = CONFIDENCE
-) -> tuple[float, float, float]:
-  """(geometric mean, low, high) of positive ratios: t interval of logs."""
-  r = np.asarray(ratios, np.float64)
-  if np.any(r <= 0):
-    raise ValueError(f'ratios must be positive: {ratios}')
-  mean, low, high = t_interval(np.log(r), confidence)
-  return math.exp(mean), math.exp(low), math.exp(high)
+def study_fields(
+  subclaims: Sequence[Subclaim], preconditions: Sequence[Precondition] = ()
+) -> dict[str, Any]:
+  """The json fields of a study's sub-claims, in their format.
 
-
-def bootstrap_interval(
-  statistic: Callable[..., float],
-  *arrays: np.ndarray,
-  n_resamples: int = 2000,
-  seed: int = 0,
-  confidence: float = CONFIDENCE,
-) -> tuple[float, float, float]:
-  """(estimate, low, high): percentile bootstrap over paired rows.
-
-  Args:
-    statistic: `statistic(*arrays) -> float`, e.g. the accuracy gain of an
-      ensemble over its best member from per-example correctness arrays.
-    *arrays: arrays with the same first axis (the rows resampled together:
-      examples, so the arms stay paired).
-    n_resamples: bootstrap resamples.
-    seed: the resampling seed (fixed, so the interval is reproducible).
-    confidence: the interval's coverage.
-
-  Returns:
-    The statistic on the full data and the percentile interval.
+  Format 2 (sub-claims with kinds): 'format', 'preconditions', 'subclaims';
+  the old format: 'subclaims' only.
   """
-  arrays = tuple(np.asarray(a) for a in arrays)
-  n = len(arrays[0])
-  if n == 0 or any(len(a) != n for a in arrays):
-    raise ValueError('bootstrap arrays need the same, non-zero length')
-  rng = np.random.default_rng(seed)
-  draws = np.empty(n_resamples)
-  for i in range(n_resamples):
-    idx = rng.integers(0, n, n)
-    draws[i] = statistic(*(a[idx] for a in arrays))
-  tail = (1 - confidence) / 2 * 100
-  low, high = np.percentile(draws, [tail, 100 - tail])
-  estimate = float(statistic(*arrays))
-  return estimate, float(min(low, estimate)), float(max(high, estimate))
+  headline(subclaims, preconditions)  # Refuses a mix of formats.
+  records = [s.record() for s in subclaims]
+  if subclaims[0].kind is None:
+    return {'subclaims': records}
+  return {
+    'format': FORMAT,
+    'preconditions': [p.record() for p in preconditions],
+    'subclaims': records,
+  }
 
 
-def bootstrap_seeds_examples(
-  diff: np.ndarray,
+# The constructors.
+
+
+def check(
+  claim: str,
+  value: float,
   *,
-  n_resamples: int = 2000,
-  seed: int = 0,
-  confidence: float = CONFIDENCE,
-) -> tuple[float, float, float]:
-  """(mean, low, high): percentile bootstrap over seeds and examples.
-
-  For paired per-(seed, example) differences of two arms scored on one
-  test set (e.g. ensemble minus best member correctness, -1, 0 or 1), each
-  resample draws seeds with replacement and, independently, examples with
-  replacement (the same examples for every seed, which share the test set),
-  so the interval covers both the training seeds and the test sample.
+  threshold: float,
+  direction: str,
+  why: str,
+  runs: int = 1,
+) -> Subclaim:
+  """An exact check: `value` strictly on `direction`'s side of `threshold`.
 
   Args:
-    diff: ``[seeds, examples]`` paired differences.
-    n_resamples: bootstrap resamples.
-    seed: the resampling seed (fixed, so the interval is reproducible).
-    confidence: the interval's coverage.
+    claim: the sentence checked.
+    value: the computed value (over several runs: the worst of them).
+    threshold: the bound, e.g. a round-off tolerance.
+    direction: 'above' or 'below'.
+    why: where the bound comes from.
+    runs: how many runs (seeds, cases) the value is the worst of.
 
-  Returns:
-    The mean difference and its percentile interval.
+  Raises:
+    CheckFailedError: the value is not on its side of the threshold.
   """
-  d = np.asarray(diff, np.float64)
-  if d.ndim != 2 or 0 in d.shape or not np.all(np.isfinite(d)):
-    raise ValueError(f'need a finite [seeds, examples] array: {d.shape}')
-  rng = np.random.default_rng(seed)
-  n_seeds, n_examples = d.shape
-  draws = np.empty(n_resamples)
-  for i in range(n_resamples):
-    rows = rng.integers(0, n_seeds, n_seeds)
-    cols = rng.integers(0, n_examples, n_examples)
-    # Mean over the resampled grid: the per-example sums over the drawn
-    # seeds, gathered at the drawn examples.
-    draws[i] = d[rows].sum(axis=0)[cols].mean() / n_seeds
-  tail = (1 - confidence) / 2 * 100
-  low, high = np.percentile(draws, [tail, 100 - tail])
-  mean = float(d.mean())
-  return mean, float(min(low, mean)), float(max(high, mean))
+  value = float(value)
+  over = f' (the worst of {runs} runs)' if runs > 1 else ''
+  return Subclaim(
+    claim=claim,
+    estimate=value,
+    ci_low=value,
+    ci_high=value,
+    threshold=threshold,
+    direction=direction,
+    seeds=runs,
+    interval=f'check: exact, a deterministic computation{over}',
+    threshold_why=why,
+    kind='check',
+  )
+
+
+def _seeds(values: np.ndarray, name: str) -> int:
+  if values.ndim == 0 or values.shape[0] < MIN_SEEDS:
+    raise ValueError(
+      f'{name!r}: a claim needs at least {MIN_SEEDS} seeds, got '
+      f'{values.shape[:1]}'
+    )
+  return values.shape[0]
+
+
+def _claim(claim: str, interval, seeds: int, how: str, **rule) -> Subclaim:
+  estimate, low, high = interval
+  return Subclaim(
+    claim=claim,
+    estimate=estimate,
+    ci_low=low,
+    ci_high=high,
+    seeds=seeds,
+    interval=how,
+    kind='claim',
+    **rule,
+  )
+
+
+def paired_difference(
+  claim: str,
+  a: Sequence[float] | np.ndarray,
+  b: Sequence[float] | np.ndarray,
+  *,
+  threshold: float,
+  direction: str,
+  threshold_why: str,
+  seeds_why: str,
+  method: str = 't',
+  bounds: tuple[float, float] | None = None,
+) -> Subclaim:
+  """A claim on arm a minus arm b, paired over the seeds they share.
+
+  Args:
+    claim: the sentence.
+    a: per-seed values [seeds], or per-(seed, example) values [seeds, N]
+      scored on one test set (method 'bootstrap').
+    b: the same for the other arm.
+    threshold, direction, threshold_why, seeds_why: see the module doc.
+    method: 't' (mean, paired t), 'sign' (median, sign-test interval: for
+      bounded or skewed differences; 6 seeds or more) or 'bootstrap'
+      (mean, resampling seeds and examples).
+    bounds: (low, high) the difference cannot leave (e.g. (-100, 100) for
+      points of an error rate): the interval is cut to them.
+  """
+  d = np.asarray(a, np.float64) - np.asarray(b, np.float64)
+  n = _seeds(d, claim)
+  if method == 'bootstrap':
+    interval = bootstrap_seeds_examples(d)
+    how = f'bootstrap over {n} seeds x {d.shape[1]} examples'
+  elif d.ndim != 1:
+    raise ValueError(f"{claim!r}: [seeds, examples] values need 'bootstrap'")
+  elif method == 't':
+    interval, how = t_interval(d), f'paired t over {n} seeds'
+  elif method == 'sign':
+    interval = sign_interval(d)
+    how = f'median, sign-test interval over {n} seeds'
+  else:
+    raise ValueError(f"method must be 't', 'sign' or 'bootstrap': {method!r}")
+  if bounds is not None:
+    interval = (interval[0], *clip(*interval[1:], bounds))
+    how += f', cut to [{bounds[0]:g}, {bounds[1]:g}]'
+  return _claim(
+    claim,
+    interval,
+    n,
+    how,
+    threshold=threshold,
+    direction=direction,
+    threshold_why=threshold_why,
+    seeds_why=seeds_why,
+  )
+
+
+def paired_ratio(
+  claim: str,
+  a: Sequence[float],
+  b: Sequence[float],
+  *,
+  threshold: float,
+  direction: str,
+  threshold_why: str,
+  seeds_why: str,
+  method: str = 't',
+  budget: float | None = None,
+) -> Subclaim:
+  """A claim on the per-seed ratio a / b of two positive quantities.
+
+  Args:
+    claim: the sentence.
+    a: per-seed values of one arm, e.g. steps to a target; `math.inf` for
+      a seed that never reached it within `budget` (censored).
+    b: per-seed values of the other arm, all finite.
+    threshold, direction, threshold_why, seeds_why: see the module doc.
+    method: 't' (geometric mean, t interval of the log ratios) or 'sign'
+      (median ratio, sign-test interval). Censored values always take
+      'sign': a never-reached target is a bound, not a number to average.
+    budget: the budget a censored arm ran out of; its ratio is > budget/b.
+  """
+  ra, rb = np.asarray(a, np.float64), np.asarray(b, np.float64)
+  if ra.shape != rb.shape or ra.ndim != 1:
+    raise ValueError(f'{claim!r}: a and b need the same [seeds] shape')
+  n = _seeds(ra, claim)
+  if np.any(ra <= 0) or np.any(rb <= 0) or not np.all(np.isfinite(rb)):
+    raise ValueError(f'{claim!r}: ratios need positive values, b finite')
+  censored = int(np.isinf(ra).sum())
+  if censored:
+    if budget is None:
+      raise ValueError(f'{claim!r}: censored values need the budget')
+    lower = np.where(np.isinf(ra), budget / rb, ra / rb)
+    interval = censored_sign_interval(lower, ra / rb)
+    how = (
+      f'median ratio, sign-test interval over {n} seeds; {censored} never '
+      f'reached the target: > budget {budget:g}'
+    )
+  elif method == 't':
+    interval = log_t_interval(ra / rb)
+    how = f'geometric mean, t interval of log ratios over {n} seeds'
+  elif method == 'sign':
+    interval = sign_interval(ra / rb)
+    how = f'median ratio, sign-test interval over {n} seeds'
+  else:
+    raise ValueError(f"method must be 't' or 'sign': {method!r}")
+  return _claim(
+    claim,
+    interval,
+    n,
+    how,
+    threshold=threshold,
+    direction=direction,
+    threshold_why=threshold_why,
+    seeds_why=seeds_why,
+    censored=censored,
+  )
+
+
+def proportion(
+  claim: str,
+  outcomes: Sequence[bool] | np.ndarray,
+  *,
+  threshold: float,
+  direction: str,
+  threshold_why: str,
+  seeds_why: str,
+  scale: float = 1.0,
+) -> Subclaim:
+  """A claim on a share, with an interval inside [0, scale].
+
+  Args:
+    claim: the sentence.
+    outcomes: one 0/1 outcome per seed (e.g. diverged), for an exact
+      Clopper-Pearson interval of k in n seeds; or [seeds, items] 0/1
+      outcomes (e.g. each unit dead or not), for a bootstrap over seeds
+      and items.
+    threshold, direction, threshold_why, seeds_why: see the module doc
+      (the threshold in units of `scale`).
+    scale: 1 for a fraction, 100 for percentage points.
+  """
+  x = np.asarray(outcomes, np.float64)
+  if not np.all((x == 0) | (x == 1)):
+    raise ValueError(f'{claim!r}: outcomes must be 0 or 1')
+  n = _seeds(x, claim)
+  if x.ndim == 1:
+    k = int(x.sum())
+    interval = clopper_pearson(k, n)
+    how = f'exact binomial (Clopper-Pearson), {k} of {n} seeds'
+  elif x.ndim == 2:
+    interval = bootstrap_seeds_examples(x)
+    how = f'bootstrap over {n} seeds x {x.shape[1]} items'
+  else:
+    raise ValueError(f'{claim!r}: outcomes are [seeds] or [seeds, items]')
+  return _claim(
+    claim,
+    tuple(v * scale for v in interval),
+    n,
+    how,
+    threshold=threshold,
+    direction=direction,
+    threshold_why=threshold_why,
+    seeds_why=seeds_why,
+  )
+
+
+def seeds_for(margin: float, sd: float, confidence: float = CONFIDENCE) -> int:
+  """Seeds for a t interval of half-width below `margin` (at least 5).
+
+  The pilot calculation: with per-seed spread `sd` (of the values or the
+  paired differences) and the estimate `margin` away from the threshold,
+  the smallest n with t_{n-1} * sd / sqrt(n) < margin.
+  """
+  if margin <= 0 or sd < 0:
+    raise ValueError(f'need margin > 0 and sd >= 0: {margin}, {sd}')
+  n = MIN_SEEDS
+  while float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * sd >= (
+    margin * math.sqrt(n)
+  ):
+    n += 1
+  return n

@@ -1,19 +1,18 @@
-"""The three-way verdict: the rule, its combination and the 95% intervals.
+"""The verdict rule: checks, claims, preconditions and the 95% intervals.
 
-Reference values are computed by hand: Student's t quantiles from the
-tables (t_{0.975,2} = 4.3027, t_{0.975,1} = 12.7062), the rule on intervals
-drawn on paper.
+Reference values are computed by hand (the rule on intervals drawn on
+paper, censored bounds) or taken from scipy.stats, an independent
+implementation (paired t, t of log ratios, the exact binomial interval, t
+quantiles for the seeds). The intervals themselves: test_intervals.py.
 """
 
 import math
 
 import numpy as np
 import pytest
+from scipy import stats
 
 from experiments.studies import verdict
-
-T_975_DF2 = 4.3027  # Student's t, 97.5% quantile, 2 degrees of freedom.
-T_975_DF1 = 12.7062  # ... 1 degree of freedom.
 
 
 @pytest.mark.parametrize(
@@ -73,83 +72,6 @@ def test_combine_rejects_no_or_unknown_verdicts():
     verdict.combine(['holds', 'maybe'])
 
 
-def test_t_interval_three_values_by_hand():
-  # Mean 2, sample sd 1, standard error 1 / sqrt(3).
-  mean, low, high = verdict.t_interval([1.0, 2.0, 3.0])
-  half = T_975_DF2 / math.sqrt(3)
-  assert mean == 2.0
-  assert low == pytest.approx(2.0 - half, abs=1e-4)
-  assert high == pytest.approx(2.0 + half, abs=1e-4)
-
-
-def test_t_interval_of_one_value_is_the_point():
-  assert verdict.t_interval([5.0]) == (5.0, 5.0, 5.0)
-
-
-def test_t_interval_rejects_empty_and_non_finite():
-  with pytest.raises(ValueError, match='finite'):
-    verdict.t_interval([])
-  with pytest.raises(ValueError, match='finite'):
-    verdict.t_interval([1.0, math.nan])
-
-
-def test_log_t_interval_two_ratios_by_hand():
-  # logs ln 2 and ln 8: mean ln 4, sd sqrt(2) ln 2, standard error ln 2; the
-  # interval is 4 * 2^(+-t).
-  gmean, low, high = verdict.log_t_interval([2.0, 8.0])
-  assert gmean == pytest.approx(4.0)
-  assert low == pytest.approx(4.0 * 2.0**-T_975_DF1, rel=1e-4)
-  assert high == pytest.approx(4.0 * 2.0**T_975_DF1, rel=1e-4)
-  with pytest.raises(ValueError, match='positive'):
-    verdict.log_t_interval([2.0, -1.0])
-
-
-def _mean_diff(a, b):
-  return float(np.mean(a - b))
-
-
-def test_bootstrap_interval_is_reproducible_and_paired():
-  rng = np.random.default_rng(0)
-  a = rng.normal(size=100)
-  b = a + 0.5 + 0.1 * rng.normal(size=100)
-  first = verdict.bootstrap_interval(_mean_diff, b, a, n_resamples=300)
-  assert first == verdict.bootstrap_interval(_mean_diff, b, a, n_resamples=300)
-  other = verdict.bootstrap_interval(_mean_diff, b, a, n_resamples=300, seed=1)
-  assert other != first and other[0] == first[0]
-  # Paired: the rows move together, so the interval is about the 0.1 noise
-  # (half-width ~ 1.96 * 0.1 / 10), not the unit spread of a and b.
-  estimate, low, high = first
-  assert low < estimate < high and high - low < 0.06
-  assert verdict.bootstrap_interval(_mean_diff, a, a, n_resamples=50) == (
-    0.0,
-    0.0,
-    0.0,
-  )
-  with pytest.raises(ValueError, match='same, non-zero length'):
-    verdict.bootstrap_interval(_mean_diff, a, a[:5])
-
-
-def test_bootstrap_interval_matches_the_normal_interval_of_a_mean():
-  # 400 draws of N(0, 1): the 95% interval of the mean is +-1.96 / 20.
-  x = np.random.default_rng(3).normal(size=400)
-  estimate, low, high = verdict.bootstrap_interval(np.mean, x)
-  assert (high - low) / 2 == pytest.approx(1.96 / 20, rel=0.15)
-  assert low < estimate < high
-
-
-def test_bootstrap_interval_covers_the_true_mean_about_95_percent():
-  rng = np.random.default_rng(7)
-  trials, covered = 50, 0
-  for i in range(trials):
-    x = rng.normal(loc=1.0, size=50)
-    _, low, high = verdict.bootstrap_interval(
-      np.mean, x, n_resamples=300, seed=i
-    )
-    covered += low <= 1.0 <= high
-  # Percentile bootstrap at n = 50: about 0.93; 50 trials, sd 0.035.
-  assert 0.8 <= covered / trials <= 1.0
-
-
 def _subclaim(estimate=1.5, low=1.0, high=2.0, direction='above'):
   return verdict.Subclaim(
     claim='ReLU trains faster than tanh.',
@@ -191,27 +113,272 @@ def test_subclaim_rejects_an_estimate_outside_its_interval():
     _subclaim(direction='up')
 
 
-def test_bootstrap_seeds_examples_hand_cases():
-  # Every difference 1: the interval is the point.
-  assert verdict.bootstrap_seeds_examples(np.ones((3, 20))) == (1.0, 1.0, 1.0)
-  # Seeds disagree wholesale (one seed +1 everywhere, two seeds 0): the
-  # resampled seeds carry the spread, from 0 (no +1 seed drawn) to 1.
-  d = np.zeros((3, 50))
-  d[0] = 1.0
-  mean, low, high = verdict.bootstrap_seeds_examples(d, n_resamples=500)
-  assert mean == pytest.approx(1 / 3)
-  assert low == 0.0 and high >= 2 / 3
-  # Examples disagree within seeds alike: the example resampling carries
-  # it; near a normal interval of the mean, +-1.96 sd / sqrt(n).
-  rng = np.random.default_rng(0)
-  row = rng.choice([-1.0, 0.0, 1.0], size=2000, p=[0.1, 0.7, 0.2])
-  mean, low, high = verdict.bootstrap_seeds_examples(
-    np.tile(row, (3, 1)), n_resamples=500
+# The rule extended: checks, claims, preconditions; independent references
+
+
+# from scipy.stats (t, binomial) and by hand.
+
+
+SEEDS_WHY = 'pilot: sd 1 over 3 seeds, effect 3: seeds_for(3, 1) = 5'
+
+
+def test_seeds_for_is_the_smallest_n_that_resolves():
+  # The issue's normalization pilot: +4.5 / +14.0 / +8.2 points, threshold 0.
+  d = [4.5, 14.0, 8.2]
+  n = verdict.seeds_for(np.mean(d), np.std(d, ddof=1))
+  assert n == 5  # t_3 * 4.79 / 2 = 7.6 < 8.9 already; the floor is 5.
+  # Brute force with scipy: the first n with t_{n-1} sd / sqrt(n) < margin.
+  for margin, sd in [(1.0, 2.0), (0.5, 2.0), (3.0, 1.0)]:
+    want = next(
+      m
+      for m in range(5, 1000)
+      if stats.t.ppf(0.975, m - 1) * sd / math.sqrt(m) < margin
+    )
+    assert verdict.seeds_for(margin, sd) == want
+  assert verdict.seeds_for(0.5, 2.0) > verdict.seeds_for(1.0, 2.0) > 5
+
+
+def test_check_passes_and_records_its_kind():
+  sub = verdict.check(
+    'An identity.', 2e-8, threshold=1e-6, direction='below', why='round-off'
   )
-  half = 1.96 * row.std() / np.sqrt(row.size)
-  assert (high - low) / 2 == pytest.approx(half, rel=0.2)
-  assert verdict.bootstrap_seeds_examples(
-    np.tile(row, (3, 1)), n_resamples=500
-  ) == (mean, low, high)
-  with pytest.raises(ValueError, match='seeds, examples'):
-    verdict.bootstrap_seeds_examples(np.ones(5))
+  assert sub.kind == 'check' and sub.verdict == verdict.PASSES
+  record = sub.record()
+  assert record['kind'] == 'check' and record['verdict'] == 'passes'
+  assert record['ci_low'] == record['estimate'] == record['ci_high']
+  assert 'seeds_why' not in record
+
+
+def test_a_failing_check_raises():
+  with pytest.raises(verdict.CheckFailedError, match='An identity'):
+    verdict.check(
+      'An identity.', 2e-3, threshold=1e-6, direction='below', why='round-off'
+    )
+  # On the threshold is not strictly on its side: it fails too.
+  with pytest.raises(verdict.CheckFailedError):
+    verdict.check('A count.', 0.0, threshold=0.0, direction='above', why='>0')
+
+
+A = [1.2, 2.9, 2.1, 3.3, 1.8, 2.5]
+
+
+B = [0.4, 0.8, 0.3, 1.1, 0.9, 0.6]
+
+
+def _difference(a=A, b=B, **kwargs):
+  kwargs = {
+    'threshold': 0.0,
+    'direction': 'above',
+    'threshold_why': '"better": a positive difference',
+    'seeds_why': SEEDS_WHY,
+    **kwargs,
+  }
+  return verdict.paired_difference('A beats B.', a, b, **kwargs)
+
+
+def test_paired_difference_is_scipys_paired_t():
+  sub = _difference()
+  want = stats.ttest_rel(A, B).confidence_interval(0.95)
+  assert (sub.ci_low, sub.ci_high) == pytest.approx((want.low, want.high))
+  assert sub.estimate == pytest.approx(np.mean(np.subtract(A, B)))
+  assert sub.kind == 'claim' and sub.seeds == 6 and sub.verdict == 'holds'
+  record = sub.record()
+  assert record['kind'] == 'claim' and record['seeds_why'] == SEEDS_WHY
+  assert record['censored'] == 0
+  assert 'paired t over 6 seeds' in record['interval']
+
+
+def test_a_claim_over_three_seeds_is_refused():
+  with pytest.raises(ValueError, match='at least 5 seeds'):
+    _difference(A[:3], B[:3])
+  with pytest.raises(ValueError, match='at least 5 seeds'):
+    verdict.Subclaim(
+      claim='c',
+      estimate=1.0,
+      ci_low=0.5,
+      ci_high=1.5,
+      threshold=0.0,
+      direction='above',
+      seeds=3,
+      interval='paired t over 3 seeds',
+      threshold_why='w',
+      kind='claim',
+      seeds_why=SEEDS_WHY,
+    )
+
+
+def test_a_claim_needs_seeds_why_and_more_than_a_point():
+  with pytest.raises(ValueError, match='seeds_why'):
+    _difference(seeds_why=' ')
+  # Every seed the same difference: a point interval is an exact result.
+  with pytest.raises(ValueError, match='make it a check'):
+    _difference([2.0] * 5, [1.0] * 5)
+
+
+def test_paired_difference_sign_bounds_and_bootstrap():
+  sub = _difference(method='sign')
+  d = np.sort(np.subtract(A, B))
+  assert (sub.estimate, sub.ci_low, sub.ci_high) == (
+    np.median(d),
+    d[0],
+    d[-1],
+  )
+  # A share in points against none (the ELU dead share of the issue, t
+  # [-4.6, 32.2]): the t interval cut to the bounds, never below 0.
+  a = [0.0, 0.0, 0.0, 0.0, 60.0]
+  raw = verdict.t_interval(a)
+  cut = _difference(a, [0.0] * 5, bounds=(0.0, 100.0))
+  assert raw[1] < 0.0
+  assert (cut.estimate, cut.ci_low, cut.ci_high) == (12.0, 0.0, raw[2])
+  assert 'cut to [0, 100]' in cut.interval
+  # [seeds, examples]: seeds and examples resampled together.
+  rng = np.random.default_rng(0)
+  a2, b2 = rng.integers(0, 2, (5, 200)), rng.integers(0, 2, (5, 200))
+  boot = _difference(a2, b2, method='bootstrap')
+  assert (boot.estimate, boot.ci_low, boot.ci_high) == (
+    verdict.bootstrap_seeds_examples(a2 - b2)
+  )
+  with pytest.raises(ValueError, match="need 'bootstrap'"):
+    _difference(a2, b2)
+
+
+def _ratio(a, b, **kwargs):
+  kwargs = {
+    'threshold': 2.0,
+    'direction': 'above',
+    'threshold_why': '"much faster": 2x',
+    'seeds_why': SEEDS_WHY,
+    **kwargs,
+  }
+  return verdict.paired_ratio('ReLU is much faster.', a, b, **kwargs)
+
+
+def test_paired_ratio_is_a_t_interval_of_log_ratios():
+  a, b = [400, 620, 510, 700, 450], [100, 110, 90, 120, 95]
+  sub = _ratio(a, b)
+  logs = np.log(np.divide(a, b))
+  want = stats.t.interval(0.95, 4, loc=logs.mean(), scale=stats.sem(logs))
+  assert (sub.ci_low, sub.ci_high) == pytest.approx(np.exp(want))
+  assert sub.estimate == pytest.approx(np.exp(logs.mean()))
+  assert sub.verdict == 'holds' and sub.censored == 0
+
+
+def test_a_target_never_reached_is_censored_not_imputed():
+  a = [400, math.inf, 510, math.inf, 450, 600]
+  b = [100, 100, 100, 100, 100, 100]
+  sub = _ratio(a, b, budget=800)
+  # Lower bounds 4, 8, 5.1, 8, 4.5, 6: median 5.55, low x_(1) = 4, high inf.
+  assert sub.censored == 2
+  assert (sub.estimate, sub.ci_low, sub.ci_high) == (5.55, 4.0, math.inf)
+  assert '2 never reached the target: > budget 800' in sub.interval
+  assert sub.record()['censored'] == 2 and sub.verdict == 'holds'
+  with pytest.raises(ValueError, match='budget'):
+    _ratio(a, b)
+
+
+def test_proportion_exact_binomial_and_bootstrap():
+  diverged = [True, True, False, True, True]
+  sub = verdict.proportion(
+    'Without warmup most seeds diverge.',
+    diverged,
+    threshold=50.0,
+    direction='above',
+    threshold_why='"most": more than half',
+    seeds_why=SEEDS_WHY,
+    scale=100.0,
+  )
+  want = stats.binomtest(4, 5).proportion_ci(method='exact')
+  assert sub.estimate == 80.0
+  assert (sub.ci_low, sub.ci_high) == pytest.approx(
+    (100 * want.low, 100 * want.high)
+  )
+  assert sub.verdict == 'inconclusive'  # 4 of 5: [28.4, 99.5].
+  # Per unit: a bootstrap of 0/1 values stays inside [0, 1].
+  dead = np.zeros((5, 64))
+  dead[0, :3] = 1
+  share = verdict.proportion(
+    'Few units die.',
+    dead,
+    threshold=0.5,
+    direction='below',
+    threshold_why='"few"',
+    seeds_why=SEEDS_WHY,
+  )
+  assert 0.0 <= share.ci_low <= share.estimate <= share.ci_high <= 1.0
+  with pytest.raises(ValueError, match='0 or 1'):
+    verdict.proportion(
+      'x',
+      [0.5] * 5,
+      threshold=0.5,
+      direction='below',
+      threshold_why='w',
+      seeds_why=SEEDS_WHY,
+    )
+
+
+def test_precondition_compare_and_unmet_reason():
+  met = verdict.Precondition.compare(
+    'plain-20 trained', 0.04, threshold=0.1, direction='below'
+  )
+  unmet = verdict.Precondition.compare(
+    'no-warmup arm diverges', 0.2, threshold=0.5, direction='above'
+  )
+  assert met.met and not unmet.met and unmet.required == '> 0.5'
+  assert unmet.record() == {
+    'name': 'no-warmup arm diverges',
+    'measured': 0.2,
+    'required': '> 0.5',
+    'met': False,
+  }
+  assert verdict.unmet_reason([met]) == ''
+  assert verdict.unmet_reason([met, unmet]) == (
+    'Not tested: no-warmup arm diverges measured 0.2, required > 0.5.'
+  )
+
+
+def _check():
+  return verdict.check(
+    'An identity.', 0.0, threshold=1e-6, direction='below', why='round-off'
+  )
+
+
+def test_headline_from_claims_only():
+  holds, fails = _difference(), _difference(threshold=5.0)
+  inconclusive = _difference(threshold=1.5)
+  assert fails.verdict == 'does not hold'
+  assert inconclusive.verdict == 'inconclusive'
+  assert verdict.headline([_check(), holds]) == 'holds'
+  assert verdict.headline([_check(), holds, inconclusive]) == 'inconclusive'
+  assert verdict.headline([holds, inconclusive, fails]) == 'does not hold'
+  # Checks alone: a check, not evidence.
+  assert verdict.headline([_check(), _check()]) == verdict.CHECKS_PASS
+
+
+def test_an_unmet_precondition_gives_not_tested():
+  unmet = verdict.Precondition('the regime', 0.2, '> 0.5', False)
+  met = verdict.Precondition('the other', 0.9, '> 0.5', True)
+  fails = _difference(threshold=5.0)
+  assert verdict.headline([fails], [met]) == 'does not hold'
+  assert verdict.headline([fails], [met, unmet]) == verdict.NOT_TESTED
+  assert verdict.headline([_difference()], [unmet]) == verdict.NOT_TESTED
+  assert verdict.rule([], [False]) == verdict.NOT_TESTED
+
+
+def test_old_and_new_sub_claims_do_not_mix():
+  legacy = _subclaim(low=1.1)
+  assert verdict.headline([legacy]) == 'holds'
+  with pytest.raises(ValueError, match='a kind, or none'):
+    verdict.headline([legacy, _check()])
+  with pytest.raises(ValueError, match='preconditions need'):
+    verdict.headline([legacy], [verdict.Precondition('p', 1.0, '> 0', True)])
+
+
+def test_study_fields_carry_the_format():
+  pre = verdict.Precondition('p', '> 800 steps', '< 800 steps', False)
+  fields = verdict.study_fields([_check(), _difference()], [pre])
+  assert fields['format'] == verdict.FORMAT == 2
+  assert fields['preconditions'] == [pre.record()]
+  assert [s['kind'] for s in fields['subclaims']] == ['check', 'claim']
+  assert verdict.study_fields([_subclaim()]) == {
+    'subclaims': [_subclaim().record()]
+  }
