@@ -183,7 +183,13 @@ def main(argv: list[str]) -> None:
   import jax  # noqa: PLC0415
 
   from ops import native  # noqa: PLC0415
+  from train_lib import orbax_quirks  # noqa: PLC0415
   from train_lib import trainer  # noqa: PLC0415
+
+  # What orbax leaves after a failed checkpoint read or write can surface as
+  # late as at exit, after the trainer's own filter ended: kept quiet in this
+  # process (the launch's own) until it ends.
+  orbax_quirks.QuietLeftovers().start()
 
   # Before the first compilation; an unusable folder warns and is skipped.
   cache_status = compile_cache.enable(_COMPILE_CACHE_DIR.value)

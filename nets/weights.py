@@ -43,9 +43,13 @@ class WeightsError(ValueError):
   """A weights file that does not fit the model (one line: the first keys)."""
 
 
-def _first(keys: list[str]) -> str:
-  more = f' and {len(keys) - _SHOWN} more' if len(keys) > _SHOWN else ''
-  return ', '.join(keys[:_SHOWN]) + more
+def first_few(items: list[str], sep: str = ', ') -> str:
+  """'a, b, c and 2 more': the first items of a list, for one-line errors."""
+  more = f' and {len(items) - _SHOWN} more' if len(items) > _SHOWN else ''
+  return sep.join(items[:_SHOWN]) + more
+
+
+_first = first_few
 
 
 def load_state_dict(path: str) -> dict[str, np.ndarray]:

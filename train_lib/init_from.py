@@ -67,15 +67,7 @@ def _from_checkpoint(
     lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
     state,
   )
-  ckpt = checkpoint_lib.Checkpointer(workdir, keep=1 << 30)
-  try:
-    if step is not None and step not in ckpt.all_steps():
-      raise ValueError(f'no checkpoint of step {step} in {ckpt.directory}')
-    if not ckpt.all_steps():
-      raise ValueError(f'no checkpoint in {ckpt.directory}')
-    restored = ckpt.restore(step, abstract)
-  finally:
-    ckpt.close()
+  restored = checkpoint_lib.read(workdir, step, abstract)  # Writes nothing.
   return restored.params, restored.batch_stats
 
 

@@ -44,6 +44,7 @@ from train_lib import evaluate as evaluate_lib
 from train_lib import init_from as init_from_lib
 from train_lib import metrics as metrics_lib
 from train_lib import optim
+from train_lib import orbax_quirks
 from train_lib import profiling
 from train_lib import sharding as sharding_lib
 from train_lib import state as state_lib
@@ -214,6 +215,7 @@ def train_and_evaluate(
       config.init_from, create_fn, model=model, tx=tx, error=ConfigError
     )
   with (
+    orbax_quirks.QuietLeftovers(),  # A failed read or write: one line.
     _open_workdir(
       config, workdir, create_fn, mesh, allow_config_change, command
     ) as (ckpt, state),

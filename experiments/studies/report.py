@@ -329,12 +329,11 @@ def _read_checkpoints(workdir: str, state: Any) -> dict[int, Any]:
   """{step: params} of every checkpoint in `workdir`, on the host."""
   from train_lib import checkpoint as checkpoint_lib  # noqa: PLC0415
 
-  ckpt = checkpoint_lib.Checkpointer(workdir, keep=1, async_save=False)
   sharding = jax.tree.leaves(state)[0].sharding
   abstract = checkpoint_lib.abstract_like(state, sharding)
   return {
-    step: jax.device_get(ckpt.restore(step, abstract).params)
-    for step in ckpt.all_steps()
+    step: jax.device_get(checkpoint_lib.read(workdir, step, abstract).params)
+    for step in checkpoint_lib.steps(workdir)
   }
 
 

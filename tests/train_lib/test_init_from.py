@@ -7,7 +7,9 @@ another run's checkpoint for a workdir source.
 """
 
 import functools
+import logging
 import os
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -48,6 +50,12 @@ def _create_fn(num_classes, channels=3, ema=True, tx=None):
     ema=ema,
   )
   return model, tx, create
+
+
+def _process_state():
+  """What orbax_quirks.QuietLeftovers changes while the trainer runs."""
+  loggers = [logging.getLogger(name) for name in ('absl', 'asyncio')]
+  return sys.unraisablehook, [list(log.filters) for log in loggers]
 
 
 def _assert_trees_equal(a, b):
@@ -111,10 +119,10 @@ def _config(**overrides):
 def test_runs_start_from_files_and_workdirs_and_resume_their_own(tmp_path):
   path, variables = _file(tmp_path, num_classes=4, name='w.pth')
   run = str(tmp_path / 'run')
+  before = _process_state()
   trainer.train_and_evaluate(_config(init_from=path), run)
-  ckpt = checkpoint.Checkpointer(run, keep=3)
-  assert ckpt.all_steps() == [2]
-  ckpt.close()
+  assert _process_state() == before  # The trainer's filters are gone.
+  assert checkpoint.steps(run) == [2]
   # The workdir's checkpoint wins: the file is not needed to resume.
   os.remove(path)
   config = _config(init_from=path, total_steps=3)
@@ -155,10 +163,33 @@ def test_bad_sources_stop_before_training(tmp_path, source, message):
     os.makedirs(tmp_path / source)
   run = str(tmp_path / 'run')
   config = _config(init_from=str(tmp_path / source))
+  before = _process_state()
   with pytest.raises(trainer.ConfigError, match=message) as info:
     trainer.train_and_evaluate(config, run)
+  assert _process_state() == before  # Also after a failure.
   assert '\n' not in str(info.value)
   assert not os.path.exists(os.path.join(run, 'metrics.jsonl'))
-  ckpt = checkpoint.Checkpointer(run, keep=3)
-  assert ckpt.all_steps() == []
+  assert checkpoint.steps(run) == []
+
+
+@pytest.mark.slow
+def test_an_unreadable_workdir_is_one_line_and_left_as_it_is(tmp_path):
+  model, tx, create = _create_fn(num_classes=4)
+  source = str(tmp_path / 'source')
+  ckpt = checkpoint.Checkpointer(source, keep=1, async_save=False)
+  ckpt.save(3, create())
   ckpt.close()
+  step_dir = os.path.join(source, 'checkpoints', '3')
+  for root, _, files in os.walk(step_dir):  # Its metadata is lost.
+    for name in files:
+      if 'METADATA' in name or name == 'manifest.ocdbt':
+        os.remove(os.path.join(root, name))
+  before = sorted(os.walk(source))
+  wrapped = init_from.starting_from(source, create, model=model, tx=tx)
+  with pytest.raises(ValueError) as info:
+    wrapped()
+  assert str(info.value) == (
+    f'init_from {source!r}: checkpoint {step_dir} is unreadable (its '
+    'metadata is missing)'
+  )
+  assert sorted(os.walk(source)) == before  # Another run's: not moved.
