@@ -12,8 +12,9 @@ docs/studies.md), built from the jsons it wrote: every claim, verdict,
 sub-claim and figure, and the total wall time. `--gallery_only` rebuilds
 DIR.md from the jsons already in DIR, running nothing.
 `--quick` (fewer steps, smaller nets, under 30 s each) is what the tests run.
-An unknown study name, a bad flag, or (for `--gallery_only`) a missing or
-old-format json prints one `error:` line and exits 1.
+An unknown study name, a bad flag, a failing check (a bug, not a finding:
+the study writes nothing), or (for `--gallery_only`) a missing json or one
+that breaks its format's rules prints one `error:` line and exits 1.
 """
 
 import collections
@@ -28,6 +29,7 @@ from experiments import cli
 from experiments import compile_cache
 from experiments import studies
 from experiments.studies import gallery
+from experiments.studies import verdict
 
 _OUT_DIR = flags.DEFINE_string(
   'out_dir', 'runs/studies', 'Folder for NAME.png, NAME.md and NAME.json.'
@@ -52,7 +54,11 @@ _COMPILE_CACHE_DIR = flags.DEFINE_string(
 
 def _run(name: str, out_dir: str, quick: bool) -> dict:
   print(f'{name}: running{" (quick)" if quick else ""}...', flush=True)
-  record = studies.run_study(name, out_dir, quick=quick)
+  try:
+    record = studies.run_study(name, out_dir, quick=quick)
+  except verdict.CheckFailedError as e:
+    # Raised before the study writes anything: its last good files stay.
+    cli.fail(f'{name}: {e} (a bug, not a finding; nothing written)')
   print(
     f'{name}: {record["verdict"]} ({record["wall_time_s"]:.1f} s): '
     f'{record["summary"]}\n  -> {record["paths"]["md"]}',

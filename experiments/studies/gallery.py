@@ -9,45 +9,33 @@ estimate, 95% interval, threshold and verdict, and the figure; at the end,
 the total wall time (the sum of the jsons' `wall_time_s`) and the machine(s)
 the jsons name.
 
+Two json formats live side by side while the studies migrate to the rule of
+`verdict.py`: the old one (every sub-claim counted, no `format` key) and
+format 2 (`"format": 2`: each sub-claim's `kind`, check or claim, and the
+`preconditions`). A format-2 study shows its checks apart (exact: they pass,
+they are not evidence), then its preconditions, then its claims; its
+headline may be 'not tested' (a precondition unmet) or 'checks pass' (checks
+only). `records.check_record` enforces each format's rules.
+
 Kept apart from `__main__` (which defines the CLI's absl flags) so that
 tests and notebooks can import it.
 """
 
 import collections
 from collections.abc import Sequence
-import json
 import os
 
 from experiments import studies
+from experiments.studies import records as records_lib
 from experiments.studies import report
 from experiments.studies import verdict as verdict_lib
 
-# The keys of a NAME.json record in the three-way format, and of each of its
-# sub-claims; a json without them (the old format's bool `holds`) is refused.
-RECORD_KEYS = (
-  'name',
-  'claim',
-  'source',
-  'verdict',
-  'summary',
-  'subclaims',
-  'protocol',
-  'columns',
-  'rows',
-  'wall_time_s',
-  'quick',
-  'machine',
-)
-SUBCLAIM_KEYS = (
-  'claim',
-  'estimate',
-  'ci_low',
-  'ci_high',
-  'threshold',
-  'direction',
-  'seeds',
-  'verdict',
-)
+# The records' errors, rules and loading (records.py), where the gallery's
+# callers have always found them.
+GalleryError = records_lib.GalleryError
+check_record = records_lib.check_record
+load_records = records_lib.load_records
+
 INDEX_COLUMNS = ('study', 'claim', 'verdict', 'sub-claims', 'wall time')
 GALLERY_SUBCLAIM_COLUMNS = (
   'sub-claim',
@@ -56,10 +44,9 @@ GALLERY_SUBCLAIM_COLUMNS = (
   'threshold (claim side)',
   'verdict',
 )
-
-
-class GalleryError(ValueError):
-  """A study's json is missing, unreadable or not in the three-way format."""
+CHECK_COLUMNS = ('check', 'value', 'required')
+PRECONDITION_COLUMNS = ('precondition', 'measured', 'required', 'met')
+CLAIM_COLUMNS = (*GALLERY_SUBCLAIM_COLUMNS[:4], 'seeds', 'verdict')
 
 
 def list_studies() -> str:
@@ -70,69 +57,16 @@ def list_studies() -> str:
   )
 
 
-def check_record(record: dict, path: str = 'record') -> None:
-  """Raises GalleryError unless `record` is a three-way NAME.json record.
-
-  Checks the keys, the verdict words, and that every sub-claim's verdict is
-  the rule's (`verdict.decide`) and the headline their combination.
-  """
-  missing = [k for k in RECORD_KEYS if k not in record]
-  if missing:
-    old = ' (the old format with a bool "holds")' if 'holds' in record else ''
-    raise GalleryError(
-      f'{path} lacks {", ".join(missing)}{old}: rerun the study '
-      '(python -m experiments.studies NAME --out_dir DIR)'
-    )
-  if not record['subclaims']:
-    raise GalleryError(f'{path} has no sub-claims')
-  for i, sub in enumerate(record['subclaims']):
-    lacking = [k for k in SUBCLAIM_KEYS if k not in sub]
-    if lacking:
-      raise GalleryError(f'{path}: sub-claim {i} lacks {", ".join(lacking)}')
-    rule = verdict_lib.decide(
-      sub['ci_low'], sub['ci_high'], sub['threshold'], sub['direction']
-    )
-    if sub['verdict'] != rule:
-      raise GalleryError(
-        f'{path}: sub-claim {i} says {sub["verdict"]!r}, its interval '
-        f'and threshold say {rule!r}'
-      )
-  headline = verdict_lib.combine([s['verdict'] for s in record['subclaims']])
-  if record['verdict'] != headline:
-    raise GalleryError(
-      f'{path}: verdict {record["verdict"]!r}, its sub-claims combine to '
-      f'{headline!r}'
-    )
-
-
-def load_records(out_dir: str, names: Sequence[str] | None = None) -> list:
-  """The checked NAME.json records in `out_dir`, in the studies' order."""
-  records = []
-  for name in studies.STUDIES if names is None else names:
-    path = os.path.join(out_dir, f'{name}.json')
-    try:
-      with open(path) as f:
-        record = json.load(f)
-    except FileNotFoundError:
-      raise GalleryError(
-        f'{path} does not exist: run python -m experiments.studies {name} '
-        f'--out_dir {out_dir}'
-      ) from None
-    except json.JSONDecodeError as e:
-      raise GalleryError(f'{path} is not valid json: {e}') from None
-    check_record(record, path)
-    records.append(record)
-  return records
-
-
-def _subclaim_cells(sub: dict) -> list[str]:
+def _subclaim_cells(sub: dict, seeds: bool = False) -> list[str]:
   side = '> ' if sub['direction'] == 'above' else '< '
+  estimate = report.format_cell(float(sub['estimate']))
   return [
     sub['claim'],
-    report.format_cell(float(sub['estimate'])),
+    f'> {estimate}' if sub.get('censored') else estimate,
     f'[{report.format_cell(float(sub["ci_low"]))}, '
     f'{report.format_cell(float(sub["ci_high"]))}]',
     side + report.format_cell(float(sub['threshold'])),
+    *([str(sub['seeds'])] if seeds else []),
     f'**{sub["verdict"]}**',
   ]
 
@@ -140,8 +74,76 @@ def _subclaim_cells(sub: dict) -> list[str]:
 def _counts(verdicts: Sequence[str]) -> str:
   counts = collections.Counter(verdicts)
   return ', '.join(
-    f'{counts[word]} {word}' for word in verdict_lib.VERDICTS if counts[word]
+    f'{counts[word]} {word}' for word in verdict_lib.HEADLINES if counts[word]
   )
+
+
+def _tally(record: dict) -> str:
+  """The sub-claims in words: claims' verdicts, checks, unmet preconditions."""
+  subs = record['subclaims']
+  if 'format' not in record:
+    return _counts([s['verdict'] for s in subs])
+  parts = [_counts([s['verdict'] for s in subs if s['kind'] == 'claim'])]
+  checks = sum(s['kind'] == 'check' for s in subs)
+  if checks:
+    parts.append(f'{checks} check{"s pass" if checks > 1 else " passes"}')
+  unmet = sum(not p['met'] for p in record['preconditions'])
+  if unmet:
+    parts.append(f'{unmet} precondition{"s" if unmet > 1 else ""} unmet')
+  return '; '.join(part for part in parts if part)
+
+
+def _sections_2(r: dict) -> list[str]:
+  """A format-2 study's checks, preconditions and claims, each apart."""
+  checks = [s for s in r['subclaims'] if s['kind'] == 'check']
+  claims = [s for s in r['subclaims'] if s['kind'] == 'claim']
+  lines = []
+  if checks:
+    # claim, value, required: the cells of a point "interval" and verdict
+    # say nothing more.
+    rows = [[_subclaim_cells(s)[i] for i in (0, 1, 3)] for s in checks]
+    lines += [
+      '**Checks** (exact computations: each passes, or the run stops as a '
+      'bug; not evidence):',
+      '',
+      report.markdown_table(CHECK_COLUMNS, rows),
+      '',
+    ]
+  pres = r['preconditions']
+  if pres:
+    rows = [
+      [
+        p['name'],
+        report.format_cell(p['measured']),
+        p['required'],
+        'yes' if p['met'] else '**no**',
+      ]
+      for p in pres
+    ]
+    lines += [
+      '**Preconditions** (the regime the claims are about, measured in the '
+      'same run; one unmet makes the study **not tested**):',
+      '',
+      report.markdown_table(PRECONDITION_COLUMNS, rows),
+      '',
+    ]
+  elif claims:
+    lines += ['**Preconditions:** none declared.', '']
+  if claims:
+    rows = [_subclaim_cells(s, seeds=True) for s in claims]
+    lines += [
+      '**Claims** (statistical: 95% intervals over seeds):',
+      '',
+      report.markdown_table(CLAIM_COLUMNS, rows),
+      '',
+    ]
+  else:
+    lines += [
+      f'No statistical claim: the study checks a formula, so its headline '
+      f'is **{verdict_lib.CHECKS_PASS}**, a check and not evidence.',
+      '',
+    ]
+  return lines
 
 
 def _machines(records: Sequence[dict]) -> str:
@@ -159,18 +161,38 @@ def _machines(records: Sequence[dict]) -> str:
   )
 
 
+_PLAIN = ('holds', verdict_lib.CHECKS_PASS)
+_LEAD = (
+  'Each claim is split into sub-claims. A **check** is an exact computation '
+  '(an identity, a count, a formula): it passes, or the study stops as a '
+  'bug; it is shown apart and never counted as evidence. A **claim** is '
+  'statistical, over at least 5 seeds, with a 95% interval and the '
+  "threshold the claim's words imply: it **holds** when its interval lies "
+  "wholly on the claim's side of the threshold, **does not hold** when it "
+  'lies wholly on the other side, and is **inconclusive** when it touches '
+  'or straddles it. **Preconditions**, measured in the same run, say '
+  'whether the regime the claim is about was reached. A study is **not '
+  'tested** if any precondition is unmet; otherwise it holds if every '
+  'claim holds, does not hold if any does not, and is inconclusive else; '
+  'a study of checks alone says **checks pass**. Studies not yet moved to '
+  'this rule (no checks or preconditions shown) count every sub-claim as '
+  'a claim. The rule, thresholds, seeds and budgets are fixed in each '
+  'study module before the run.'
+)
+
+
 def render(records: Sequence[dict], out_dir: str) -> str:
   """The gallery page's text for `records` (the NAME.json records)."""
   folder = os.path.basename(os.path.normpath(out_dir))
   index = []
   for r in records:
-    word = r['verdict'] if r['verdict'] == 'holds' else f'**{r["verdict"]}**'
+    word = r['verdict'] if r['verdict'] in _PLAIN else f'**{r["verdict"]}**'
     index.append(
       [
         f'[{r["name"]}](#{r["name"]})',
         r['claim'],
         word,
-        _counts([s['verdict'] for s in r['subclaims']]),
+        _tally(r),
         f'{r["wall_time_s"]:.0f} s',
       ]
     )
@@ -182,18 +204,16 @@ def render(records: Sequence[dict], out_dir: str) -> str:
     'running anything with `python -m experiments.studies --gallery_only '
     f'--out_dir {out_dir}` (`--list` names the studies).',
     '',
-    'Each claim is split into sub-claims, each with a 95% interval and the '
-    "threshold the claim's words imply. A sub-claim **holds** when its "
-    "interval lies wholly on the claim's side of the threshold, **does not "
-    'hold** when it lies wholly on the other side, and is **inconclusive** '
-    'when it touches or straddles it; a study holds only if every '
-    'sub-claim holds. The rule, thresholds, seeds and budgets are fixed in '
-    'each study module before the run.',
+    _LEAD,
     '',
     report.markdown_table(INDEX_COLUMNS, index),
   ]
   for r in records:
-    rows = [_subclaim_cells(s) for s in r['subclaims']]
+    if 'format' in r:
+      tables = _sections_2(r)
+    else:
+      rows = [_subclaim_cells(s) for s in r['subclaims']]
+      tables = [report.markdown_table(GALLERY_SUBCLAIM_COLUMNS, rows), '']
     lines += [
       '',
       f'## {r["name"]}',
@@ -202,8 +222,7 @@ def render(records: Sequence[dict], out_dir: str) -> str:
       '',
       f'**Verdict: {r["verdict"]}.** {r["summary"]}',
       '',
-      report.markdown_table(GALLERY_SUBCLAIM_COLUMNS, rows),
-      '',
+      *tables,
       f'![{r["name"]}]({folder}/{r["name"]}.png)',
       '',
       f'Protocol, intervals, numbers, command and machine: '
@@ -251,7 +270,7 @@ def readme_table(records: Sequence[dict], out_dir: str = 'docs/studies') -> str:
       f'[`{r["name"]}`]({page}#{r["name"]})',
       SHORT_CLAIMS[r['name']],
       r['verdict'],
-      _counts([s['verdict'] for s in r['subclaims']]),
+      _tally(r),
     ]
     for r in records
   ]

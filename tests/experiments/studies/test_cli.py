@@ -25,7 +25,11 @@ def test_unknown_study_is_a_value_error_naming_the_studies():
 
 
 def _second_record(out_dir):
-  """A copy of softmax_temperature.json posing as `gradients`, not holding."""
+  """A copy of softmax_temperature.json posing as `gradients`, not holding.
+
+  Its first check, and a claim (format 2: 5 seeds, its seeds_why) that
+  does not hold.
+  """
   with open(out_dir / 'softmax_temperature.json') as f:
     record = json.load(f)
   sub = dict(record['subclaims'][0])
@@ -36,6 +40,9 @@ def _second_record(out_dir):
     ci_high=-0.5,
     threshold=0.0,
     direction='above',
+    seeds=5,
+    kind='claim',
+    seeds_why='a pilot',
     verdict='does not hold',
   )
   record.update(
@@ -53,7 +60,7 @@ def _second_record(out_dir):
 def test_gallery_is_built_from_the_jsons(tmp_path):
   out_dir = tmp_path / 'studies'
   record = studies.run_study('softmax_temperature', str(out_dir), quick=True)
-  assert record['verdict'] == 'holds' and record['summary']
+  assert record['verdict'] == 'checks pass' and record['summary']
   _second_record(out_dir)
   names = ['softmax_temperature', 'gradients']
   path = gallery.write_gallery(str(out_dir), names)
@@ -64,14 +71,15 @@ def test_gallery_is_built_from_the_jsons(tmp_path):
   tables = studies_testing.parse_markdown_tables(text)
   index = tables[0]
   assert index[0] == list(gallery.INDEX_COLUMNS)
-  assert [row[2] for row in index[1:]] == ['holds', '**does not hold**']
-  assert index[2][3] == '1 holds, 1 does not hold'
-  # Each study's sub-claims, with their verdicts.
-  assert tables[2][0] == list(gallery.GALLERY_SUBCLAIM_COLUMNS)
-  assert tables[2][2][0] == 'A sub-claim | that fails.'
-  assert tables[2][2][4] == '**does not hold**'
+  assert [row[2] for row in index[1:]] == ['checks pass', '**does not hold**']
+  assert index[2][3] == '1 does not hold; 1 check passes'
+  # Each study's checks and claims apart, with their verdicts.
+  assert tables[1][0] == list(gallery.CHECK_COLUMNS)
+  assert tables[3][0] == list(gallery.CLAIM_COLUMNS)
+  assert tables[3][1][0] == 'A sub-claim | that fails.'
+  assert tables[3][1][5] == '**does not hold**'
   # The total wall time, split by machine when the jsons name two.
-  assert 'All 2 studies (1 holds, 1 does not hold):' in text
+  assert 'All 2 studies (1 does not hold, 1 checks pass):' in text
   assert 'min on Another CPU, 4 cores (gradients)' in text
   assert gallery.render(gallery.load_records(str(out_dir), names), str(out_dir))
 
