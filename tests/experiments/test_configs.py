@@ -13,6 +13,7 @@ import math
 import pathlib
 import re
 
+from absl import flags
 import chex
 import jax
 import jax.numpy as jnp
@@ -261,4 +262,12 @@ def test_smoke_imagenet_on_fixture_files(tmp_path):
   testing_fixtures.build_imagenet(
     tmp_path / 'tfds', num_train=16, num_validation=16
   )
-  _smoke(imagenet, 'resnet_tiny', tmp_path / 'run', tmp_path / 'tfds')
+  # grain's worker processes read absl flags, which absl.app parses in a
+  # launch (train_lib/data/imagenet.py): parsed here for this test only.
+  parsed = flags.FLAGS.is_parsed()
+  flags.FLAGS.mark_as_parsed()
+  try:
+    _smoke(imagenet, 'resnet_tiny', tmp_path / 'run', tmp_path / 'tfds')
+  finally:
+    if not parsed:
+      flags.FLAGS.unparse_flags()
