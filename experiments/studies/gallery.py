@@ -4,10 +4,11 @@ The gallery is built from the studies' own records, DIR/NAME.json, and from
 nothing else: `--all` runs every study and then builds it, and
 `--gallery_only` rebuilds it from the jsons already in DIR without running
 anything, so the committed index always says what the studies wrote. It
-lists, per study, the claim, the headline verdict, every sub-claim with its
-estimate, 95% interval, threshold and verdict, and the figure; at the end,
-the total wall time (the sum of the jsons' `wall_time_s`) and the machine(s)
-the jsons name.
+opens each study's section with the claim, the headline verdict and the
+figure as a thumbnail linked to the study's page (NAME.md), then lists
+every sub-claim with its estimate, 95% interval, threshold and verdict; at
+the end, the total wall time (the sum of the jsons' `wall_time_s`) and the
+machine(s) the jsons name.
 
 Two json formats live side by side while the studies migrate to the rule of
 `verdict.py`: the old one (every sub-claim counted, no `format` key) and
@@ -15,7 +16,9 @@ format 2 (`"format": 2`: each sub-claim's `kind`, check or claim, and the
 `preconditions`). A format-2 study shows its checks apart (exact: they pass,
 they are not evidence), then its preconditions, then its claims; its
 headline may be 'not tested' (a precondition unmet) or 'checks pass' (checks
-only). `records.check_record` enforces each format's rules.
+only), with its numbers in plain words (`readable.py`), as on its page
+(the cells come from `page.py`'s row builders). `records.check_record`
+enforces each format's rules.
 
 Kept apart from `__main__` (which defines the CLI's absl flags) so that
 tests and notebooks can import it.
@@ -26,8 +29,8 @@ from collections.abc import Sequence
 import os
 
 from experiments import studies
+from experiments.studies import page
 from experiments.studies import records as records_lib
-from experiments.studies import report
 from experiments.studies import verdict as verdict_lib
 
 # The records' errors, rules and loading (records.py), where the gallery's
@@ -44,8 +47,8 @@ GALLERY_SUBCLAIM_COLUMNS = (
   'threshold (claim side)',
   'verdict',
 )
-CHECK_COLUMNS = ('check', 'value', 'required')
-PRECONDITION_COLUMNS = ('precondition', 'measured', 'required', 'met')
+CHECK_COLUMNS = page.CHECK_COLUMNS[:3]
+PRECONDITION_COLUMNS = page.PRECONDITION_COLUMNS
 CLAIM_COLUMNS = (*GALLERY_SUBCLAIM_COLUMNS[:4], 'seeds', 'verdict')
 
 
@@ -57,16 +60,16 @@ def list_studies() -> str:
   )
 
 
-def _subclaim_cells(sub: dict, seeds: bool = False) -> list[str]:
+def _subclaim_cells(sub: dict) -> list[str]:
+  """An old-format sub-claim's cells (format 2: `page.claim_row`)."""
   side = '> ' if sub['direction'] == 'above' else '< '
-  estimate = report.format_cell(float(sub['estimate']))
+  estimate = page.format_cell(float(sub['estimate']))
   return [
     sub['claim'],
     f'> {estimate}' if sub.get('censored') else estimate,
-    f'[{report.format_cell(float(sub["ci_low"]))}, '
-    f'{report.format_cell(float(sub["ci_high"]))}]',
-    side + report.format_cell(float(sub['threshold'])),
-    *([str(sub['seeds'])] if seeds else []),
+    f'[{page.format_cell(float(sub["ci_low"]))}, '
+    f'{page.format_cell(float(sub["ci_high"]))}]',
+    side + page.format_cell(float(sub['threshold'])),
     f'**{sub["verdict"]}**',
   ]
 
@@ -99,42 +102,31 @@ def _sections_2(r: dict) -> list[str]:
   claims = [s for s in r['subclaims'] if s['kind'] == 'claim']
   lines = []
   if checks:
-    # claim, value, required: the cells of a point "interval" and verdict
-    # say nothing more.
-    rows = [[_subclaim_cells(s)[i] for i in (0, 1, 3)] for s in checks]
+    # check, value, required: a check always passes; why is on its page.
+    rows = [page.check_row(s, why=False)[:3] for s in checks]
     lines += [
-      '**Checks** (exact computations: each passes, or the run stops as a '
-      'bug; not evidence):',
+      page.CHECKS_HEADING,
       '',
-      report.markdown_table(CHECK_COLUMNS, rows),
+      page.markdown_table(CHECK_COLUMNS, rows),
       '',
     ]
   pres = r['preconditions']
   if pres:
-    rows = [
-      [
-        p['name'],
-        report.format_cell(p['measured']),
-        p['required'],
-        'yes' if p['met'] else '**no**',
-      ]
-      for p in pres
-    ]
+    rows = [page.precondition_row(p) for p in pres]
     lines += [
-      '**Preconditions** (the regime the claims are about, measured in the '
-      'same run; one unmet makes the study **not tested**):',
+      page.PRECONDITIONS_HEADING,
       '',
-      report.markdown_table(PRECONDITION_COLUMNS, rows),
+      page.markdown_table(PRECONDITION_COLUMNS, rows),
       '',
     ]
   elif claims:
     lines += ['**Preconditions:** none declared.', '']
   if claims:
-    rows = [_subclaim_cells(s, seeds=True) for s in claims]
+    rows = [page.claim_row(s, why=False) for s in claims]
     lines += [
-      '**Claims** (statistical: 95% intervals over seeds):',
+      page.CLAIMS_HEADING,
       '',
-      report.markdown_table(CLAIM_COLUMNS, rows),
+      page.markdown_table(CLAIM_COLUMNS, rows),
       '',
     ]
   else:
@@ -206,14 +198,14 @@ def render(records: Sequence[dict], out_dir: str) -> str:
     '',
     _LEAD,
     '',
-    report.markdown_table(INDEX_COLUMNS, index),
+    page.markdown_table(INDEX_COLUMNS, index),
   ]
   for r in records:
     if 'format' in r:
       tables = _sections_2(r)
     else:
       rows = [_subclaim_cells(s) for s in r['subclaims']]
-      tables = [report.markdown_table(GALLERY_SUBCLAIM_COLUMNS, rows), '']
+      tables = [page.markdown_table(GALLERY_SUBCLAIM_COLUMNS, rows), '']
     lines += [
       '',
       f'## {r["name"]}',
@@ -222,9 +214,9 @@ def render(records: Sequence[dict], out_dir: str) -> str:
       '',
       f'**Verdict: {r["verdict"]}.** {r["summary"]}',
       '',
-      *tables,
-      f'![{r["name"]}]({folder}/{r["name"]}.png)',
+      f'[![{r["name"]}]({folder}/{r["name"]}.png)]({folder}/{r["name"]}.md)',
       '',
+      *tables,
       f'Protocol, intervals, numbers, command and machine: '
       f'[{folder}/{r["name"]}.md]({folder}/{r["name"]}.md)'
       f'{" (--quick)" if r["quick"] else ""}.',
@@ -264,17 +256,17 @@ def readme_table(records: Sequence[dict], out_dir: str = 'docs/studies') -> str:
   The README copies this table from the gallery's jsons (a test compares
   them), so it never says what the committed studies did not.
   """
-  page = os.path.normpath(out_dir) + '.md'
+  index = os.path.normpath(out_dir) + '.md'
   rows = [
     [
-      f'[`{r["name"]}`]({page}#{r["name"]})',
+      f'[`{r["name"]}`]({index}#{r["name"]})',
       SHORT_CLAIMS[r['name']],
       r['verdict'],
       _tally(r),
     ]
     for r in records
   ]
-  return report.markdown_table(README_COLUMNS, rows)
+  return page.markdown_table(README_COLUMNS, rows)
 
 
 def total_line(records: Sequence[dict]) -> str:

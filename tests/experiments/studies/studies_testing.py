@@ -13,6 +13,7 @@ import subprocess
 import sys
 
 from experiments.studies import gallery
+from experiments.studies import page
 from experiments.studies import report
 
 _ROOT = os.path.dirname(
@@ -99,10 +100,13 @@ def check_files(out_dir: str, name: str) -> dict:
 
   The json is in the three-way format and its verdicts follow from its
   intervals by the rule (`gallery.check_record`); the PNG is a valid image
-  of `report.FIGURE_PX`; the .md states the claim and the verdict, its first
-  table is the sub-claims table of the json's `subclaims` (text, estimate,
-  interval, verdict), its second the results table of `columns` / `rows`,
-  its third the protocol table, starting with the six aspects.
+  of `report.FIGURE_PX`; the .md states the claim and the verdict. An old
+  record's page: its first table is the sub-claims table of the json's
+  `subclaims` (text, estimate, interval, verdict), its second the results
+  table of `columns` / `rows`, its third the protocol table, starting with
+  the six aspects. A format-2 page (`check_page_2`): the lead, the checks,
+  preconditions and claims tables, the figure, the results and protocol
+  tables, in that order, each cell as `page` prints the json's values.
   """
   png = os.path.join(out_dir, f'{name}.png')
   assert png_size(png) == report.FIGURE_PX
@@ -114,21 +118,17 @@ def check_files(out_dir: str, name: str) -> dict:
     md = f.read()
   assert f'**Claim** ({record["source"]}): {record["claim"]}' in md
   assert f'**Verdict: {record["verdict"]}.**' in md
-  subclaims, results, protocol = parse_markdown_tables(md)[:3]
-  assert subclaims[0] == list(report.SUBCLAIM_COLUMNS)
-  assert len(subclaims) - 1 == len(record['subclaims'])
-  for row, sub in zip(subclaims[1:], record['subclaims'], strict=True):
-    assert row[0] == sub['claim']
-    assert row[1] == report.format_cell(float(sub['estimate']))
-    assert row[2] == (
-      f'[{report.format_cell(float(sub["ci_low"]))}, '
-      f'{report.format_cell(float(sub["ci_high"]))}]'
-    )
-    assert row[5] == f'**{sub["verdict"]}**'
+  if 'format' in record:
+    results, protocol = check_page_2(md, record)
+    cell = page.plain_cell
+  else:
+    subclaims, results, protocol = parse_markdown_tables(md)[:3]
+    _check_subclaims_table(subclaims, record)
+    cell = report.format_cell
   assert results[0] == record['columns']
   assert len(results) - 1 == len(record['rows']) > 0
   for row, want in zip(results[1:], record['rows'], strict=True):
-    assert row == [_cell(v) for v in want], (row, want)
+    assert row == [cell(v).replace('\\|', '|') for v in want], (row, want)
   assert protocol[0] == list(report.PROTOCOL_COLUMNS)
   aspects = [row[0] for row in protocol[1 : 1 + len(report.PROTOCOL_ASPECTS)]]
   assert aspects == list(report.PROTOCOL_ASPECTS)
@@ -136,9 +136,79 @@ def check_files(out_dir: str, name: str) -> dict:
   return record
 
 
-def _cell(value) -> str:
-  """A json cell as the .md prints it (`report.format_cell`)."""
-  return report.format_cell(value).replace('\\|', '|')
+def _check_subclaims_table(table: list[list[str]], record: dict) -> None:
+  assert table[0] == list(report.SUBCLAIM_COLUMNS)
+  assert len(table) - 1 == len(record['subclaims'])
+  for row, sub in zip(table[1:], record['subclaims'], strict=True):
+    assert row[0] == sub['claim']
+    assert row[1] == report.format_cell(float(sub['estimate']))
+    assert row[2] == (
+      f'[{report.format_cell(float(sub["ci_low"]))}, '
+      f'{report.format_cell(float(sub["ci_high"]))}]'
+    )
+    assert row[5] == f'**{sub["verdict"]}**'
+
+
+# A format-2 page's landmarks, in the order the page must show them: the
+# empty-section lines stand in for a table a study does not have.
+def page_2_landmarks(name: str) -> list[tuple[str, ...]]:
+  """[(alternatives for one landmark), ...] in page order."""
+  return [
+    (f'# {name}\n',),
+    ('**Claim** (',),
+    ('**Verdict: ',),
+    (page.CHECKS_HEADING, '**Checks:** none.'),
+    (page.PRECONDITIONS_HEADING, '**Preconditions:** none declared.'),
+    (page.CLAIMS_HEADING, '**Claims:** none.'),
+    (f'![{name}]({name}.png)',),
+    ('**Measured**',),
+    (page.PROTOCOL_HEADING,),
+    ('Command: `',),
+    ('Size: ',),
+  ]
+
+
+def landmark_positions(md: str, name: str) -> list[int]:
+  """Where each of `page_2_landmarks` first appears in `md` (-1: absent)."""
+  positions = []
+  for alternatives in page_2_landmarks(name):
+    found = [md.find(a) for a in alternatives if a in md]
+    positions.append(min(found) if found else -1)
+  return positions
+
+
+def check_page_2(md: str, record: dict) -> tuple[list, list]:
+  """A format-2 page against its json; returns its results, protocol tables.
+
+  The page opens with the title and the lead (the json's, when it has
+  one), then shows its landmarks in order, and its checks, preconditions
+  and claims tables are the json's, cell for cell.
+  """
+  name = record['name']
+  positions = landmark_positions(md, name)
+  assert -1 not in positions, positions
+  assert positions == sorted(positions), positions
+  lead = md.split('\n\n')[1]
+  assert not lead.startswith(('**', '|', '!')) and lead.count('.') >= 2
+  if 'lead' in record:
+    assert lead == record['lead']
+  tables = {tuple(t[0]): t[1:] for t in parse_markdown_tables(md)}
+  subs = record['subclaims']
+  want = {
+    page.CHECK_COLUMNS: [
+      page.check_row(s) for s in subs if s['kind'] == 'check'
+    ],
+    page.PRECONDITION_COLUMNS: [
+      page.precondition_row(p) for p in record['preconditions']
+    ],
+    page.CLAIM_COLUMNS: [
+      page.claim_row(s) for s in subs if s['kind'] == 'claim'
+    ],
+  }
+  for columns, rows in want.items():
+    assert tables.get(columns, []) == rows, columns
+  results, protocol = parse_markdown_tables(md)[-2:]
+  return results, protocol
 
 
 def run_quick(name: str, out_dir: str) -> dict:

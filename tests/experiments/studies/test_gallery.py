@@ -314,7 +314,7 @@ def test_format_2_sections_show_checks_preconditions_and_not_tested():
   # good: checks, preconditions, claims, each its own table.
   checks, pres, claims = tables[1:4]
   assert checks[0] == list(gallery.CHECK_COLUMNS)
-  assert checks[1] == ['An identity.', '0', '< 1e-06']
+  assert checks[1] == ['An identity.', '0', '< 0.000001']
   assert pres[0] == list(gallery.PRECONDITION_COLUMNS)
   assert pres[1] == ['B trained', '0.04', '< 0.1', 'yes']
   assert claims[0] == list(gallery.CLAIM_COLUMNS)
@@ -322,3 +322,50 @@ def test_format_2_sections_show_checks_preconditions_and_not_tested():
   assert tables[5][1][3] == '**no**'  # untested: its precondition.
   assert 'No statistical claim' in text.split('## checked')[1]
   assert 'All 3 studies (1 holds, 1 not tested, 1 checks pass)' in text
+
+
+def _section(text: str, name: str) -> str:
+  return text.split(f'\n## {name}\n')[1].split('\n## ')[0]
+
+
+def test_each_section_opens_with_claim_verdict_and_thumbnail():
+  records = gallery.load_records(STUDIES_DIR)
+  text = gallery.render(records, 'docs/studies')
+  for r in records:
+    section = _section(text, r['name'])
+    thumbnail = (
+      f'[![{r["name"]}](studies/{r["name"]}.png)](studies/{r["name"]}.md)'
+    )
+    landmarks = [
+      f'**Claim** ({r["source"]}): {r["claim"]}',
+      f'**Verdict: {r["verdict"]}.**',
+      thumbnail,
+      '\n|',  # The first table: checks, preconditions, claims or sub-claims.
+      'Protocol, intervals, numbers, command and machine:',
+    ]
+    positions = [section.find(mark) for mark in landmarks]
+    assert -1 not in positions and positions == sorted(positions), r['name']
+
+
+def test_a_format_2_section_prints_a_huge_ratio_in_words():
+  record = _good()
+  ratio = verdict.paired_ratio(
+    'The slow arm takes far more steps.',
+    [2000.0, 2600.0, 3100.0, 2200.0, 2900.0],
+    [1.0, 1.0, 1.0, 1.0, 1.0],
+    threshold=2.0,
+    direction='above',
+    threshold_why='"much slower": 2x',
+    seeds_why=SEEDS_WHY,
+  )
+  record['subclaims'][1] = json.loads(json.dumps(ratio.record()))
+  gallery.check_record(record)
+  claims = studies_testing.parse_markdown_tables(
+    gallery.render([record], 'docs/studies')
+  )[3]  # After the index, the checks and the preconditions.
+  assert claims[0] == list(gallery.CLAIM_COLUMNS)
+  assert claims[1][1:4] == [
+    'more than 1,000x',
+    '[more than 1,000x, more than 1,000x]',
+    '> 2x',
+  ]
