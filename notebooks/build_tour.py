@@ -335,10 +335,13 @@ STUDY_TEXT = """\
 ## 6. A study: softmax with a temperature
 
 `experiments/studies/` reproduces the notes' claims one at a time, each
-with a figure, a table and a verdict: the claim is split into
-sub-claims, each with a 95% interval and a threshold, and each holds, does
-not hold or is inconclusive by where its interval lies
-(`python -m experiments.studies --list` names them). This one is from
+with a figure, a table and a verdict: the claim is split into exact
+checks, which pass or stop the study, and statistical claims, each with a
+95% interval and a threshold, which hold, do not hold or are inconclusive
+by where the interval lies; a run that never reaches the claim's regime
+says "not tested" (`python -m experiments.studies --list` names them).
+This one has no statistics in it, only checks, so its verdict is "checks
+pass". It is from
 lecture 4 of the notes (seed 004, "More on softmax": a smooth arg max):
 raising `beta` in `sm_beta(s)_i = e^(beta s_i) / sum_j e^(beta s_j)` makes
 the softmax peakier, and as `beta` grows it converges to the one-hot arg

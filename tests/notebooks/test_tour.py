@@ -225,7 +225,7 @@ def test_notebook_runs_top_to_bottom(tmp_path):
   text = ''.join(o.get('text', '') for o in outputs)
   assert 'on [CpuDevice(id=0)]' in text  # One device, not the suite's 8.
   assert 'no cache' not in text  # The compile cache was on.
-  assert 'verdict: holds.' in text
+  assert 'verdict: checks pass.' in text
   images = [o for o in outputs if 'image/png' in o.get('data', {})]
   assert len(images) >= 3  # Activations, the training curve, the study.
   # The run went to the temporary folder, and learned.
