@@ -24,6 +24,7 @@ from experiments import bench
 from experiments import bench_torch
 import nets
 from ops.native import loader
+from tests.nets import torch_testing
 
 _NATIVE = ('forward', 'backward_data', 'backward_weights')
 
@@ -137,7 +138,7 @@ def test_worker_protocol_without_or_with_torch():
 @pytest.mark.slow  # imports torch (seconds)
 @pytest.mark.parametrize('name', ['lenet5', 'resnet20_cifar'])
 def test_torch_twins_have_the_flax_parameter_counts(name):
-  torch = pytest.importorskip('torch')
+  torch = torch_testing.torch()  # fails, not skips, without the test extra
   model_kw = bench.launch_config(name, 'float32').model_kw.to_dict()
   twin = bench_torch.build(torch, name, **model_kw)
   count = sum(p.numel() for p in twin.parameters())
@@ -149,7 +150,7 @@ def test_torch_twins_have_the_flax_parameter_counts(name):
 
 @pytest.mark.slow  # imports torch (seconds)
 def test_torch_augment_crops_the_padded_batch_and_flips():
-  torch = pytest.importorskip('torch')
+  torch = torch_testing.torch()  # fails, not skips, without the test extra
   torch.manual_seed(0)
   b, c, h, w, pad = 64, 2, 5, 6, 2
   x = torch.arange(b * c * h * w, dtype=torch.float32).reshape(b, c, h, w) + 1
@@ -181,7 +182,7 @@ def test_torch_augment_crops_the_padded_batch_and_flips():
 
 @pytest.mark.slow  # imports torch (seconds)
 def test_torch_optimizer_follows_the_recipe():
-  torch = pytest.importorskip('torch')
+  torch = torch_testing.torch()  # fails, not skips, without the test extra
   recipe = bench.torch_recipe(bench.launch_config('resnet20_cifar', 'float32'))
   model = bench_torch.build(torch, 'resnet20_cifar')
   opt = bench_torch.optimizer(torch, model, recipe)
