@@ -22,9 +22,7 @@ def test_config_keeps_the_shared_keys_and_documents_its_command():
   assert config.model == 'resnet18' and config.model in nets.list_models()
   assert config.init_from == ''  # given on the command line
   assert finetune.get_config('resnet50,smoke=True').total_steps == 2
-  test_configs.test_docstring_gives_command_and_metric(
-    finetune
-  )
+  test_configs.test_docstring_gives_command_and_metric(finetune)
 
 
 @pytest.mark.slow
