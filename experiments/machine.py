@@ -9,51 +9,18 @@ bounds, and a bfloat16 figure means little without the CPU's bfloat16 and
 AMX flags.
 """
 
-import contextlib
 import os
-import platform
 
 from ops import host
 
 core_count = host.usable_cpu_count
+read_cpuinfo = host.read_cpuinfo
+cpu_model = host.cpu_model
+cpu_flags = host.cpu_flags
 # What the bfloat16 figures depend on: AVX-512 with bfloat16 dot products,
 # and AMX tiles (oneDNN's fastest bfloat16 convolutions).
 BFLOAT16_FLAGS = ('avx512_bf16', 'amx_bf16')
 _SHOWN_FLAGS = ('avx2', 'avx512f', *BFLOAT16_FLAGS)
-
-
-def read_cpuinfo() -> str:
-  """The text of /proc/cpuinfo, or '' where there is none."""
-  with contextlib.suppress(OSError), open('/proc/cpuinfo') as f:
-    return f.read()
-  return ''
-
-
-def _field(cpuinfo: str, name: str) -> str | None:
-  """The value of the first CPU's `name : value` line, if it has one.
-
-  CPUs are blocks separated by blank lines; only the first is read, so a
-  field the first CPU lacks is not taken from another.
-  """
-  first = cpuinfo.strip().split('\n\n', 1)[0]
-  for line in first.splitlines():
-    key, sep, value = line.partition(':')
-    if sep and key.strip() == name:
-      return value.strip()
-  return None
-
-
-def cpu_model(cpuinfo: str | None = None) -> str:
-  """The 'model name' of the first CPU, else the platform's processor."""
-  text = read_cpuinfo() if cpuinfo is None else cpuinfo
-  model = _field(text, 'model name')
-  return model or platform.processor() or platform.machine() or 'unknown CPU'
-
-
-def cpu_flags(cpuinfo: str | None = None) -> frozenset[str]:
-  """The first CPU's feature flags ('flags' line); empty if unknown."""
-  text = read_cpuinfo() if cpuinfo is None else cpuinfo
-  return frozenset((_field(text, 'flags') or '').split())
 
 
 def load_average(digits: int = 1, minutes: tuple[int, ...] = (1, 5, 15)) -> str:
