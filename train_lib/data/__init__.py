@@ -8,6 +8,14 @@ once into uint8 arrays that live there too (`tfds_source.py`). ImageNet
 cropped on the host, each process reading only its shard (`imagenet.py`,
 map functions in `jpeg_crop.py`, geometry in `preprocessing.py`).
 
+`config.data.num_workers` is ImageNet's: the processes that compute its
+training batches (0: threads of the training process), and -1 (the
+default) picks the fastest count by measuring once per machine
+(`imagenet.choose_workers`, cached by `ops.choice_cache`). The other data
+sets start no worker whatever the value: they are decoded once into
+memory (CIFAR by one thread per CPU) and batched on device, so -1 means 0
+there.
+
 Every dataset yields global `jax.Array` batches with the batch sharding given
 by the trainer; the training batch at step s depends only on (data_key, s),
 so a resumed run sees the same data. Standardisation is done here (on device
@@ -24,7 +32,6 @@ is for the final recipe only.
 
 import ml_collections
 
-from ops import host
 from train_lib.data import preprocessing
 from train_lib.data import small
 from train_lib.data.base import NUM_CLASSES
@@ -56,13 +63,6 @@ _LOADERS = {
 }
 
 
-def num_workers(requested: int) -> int:
-  """`config.data.num_workers`: -1 means one per CPU of this process."""
-  if requested >= 0:
-    return requested
-  return min(32, host.usable_cpu_count())
-
-
 def get_dataset(
   config_data: ml_collections.ConfigDict, *, seed: int = 0
 ) -> Dataset:
@@ -71,7 +71,8 @@ def get_dataset(
   Args:
     config_data: the `config.data` ConfigDict (experiments/configs/
       common.py): `name`; for TFDS datasets `data_dir`, and for
-      imagenet2012 `image_size` and `num_workers`; for 'synthetic'
+      imagenet2012 `image_size` and `num_workers` (-1: measured; the
+      others start no workers, whatever its value); for 'synthetic'
       `synthetic_shape`, `synthetic_num_classes`, `synthetic_num_train`,
       `synthetic_num_test`; `validation_fraction` for all;
       `per_feature_standardize` and `permutation_seed` for the float ones.
@@ -81,8 +82,8 @@ def get_dataset(
     A `Dataset`.
 
   Raises:
-    ValueError: unknown name, bad synthetic settings, or a validation
-      fraction out of range or asked of ImageNet.
+    ValueError: unknown name, bad synthetic settings, num_workers < -1,
+      or a validation fraction out of range or asked of ImageNet.
     DatasetNotFoundError: a TFDS dataset is not prepared in `data_dir`.
   """
   name = config_data.name
@@ -91,6 +92,11 @@ def get_dataset(
       f'Unknown dataset {name!r}; choose one of {", ".join(NAMES)}.'
     )
   fraction = config_data.validation_fraction
+  if config_data.num_workers < -1:
+    raise ValueError(
+      'num_workers must be >= 0, or -1 to choose by measuring, got '
+      f'{config_data.num_workers}.'
+    )
   for key in ('per_feature_standardize', 'permutation_seed'):
     if config_data[key] not in (None, False) and name not in IN_MEMORY_NAMES:
       raise ValueError(
@@ -109,7 +115,7 @@ def get_dataset(
     return imagenet.ImagenetDataset(
       data_dir=config_data.data_dir,
       image_size=config_data.image_size,
-      num_workers=num_workers(config_data.num_workers),
+      num_workers=config_data.num_workers,
     )
   pixel_stats = None
   if name == 'synthetic':
