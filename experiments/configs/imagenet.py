@@ -24,7 +24,8 @@ in tests/train_lib/test_data_tfds_slow.py.
 
 Input: JPEG bytes are cropped (random-resized crop, decoded at reduced scale
 where the box allows) and resized to uint8 by `config.data.num_workers`
-processes (-1: one per CPU); the standardisation and the flip run on
+processes (-1: the fastest count, measured once per machine and cached;
+0: threads of the training process); the standardisation and the flip run on
 device. A GPU training ResNet-50 wants 2,500-3,500 images/s: at the
 images/s per core that `python -m experiments.bench_input` measures
 (docs/performance.md), size the host's cores accordingly.

@@ -5,7 +5,6 @@ batch reveals which examples it holds), the ordering formula of the contract
 recomputed with jax.random directly, and the raw package arrays.
 """
 
-import os
 
 import chex
 import jax
@@ -53,14 +52,6 @@ def _config(**kw):
 def test_unknown_name_lists_choices():
   with pytest.raises(ValueError, match='cifar10.*mnist1d|mnist1d.*cifar10'):
     data.get_dataset(_config(name='mnist2d'))
-
-
-def test_num_workers_minus_one_is_one_per_usable_cpu_up_to_32(monkeypatch):
-  monkeypatch.setattr(os, 'sched_getaffinity', lambda pid: {0, 5, 7})
-  assert data.num_workers(-1) == 3 and data.num_workers(5) == 5
-  assert data.num_workers(0) == 0
-  monkeypatch.setattr(os, 'sched_getaffinity', lambda pid: set(range(100)))
-  assert data.num_workers(-1) == 32
 
 
 def test_train_batches_follow_the_epoch_permutation():
