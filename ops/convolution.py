@@ -12,8 +12,10 @@ cross-correlation: `y[i, j] = sum_ab w[a, b] x[i*s + a*d, j*s + b*d]`.
 
 `conv2d` is the op every network uses. On the CPU backend it runs oneDNN's
 kernels (forward, backward-data, backward-weights) as XLA FFI custom calls
-(`ops/native/`, `impl='onednn'`, chosen by `impl='auto'` when the library
-was built); otherwise, and with `impl='xla'`, it differentiates through
+(`ops/native/`, `impl='onednn'`); `impl='auto'` takes, per convolution
+shape, whichever of oneDNN and XLA was faster on this machine (timed once
+and cached, `ops/native/choice.py`); with `impl='xla'`, and where the
+library was not built, it differentiates through
 `lax.conv_general_dilated`. The didactic formulations (direct sum, Toeplitz,
 im2col forward, separable, flattened) live in `ops/conv_reference.py`.
 """
@@ -173,8 +175,10 @@ def conv2d(
     groups: feature groups; 1 is standard, C is depthwise.
     impl: 'xla' (autodiff of `lax.conv_general_dilated`), 'onednn' (the
       native CPU kernels of `ops/native/`; float32 and bfloat16) or 'auto'
-      (onednn where `ops.native.chosen` says it is faster, else xla;
-      `ops.native.backend_status()` says which and why).
+      (`ops.native.chosen`: by default the faster of the two for this
+      shape, timed once per machine; `ops.native.auto_impl` or
+      $CONVNETS_CONV_IMPL can force either; `ops.native.backend_status()`
+      says which and why).
 
   Returns:
     Output [B, Ho, Wo, O] in the promoted dtype of x and w.
@@ -211,7 +215,9 @@ def conv2d(
 
     if impl == 'onednn':
       native.check(dtype)
-    elif not native.chosen(x.shape, w.shape, dtype, strides, groups):
+    elif not native.chosen(
+      x.shape, w.shape, dtype, strides, groups, pads=pads, dilation=dilation
+    ):
       impl = 'xla'
   if impl == 'xla':
     return _lax_conv(x, w, strides, pads, dilation, groups)

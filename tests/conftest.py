@@ -1,7 +1,8 @@
 """Test setup: 8 fake CPU devices, so sharding tests run on any laptop.
 
 The flag must be set before jax is first imported, which is why it lives here,
-as does the persistent compilation cache's variable, kept off for every test.
+as does the persistent compilation cache's variable, kept off for every test,
+and the convolution backend's rule, pinned for every test.
 """
 
 import os
@@ -12,6 +13,12 @@ if _FLAG not in os.environ.get('XLA_FLAGS', ''):
     os.environ.get('XLA_FLAGS', '') + ' ' + _FLAG
   ).strip()
 os.environ.setdefault('JAX_PLATFORMS', 'cpu')
+# conv2d(impl='auto') would time oneDNN against XLA on every convolution
+# shape a test traces (ops/native/choice.py): slow, and which backend wins
+# depends on the machine's load. The suite keeps the rule that needs no
+# timing, oneDNN wherever it builds the dtype, here and in the launches it
+# starts; tests/ops/test_conv_choice.py tests the measured choice itself.
+os.environ['CONVNETS_CONV_IMPL'] = 'prefer_onednn'
 # No test reads or fills a persistent compilation cache. jax reads this
 # variable when first imported, so a user's value is dropped before that ...
 os.environ.pop('JAX_COMPILATION_CACHE_DIR', None)

@@ -38,6 +38,7 @@ import jax.numpy as jnp
 import ml_collections
 
 import nets
+from ops import native
 from train_lib import checkpoint as checkpoint_lib
 from train_lib import data as data_lib
 from train_lib import evaluate as evaluate_lib
@@ -95,6 +96,19 @@ def create_model(config: ml_collections.ConfigDict, num_classes: int) -> Any:
     raise ValueError(
       f'model {config.model!r} does not accept the options {kwargs}: {e}'
     ) from e
+
+
+def conv_impl_block(config: ml_collections.ConfigDict):
+  """The context in which the run traces its functions: `config.conv_impl`.
+
+  'auto' leaves the process default ($CONVNETS_CONV_IMPL, else measured per
+  shape); any other value is forced with `native.auto_impl`. jit traces at
+  the first call, so every first call of a step (and model init) must be
+  inside the block.
+  """
+  if config.conv_impl == 'auto':
+    return contextlib.nullcontext()
+  return native.auto_impl(config.conv_impl)
 
 
 def read_config(workdir: str) -> dict[str, Any]:
@@ -204,7 +218,8 @@ def train_and_evaluate(
   )
   if config.model_kw:
     try:  # Shapes only: a bad model_kw value fails here, before any write.
-      jax.eval_shape(create_fn)
+      with conv_impl_block(config):
+        jax.eval_shape(create_fn)
     except (TypeError, ValueError) as e:
       raise ConfigError(
         f'model {config.model!r} cannot be built with model_kw '
@@ -215,6 +230,7 @@ def train_and_evaluate(
       config.init_from, create_fn, model=model, tx=tx, error=ConfigError
     )
   with (
+    conv_impl_block(config),  # Init, train and eval steps traced inside.
     orbax_quirks.QuietLeftovers(),  # A failed read or write: one line.
     _open_workdir(
       config, workdir, create_fn, mesh, allow_config_change, command

@@ -9,6 +9,7 @@ the loss) or a traceback deep in jax.
 
 import ml_collections
 
+from ops import native
 from train_lib import profiling
 
 
@@ -57,6 +58,9 @@ def check_config(config: ml_collections.ConfigDict, num_devices: int) -> None:
       "compute_dtype must be 'float32', 'bfloat16' or 'float16', got "
       f'{config.compute_dtype!r}'
     )
+  native.check_mode(config.conv_impl, 'conv_impl')
+  if config.conv_impl == 'onednn':  # else a failure deep in the first trace
+    native.check(config.compute_dtype, "conv_impl='onednn'")
   for key in ('batch_size', 'eval_batch_size'):
     size = config[key] or config.batch_size
     if size <= 0 or size % num_devices:

@@ -28,6 +28,12 @@ def get_config() -> ml_collections.ConfigDict:
   config.model = 'mlp'
   config.model_kw = ml_collections.ConfigDict()  # Free-form model kwargs.
   config.compute_dtype = 'float32'  # Or 'bfloat16' (loss stays float32).
+  # Which backend runs each convolution on the CPU (ops/native/): 'auto'
+  # = $CONVNETS_CONV_IMPL if set, else the faster of oneDNN and XLA for
+  # each layer's shape, timed once per machine and cached; 'xla' or
+  # 'onednn' force one; 'prefer_onednn' = oneDNN wherever it builds the
+  # dtype, untimed. Numerics differ only in rounding.
+  config.conv_impl = 'auto'
   # '' = random init. Else a torchvision/timm state_dict (.pth, .safetensors)
   # or another run's workdir: a new run starts from its weights, a resumed
   # one from its own checkpoints (train_lib/init_from.py).

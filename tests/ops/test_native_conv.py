@@ -293,16 +293,19 @@ def _has_avx512_core() -> bool:
   return {'avx512f', 'avx512bw', 'avx512vl', 'avx512dq'} <= flags
 
 
-def test_auto_takes_onednn_for_float32_and_bfloat16_only(onednn):
+def test_prefer_onednn_takes_onednn_for_float32_and_bfloat16_only(onednn):
+  # The suite's mode (tests/conftest.py), named here; the measured 'auto'
+  # is tested in test_conv_choice.py.
   bf16, f32 = jnp.bfloat16, jnp.float32
   small = ((8, 4, 4, 512), (3, 3, 512, 512), (1, 1))
   big = ((8, 32, 32, 64), (3, 3, 64, 64), (1, 1))
   # bfloat16 only where this CPU has oneDNN bfloat16 kernels (AVX-512).
   assert native.supports(bf16) == _has_avx512_core()
-  assert native.chosen(*small[:2], bf16, small[2], 1) == _has_avx512_core()
-  assert native.chosen(*small[:2], f32, small[2], 1)
-  assert not native.chosen(*small[:2], jnp.float16, small[2], 1)
-  assert native.chosen(*big[:2], bf16, big[2], 1) == _has_avx512_core()
+  with native.auto_impl('prefer_onednn'):
+    assert native.chosen(*small[:2], bf16, small[2], 1) == _has_avx512_core()
+    assert native.chosen(*small[:2], f32, small[2], 1)
+    assert not native.chosen(*small[:2], jnp.float16, small[2], 1)
+    assert native.chosen(*big[:2], bf16, big[2], 1) == _has_avx512_core()
   with native.auto_impl('onednn'):
     assert native.chosen(*small[:2], f32, small[2], 1)
   with native.auto_impl('xla'):

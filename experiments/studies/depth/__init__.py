@@ -37,7 +37,7 @@ layers), the paper CIFAR-10 at 20-56 layers, which this scales down.
 Srivastava et al. (2015, Highway Networks, Fig. 1) saw plain nets on MNIST
 train as well as highway nets below ~50 layers: the degradation needs
 depth, hence the paper's deepest pair. MNIST-1D rather than MNIST-5k's 2-D
-images: the cost, measured in `design.CONV_IMPL`'s comment.
+images: the cost, measured in `design`'s comment on it.
 """
 
 import numpy as np
@@ -49,7 +49,6 @@ from experiments.studies.depth import design
 from experiments.studies.depth import page
 from experiments.studies.depth.design import arm_key
 from experiments.studies.depth.design import arm_name
-from ops import native
 
 CLAIM = (
   'A deeper plain net has a higher training error than a shallower one '
@@ -81,9 +80,8 @@ def train_arm(depth: int, residual: bool, seed: int, sizes) -> dict:
     log_every_steps=sizes['log'],
     widths=sizes['widths'],
   )
-  with native.auto_impl(design.CONV_IMPL):
-    run = report.train(config)
-    error, loss = eval_mode_fit(*report.predict(config, run.state, 'train'))
+  run = report.train(config)
+  error, loss = eval_mode_fit(*report.predict(config, run.state, 'train'))
   return {
     'final_error': error,
     'final_loss': loss,

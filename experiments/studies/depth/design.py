@@ -19,18 +19,17 @@ import nets
 
 # Cost, measured for 2-D maps again: on MNIST-5k images (28 x 28, widths
 # 8/16/32, batch 128) a ResNet-56 training step took 0.48 CPU-s with oneDNN
-# (the default) and 0.55 with XLA, a ResNet-20 step 0.21 with oneDNN (this
-# 2-core AMD EPYC, shared with other jobs), so 4 arms x 5 seeds x the
-# minimum 800 steps need about 5,500 CPU-s: over 45 minutes even with both
-# cores busy (a step kept about one busy here), past the 30-minute budget;
-# 2-D would keep oneDNN, the faster there. Hence MNIST-1D's signals (length
-# <= 40, <= 32 channels), where a ResNet-56 step took 0.063 CPU-s with XLA
-# against 0.19 with oneDNN (128 signals; the same numbers either way): XLA
-# it is, applied by `native.auto_impl` to everything traced inside. In the
-# pilot one seed of the 4 arms at `STEPS` took 140 CPU-s (ResNet-56 54,
-# plain-56 48, ResNet-20 20, plain-20 17), the first seed 50 more for
-# compilation.
-CONV_IMPL = 'xla'
+# and 0.55 with XLA, a ResNet-20 step 0.21 with oneDNN (this 2-core AMD
+# EPYC, shared with other jobs), so 4 arms x 5 seeds x the minimum 800
+# steps need about 5,500 CPU-s: over 45 minutes even with both cores busy
+# (a step kept about one busy here), past the 30-minute budget. Hence
+# MNIST-1D's signals (length <= 40, <= 32 channels), where a ResNet-56 step
+# took 0.063 CPU-s with XLA against 0.19 with oneDNN (128 signals; the same
+# numbers either way). The study forces neither backend: conv2d's measured
+# default (ops/native/choice.py) times both on each layer's shape and takes
+# the faster, XLA on these layers. In the pilot (run with XLA) one seed of
+# the 4 arms at `STEPS` took 140 CPU-s (ResNet-56 54, plain-56 48,
+# ResNet-20 20, plain-20 17), the first seed 50 more for compilation.
 
 # Fixed before the full run, from the pilot below (not from its outcome).
 DEPTHS = (20, 56)  # He et al.'s Fig. 6 extremes; plain-20 is their best.
