@@ -6,6 +6,7 @@ and the convolution backend's rule, pinned for every test.
 """
 
 import os
+import tempfile
 
 _FLAG = '--xla_force_host_platform_device_count=8'
 if _FLAG not in os.environ.get('XLA_FLAGS', ''):
@@ -19,6 +20,12 @@ os.environ.setdefault('JAX_PLATFORMS', 'cpu')
 # timing, oneDNN wherever it builds the dtype, here and in the launches it
 # starts; tests/ops/test_conv_choice.py tests the measured choice itself.
 os.environ['CONVNETS_CONV_IMPL'] = 'prefer_onednn'
+# Measured choices (the input workers, a convolution test's) go to a folder
+# of this session, never to the user's ~/.cache/convnets-jax/choices.
+if 'CONVNETS_CHOICE_CACHE_DIR' not in os.environ:
+  os.environ['CONVNETS_CHOICE_CACHE_DIR'] = tempfile.mkdtemp(
+    prefix='convnets-choices-'
+  )
 # No test reads or fills a persistent compilation cache. jax reads this
 # variable when first imported, so a user's value is dropped before that ...
 os.environ.pop('JAX_COMPILATION_CACHE_DIR', None)

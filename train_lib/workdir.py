@@ -54,6 +54,10 @@ REPORTING_KEYS = frozenset(
     'profile_steps',
     'eval_batch_size',
     'data.data_dir',
+    # Who computes, not what: the batches are the same for any worker count,
+    # and the convolution backends differ only in rounding.
+    'data.num_workers',
+    'conv_impl',
   }
 )
 

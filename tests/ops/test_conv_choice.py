@@ -311,3 +311,21 @@ def test_the_trainer_applies_conv_impl(tmp_path, monkeypatch):
   config.conv_impl = 'bogus'
   with pytest.raises(trainer.ConfigError, match='conv_impl must be one of'):
     trainer.train_and_evaluate(config, str(tmp_path / 'bad'))
+
+
+@pytest.mark.slow
+def test_the_trainer_measures_only_the_steps_shapes(tmp_path, monkeypatch):
+  config = synthetic.get_config('cnn_small,8x8x1,smoke=True')
+
+  class Recording(FakeMeasure):
+    def __call__(self, conv):
+      self.calls.append(conv)
+      return {'xla_ms': 1.0, 'onednn_ms': 2.0}
+
+  fake = Recording()
+  monkeypatch.setattr(choice, 'measure', fake)
+  trainer.train_and_evaluate(config, str(tmp_path / 'run'))
+  batches = {conv.x_shape[0] for conv in fake.calls}
+  # Init traces on one example with the static rule: no batch-1 shapes.
+  assert fake.calls and 1 not in batches
+  assert batches <= {config.batch_size, config.eval_batch_size}
