@@ -22,21 +22,24 @@ threads a kind can exceed its share of the wall time.
 XLA against oneDNN. `norm`: BatchNorm (training) + ReLU, forward and
 backward with a fixed cotangent, on ResNet-18-CIFAR's four activation
 shapes: `ops.normalization.batch_norm_train` against the autodiff of
-`batch_norm_stats` + `batch_norm`. `others`: MobileNet v1 and ResNeXt-50
-steps, XLA against oneDNN. `input`: the input pipeline
+`batch_norm_stats` + `batch_norm`. `zoo`: one model per family of the
+registry, forward and backward at 64 px, batch 16, with the default
+convolutions against XLA's and against PyTorch's model in its own process
+(experiments/bench_zoo.py). `input`: the input pipeline
 (experiments/bench_input.py).
 
   python -m experiments.bench                 # steps, ~10 min on 2 cores
   python -m experiments.bench --quick         # batch 32, 3 rounds
   python -m experiments.bench --only=steps --models=resnet18_cifar
+  python -m experiments.bench --only=zoo      # every family (bench_zoo)
+  python -m experiments.bench --only=zoo --zoo_models=lenet5,resnet50
 
 Every line starts with the CPU model, its bfloat16/AMX flags and the load
 average. Measured numbers and the machine: README, "CPU train step".
 """
 
+import contextlib
 import json
-import os
-import subprocess
 import sys
 import tempfile
 
@@ -47,6 +50,8 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from experiments import bench_torch
+from experiments import bench_zoo
 from experiments import cli
 from experiments import machine
 from experiments import timing
@@ -64,7 +69,7 @@ from train_lib import state as state_lib
 from train_lib import step as step_lib
 from train_lib import trainer
 
-PARTS = ('steps', 'layers', 'norm', 'others', 'input')
+PARTS = ('steps', 'layers', 'norm', 'zoo', 'input')
 _BATCH = flags.DEFINE_integer('batch', 128, 'Batch size of the steps.')
 _ROUNDS = flags.DEFINE_integer('rounds', 5, 'Timed rounds (median).')
 _DTYPES = flags.DEFINE_list(
@@ -76,9 +81,7 @@ _ONLY = flags.DEFINE_list(
 _MODELS = flags.DEFINE_list(
   'models', ['resnet18_cifar', 'resnet20_cifar', 'lenet5'], 'steps: nets.'
 )
-_QUICK = flags.DEFINE_bool(
-  'quick', False, 'Batch 32, 3 rounds, small MobileNet/ResNeXt batches.'
-)
+_QUICK = flags.DEFINE_bool('quick', False, 'Batch 32, 3 rounds.')
 
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
 # ResNet-18-CIFAR's convolutions: (H, C, O, k, stride) on H x H inputs.
@@ -153,22 +156,29 @@ def torch_recipe(config: ml_collections.ConfigDict) -> dict:
 
 
 def flax_step(
-  config: ml_collections.ConfigDict, batch: int, impl: str = 'auto'
+  config: ml_collections.ConfigDict,
+  batch: int,
+  impl: str | None = 'auto',
+  *,
+  shape: tuple[int, ...] | None = None,
+  num_classes: int = 10,
 ):
   """The launcher's train step of `config` on a fixed batch; () -> metrics.
 
   `train_lib.step.make_train_step`, as `train_lib.trainer` builds it: the
   config's optimizer and augmentation, the metrics with their norms, the
   batch sharded over the devices' mesh and the state donated. The batch is
-  standard normal float32 images (what the data sets hand the step) with
-  labels in [0, 10). The returned function has `.hlo`, the compiled
+  standard normal float32 images (what the data sets hand the step) of
+  `shape` (default: the net's own) with labels in [0, 10). `impl`: the
+  `ops.native.auto_impl` mode of the convolutions (None: no override,
+  what a user's run picks). The returned function has `.hlo`, the compiled
   program's text, for `trace_analysis.breakdown`.
   """
-  model = trainer.create_model(config, num_classes=10)
+  model = trainer.create_model(config, num_classes=num_classes)
   tx, schedule = optim.create_optimizer(config)
   mesh = sharding_lib.make_mesh()
   rng = np.random.default_rng(0)
-  shape = nets.default_input_shape(config.model)
+  shape = shape or nets.default_input_shape(config.model)
   data = {
     'image': rng.standard_normal((batch, *shape), np.float32),
     'label': rng.integers(0, 10, batch).astype(np.int32),
@@ -176,7 +186,7 @@ def flax_step(
   data = jax.device_put(data, sharding_lib.batch_sharding(mesh))
   # The trainer's keys: init, data (unused: the batch is fixed), loop.
   init_key, _, loop_key = jax.random.split(jax.random.key(config.seed), 3)
-  with native.auto_impl(impl):
+  with native.auto_impl(impl) if impl else contextlib.nullcontext():
     state = state_lib.create_train_state(
       model=model,
       tx=tx,
@@ -207,44 +217,6 @@ def jax_breakdown(run) -> dict[str, float]:
     return trace_analysis.breakdown(tmp, run.hlo)
 
 
-class TorchWorker:
-  """PyTorch in its own process (experiments/bench_torch.py)."""
-
-  def __init__(self):
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    self._proc = subprocess.Popen(
-      [sys.executable, '-m', 'experiments.bench_torch'],
-      stdin=subprocess.PIPE,
-      stdout=subprocess.PIPE,
-      stderr=subprocess.DEVNULL,  # the profiler's start/stop lines
-      text=True,
-      cwd=root,
-    )
-    self.status = self.ask('version')
-
-  @property
-  def available(self) -> bool:
-    return self.status != 'unavailable'
-
-  def ask(self, command: str) -> str:
-    self._proc.stdin.write(command + '\n')
-    self._proc.stdin.flush()
-    reply = self._proc.stdout.readline().strip()
-    if not reply or reply.startswith('error'):
-      raise RuntimeError(f'PyTorch worker: {command!r} -> {reply!r}')
-    return reply
-
-  def close(self) -> None:
-    self._proc.communicate('quit\n', timeout=60)
-
-
-def _kinds_line(side: str, kinds: dict[str, float] | None) -> str:
-  if kinds is None:
-    return f'  {side:<6} (no profile)'
-  parts = '  '.join(f'{k} {v:7.1f}' for k, v in kinds.items())
-  return f'  {side:<6} ms/step by kind: {parts}  sum {sum(kinds.values()):.1f}'
-
-
 def bench_steps(models, dtypes, batch: int, rounds: int, worker) -> None:
   """Each net's step, JAX against PyTorch, A B interleaved; breakdowns."""
   for name in models:
@@ -266,9 +238,11 @@ def bench_steps(models, dtypes, batch: int, rounds: int, worker) -> None:
         f'(median of {rounds}, load {machine.load_average(minutes=(1,))})',
         flush=True,
       )
-      print(_kinds_line('jax', jax_breakdown(run)), flush=True)
+      print(bench_torch.kinds_line('jax', jax_breakdown(run)), flush=True)
       if worker.available:
-        print(_kinds_line('torch', json.loads(worker.ask('profile'))))
+        print(
+          bench_torch.kinds_line('torch', json.loads(worker.ask('profile')))
+        )
 
 
 def conv_layer(h, c, o, k, s, batch, dtype, impl):
@@ -339,14 +313,25 @@ def bench_norm(batch: int, dtypes: list[str], rounds: int) -> None:
     print(f'load average {machine.load_average(minutes=(1,))}', flush=True)
 
 
-def bench_others(quick: bool, dtypes: list[str], rounds: int) -> None:
-  for name, batch in (('mobilenet_v1', 64), ('resnext50_32x4d', 32)):
-    batch = batch // 4 if quick else batch
-    for dname in dtypes:
-      config = launch_config(name, dname)
-      runs = {impl: flax_step(config, batch, impl) for impl in backends()}
-      title = f'{name} step, batch {batch}, 32x32'
-      report(f'{title} {dname}', timing.interleaved(runs, rounds), 'xla')
+def _run_with_worker(part, *args, **kwargs) -> None:
+  """part(*args, worker, **kwargs) with a PyTorch worker, closed after."""
+  worker = bench_torch.TorchWorker()
+  print(
+    worker.status
+    if worker.available
+    else 'PyTorch: not installed (pip install torch==2.13.0 to compare)',
+    flush=True,
+  )
+  try:
+    part(*args, worker, **kwargs)
+  finally:
+    worker.close()
+
+
+def _zoo_flax_step(name, dname, batch, shape, classes, impl):
+  """The launcher's step of `name` at the zoo's shape (bench_zoo)."""
+  config = launch_config(name, dname)
+  return flax_step(config, batch, impl, shape=shape, num_classes=classes)
 
 
 def main(argv: list[str]) -> None:
@@ -362,28 +347,26 @@ def main(argv: list[str]) -> None:
   unknown += [m for m in _MODELS.value if m not in nets.list_models()]
   if unknown:
     cli.fail(f'unknown --dtypes/--only/--models values {unknown}')
+  if 'zoo' in _ONLY.value and bench_zoo.check_flags():
+    cli.fail(bench_zoo.check_flags())
   cli.quiet_library_logs()
   print(machine.cpu_line(), flush=True)
   print(native.backend_status(), flush=True)
   print(f'jax {jax.__version__}, {len(jax.devices())} device(s)', flush=True)
   if 'steps' in _ONLY.value:
-    worker = TorchWorker()
-    print(
-      worker.status
-      if worker.available
-      else 'PyTorch: not installed (pip install torch==2.13.0 to compare)',
-      flush=True,
-    )
-    try:
-      bench_steps(_MODELS.value, _DTYPES.value, batch, rounds, worker)
-    finally:
-      worker.close()
+    _run_with_worker(bench_steps, _MODELS.value, _DTYPES.value, batch, rounds)
   if 'layers' in _ONLY.value:
     bench_layers(batch, _DTYPES.value, rounds)
   if 'norm' in _ONLY.value:
     bench_norm(batch, _DTYPES.value, rounds)
-  if 'others' in _ONLY.value:
-    bench_others(quick, _DTYPES.value, rounds)
+  if 'zoo' in _ONLY.value:
+    _run_with_worker(
+      bench_zoo.bench_zoo,
+      _DTYPES.value,
+      rounds,
+      breakdown=jax_breakdown,
+      flax_step=_zoo_flax_step,
+    )
   if 'input' in _ONLY.value:
     from experiments import bench_input  # noqa: PLC0415 (its own flags)
 

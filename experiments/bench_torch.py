@@ -8,9 +8,12 @@ experiments.bench_torch`) and talks to it one line at a time on stdin and
 stdout, each side idle while the other runs:
 
   setup MODEL DTYPE BATCH RECIPE  ->  'ready'   builds, warms up one step
+  zoo DTYPE BATCH SPEC            ->  'ready'   the same for a zoo model
   step                            ->  SECONDS   times one step of that model
   profile                         ->  JSON      {kind: ms} of one step
   quit
+
+(`TorchWorker` is the JAX side's end of the pipe.)
 
 The nets are written to match `nets.create(MODEL)`: ResNet-18 for CIFAR (3x3
 stem, projection shortcuts), He et al.'s ResNet-20 (option-A shortcuts) and
@@ -22,13 +25,25 @@ weight decay (not on biases and norm parameters unless `decay_all_params`;
 SGD's is always coupled, PyTorch having no decoupled SGD), label smoothing,
 and the padded random crop and horizontal flip of the batch. A step is
 then forward, cross-entropy, backward and update, bfloat16 by autocast.
-PyTorch is never a dependency of this project: without it the worker
-answers 'unavailable'.
+
+`zoo` (experiments/bench_zoo.py) builds SPEC's model, the JSON (no spaces)
+of `ZOO_KEYS`: torchvision's or timm's model of that name and kwargs with
+random weights, or one of the twins above ('twin'), and its step is
+forward, cross-entropy and backward in train mode (BatchNorm on batch
+statistics, dropout on), no optimizer, on a fixed standard normal batch of
+SPEC's shape [C, H, W] in channels_last. torchvision is imported behind
+experiments/torchvision_guard.py (its CUDA-built extension does not load
+beside CPU torch). This process never imports jax. PyTorch is never a
+dependency of this project: without it the worker answers 'unavailable'.
 """
 
 import json
+import os
+import subprocess
 import sys
 import time
+
+from experiments import torchvision_guard
 
 KINDS = ('conv', 'norm', 'copy/convert', 'optimizer', 'other')
 RECIPE_KEYS = (
@@ -46,6 +61,8 @@ RECIPE_KEYS = (
   'crop_padding',
   'random_flip',
 )
+ZOO_KEYS = ('library', 'name', 'kwargs', 'shape', 'classes')
+ZOO_LIBRARIES = ('torchvision', 'timm', 'twin')
 SHAPES = {  # (channels, height): the JAX side's nets.default_input_shape
   'resnet18_cifar': (3, 32),
   'resnet20_cifar': (3, 32),
@@ -207,6 +224,61 @@ def make_step(torch, name: str, dname: str, batch: int, recipe: dict):
   return step
 
 
+def zoo_model(torch, spec: dict):
+  """SPEC's model (`ZOO_KEYS`) with random weights, in train mode."""
+  missing = set(ZOO_KEYS) - set(spec)
+  if missing:
+    raise ValueError(f'the zoo spec lacks {sorted(missing)}')
+  library, name, kwargs = spec['library'], spec['name'], spec['kwargs']
+  if library == 'twin':
+    return build(torch, name, **kwargs).train()
+  if library == 'torchvision':
+    models = torchvision_guard.import_torchvision(torch).models
+    model = models.get_model(
+      name, weights=None, num_classes=spec['classes'], **kwargs
+    )
+  elif library == 'timm':
+    torchvision_guard.define_missing_ops(torch)  # timm imports torchvision
+    import timm  # noqa: PLC0415 (optional, never a dependency)
+
+    try:
+      model = timm.create_model(
+        name, pretrained=False, num_classes=spec['classes'], **kwargs
+      )
+    except RuntimeError as e:  # timm's unknown model
+      raise ValueError(str(e)) from e
+  else:
+    raise ValueError(f'unknown library {library!r}; known: {ZOO_LIBRARIES}')
+  return model.train()
+
+
+def make_zoo_step(torch, spec: dict, dname: str, batch: int):
+  """() -> loss: a zoo model's forward and backward, no optimizer.
+
+  channels_last, bfloat16 by autocast (the loss then in float32, as
+  autocast runs cross-entropy); each call first drops the previous
+  gradients, so none accumulate.
+  """
+  if dname not in ('float32', 'bfloat16'):
+    raise ValueError(f'unknown dtype {dname!r}')
+  torch.manual_seed(0)
+  model = zoo_model(torch, spec).to(memory_format=torch.channels_last)
+  x = torch.randn(batch, *spec['shape'])
+  x = x.contiguous(memory_format=torch.channels_last)
+  y = torch.randint(0, spec['classes'], (batch,))
+  bf16 = dname == 'bfloat16'
+
+  def step():
+    model.zero_grad(set_to_none=True)
+    with torch.autocast('cpu', dtype=torch.bfloat16, enabled=bf16):
+      loss = torch.nn.functional.cross_entropy(model(x), y)
+    loss.backward()
+    return loss
+
+  step.model = model
+  return step
+
+
 def kind(op: str) -> str:
   """The kind of work of a PyTorch operator name (KINDS)."""
   if 'conv' in op:
@@ -218,6 +290,14 @@ def kind(op: str) -> str:
   if 'Optimizer' in op or 'sgd' in op.lower() or '_foreach' in op:
     return 'optimizer'
   return 'other'
+
+
+def kinds_line(side: str, kinds: dict[str, float] | None) -> str:
+  """One side's {kind: ms} of a step as the bench prints it."""
+  if kinds is None:
+    return f'  {side:<7} (no profile)'
+  parts = '  '.join(f'{k} {v:7.1f}' for k, v in kinds.items())
+  return f'  {side:<7} ms/step by kind: {parts}  sum {sum(kinds.values()):.1f}'
 
 
 def profile(torch, step) -> dict[str, float]:
@@ -237,6 +317,13 @@ def profile(torch, step) -> dict[str, float]:
   return totals
 
 
+def _build(torch, cmd: list[str]):
+  """The step a 'setup' or 'zoo' command asks for (see the docstring)."""
+  if cmd[0] == 'zoo':
+    return make_zoo_step(torch, json.loads(cmd[3]), cmd[1], int(cmd[2]))
+  return make_step(torch, cmd[1], cmd[2], int(cmd[3]), json.loads(cmd[4]))
+
+
 def serve(lines, out) -> None:
   """Answers the commands of the module docstring, one per line."""
   try:
@@ -250,12 +337,11 @@ def serve(lines, out) -> None:
       break
     if torch is None:
       reply = 'unavailable'
-    elif cmd[0] == 'setup':
+    elif cmd[0] in ('setup', 'zoo'):
       try:
-        recipe = json.loads(cmd[4])
-        step = make_step(torch, cmd[1], cmd[2], int(cmd[3]), recipe)
-      except (IndexError, KeyError, TypeError, ValueError) as e:
-        reply = f'error: setup {cmd[1:]}: {e}'
+        step = _build(torch, cmd)
+      except (ImportError, IndexError, KeyError, TypeError, ValueError) as e:
+        reply = f'error: {cmd[0]} {cmd[1:]}: {e}'
       else:
         step()
         step()
@@ -271,6 +357,38 @@ def serve(lines, out) -> None:
     else:
       reply = f'error: unknown command {cmd[0]!r}'
     print(reply, file=out, flush=True)
+
+
+class TorchWorker:
+  """This module in a process of its own, one command line at a time."""
+
+  def __init__(self):
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    self._proc = subprocess.Popen(
+      [sys.executable, '-m', 'experiments.bench_torch'],
+      stdin=subprocess.PIPE,
+      stdout=subprocess.PIPE,
+      stderr=subprocess.DEVNULL,  # the profiler's start/stop lines
+      text=True,
+      cwd=root,
+    )
+    self.status = self.ask('version')
+
+  @property
+  def available(self) -> bool:
+    return self.status != 'unavailable'
+
+  def ask(self, command: str) -> str:
+    """Sends one command; its reply, or RuntimeError on an error reply."""
+    self._proc.stdin.write(command + '\n')
+    self._proc.stdin.flush()
+    reply = self._proc.stdout.readline().strip()
+    if not reply or reply.startswith('error'):
+      raise RuntimeError(f'PyTorch worker: {command!r} -> {reply!r}')
+    return reply
+
+  def close(self) -> None:
+    self._proc.communicate('quit\n', timeout=60)
 
 
 if __name__ == '__main__':

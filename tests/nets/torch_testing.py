@@ -7,20 +7,15 @@ test``, CI) installs all three, so a parity test that skipped there would
 hide a broken install. Where PyTorch is absent on purpose, set
 ``CONVNETS_NO_TORCH=1`` and those tests skip, saying why.
 
-Why the guard: the test extra pins the CPU build of torch beside a
-torchvision whose compiled extension (``_C.so``) is built against CUDA torch
-and does not load. torchvision then fails at import with ``operator
-torchvision::nms does not exist``, because two fake-op registrations
-(``torchvision::nms``, ``torchvision::qnms``) run even when the extension is
-missing. Defining only those two schemas first, and only when the extension
-fails to load, lets every classification model build and run (detection ops
-and ``torchvision.io`` stay unavailable). timm imports torchvision, so it
-needs the same guard.
+torchvision (and timm, which imports it) is imported behind a guard: the
+test extra pins the CPU build of torch beside a torchvision whose compiled
+extension is built against CUDA torch, and the guard
+(experiments/torchvision_guard.py, shared with the bench's PyTorch worker)
+defines the two operator schemas torchvision's import needs.
 """
 
 import importlib
 import os
-import pathlib
 import types
 
 import jax
@@ -28,9 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-# The Library must outlive the import: dropping it unregisters the schemas.
-_FRAGMENTS = []
-
+from experiments import torchvision_guard
 
 NO_TORCH = 'CONVNETS_NO_TORCH'
 
@@ -54,33 +47,9 @@ def torch() -> types.ModuleType:
   return _require('torch')
 
 
-def _define_missing_ops(torch_mod: types.ModuleType) -> None:
-  """Defines nms/qnms schemas when torchvision's extension cannot load."""
-  if _FRAGMENTS:
-    return
-  import importlib.util
-
-  spec = importlib.util.find_spec('torchvision')
-  if spec is None or spec.origin is None:
-    return
-  lib = pathlib.Path(spec.origin).parent / '_C.so'
-  try:
-    torch_mod.ops.load_library(str(lib))
-    return
-  except OSError:
-    pass
-  fragment = torch_mod.library.Library('torchvision', 'FRAGMENT')
-  for name in ('nms', 'qnms'):
-    fragment.define(
-      f'{name}(Tensor dets, Tensor scores, float iou_threshold) -> Tensor'
-    )
-  _FRAGMENTS.append(fragment)
-
-
 def torchvision() -> types.ModuleType:
   """``torchvision`` with the guard applied."""
-  torch_mod = torch()
-  _define_missing_ops(torch_mod)
+  torchvision_guard.define_missing_ops(torch())
   return _require('torchvision')
 
 
