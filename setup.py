@@ -1,15 +1,19 @@
-"""Builds the optional native convolution (ops/native/onednn_conv.cc).
+"""Builds the optional native ops: convolution and training BatchNorm.
 
-Everything else about the package is in pyproject.toml. The extension is a
-plain shared library of XLA FFI handlers (loaded with ctypes by
-`ops/native/__init__.py`, not imported), compiled against the XLA FFI
-headers shipped in jaxlib and the oneDNN CPU build from the package index
-(`onednn-devel-cpu-gomp`, headers, and `onednn-cpu-gomp`, the library; both
-build requirements). `DNNL_ROOT=/prefix` points at another oneDNN install.
+Everything else about the package is in pyproject.toml. Two extensions,
+each optional on its own: `ops/native/onednn_conv.cc` (for
+`ops.convolution.conv2d`) and `ops/native/onednn_bn.cc` (for
+`ops.normalization.batch_norm_train`). Each is a plain shared library of
+XLA FFI handlers (loaded with ctypes by `ops/native/loader.py`, not
+imported), compiled against the XLA FFI headers shipped in jaxlib and the
+oneDNN CPU build from the package index (`onednn-devel-cpu-gomp`, headers,
+and `onednn-cpu-gomp`, the library; both build requirements).
+`DNNL_ROOT=/prefix` points at another oneDNN install.
 
-If it cannot be built (no C++ compiler, no oneDNN for this platform), the
-install still succeeds with a warning and `ops.convolution.conv2d` uses XLA;
-`ops.native.backend_status()` says why.
+If one cannot be built (no C++ compiler, no oneDNN for this platform), the
+install still succeeds with a warning and its op uses XLA;
+`ops.native.backend_status()` and `ops.native.bn.unavailable_reason()` say
+why.
 """
 
 import importlib.metadata
@@ -21,7 +25,18 @@ from setuptools import Extension
 from setuptools import setup
 from setuptools.command.build_ext import build_ext
 
-NAME = 'ops.native._onednn_conv'
+# Extension name -> (source, the op that falls back to XLA without it).
+EXTENSIONS = {
+  'ops.native._onednn_conv': (
+    'ops/native/onednn_conv.cc',
+    'native convolution not built ({}); ops.convolution.conv2d will use XLA.',
+  ),
+  'ops.native._onednn_bn': (
+    'ops/native/onednn_bn.cc',
+    'native BatchNorm not built ({}); '
+    'ops.normalization.batch_norm_train will use XLA.',
+  ),
+}
 
 
 def _dist_file(dist: str, name: str) -> pathlib.Path | None:
@@ -82,18 +97,14 @@ class OptionalBuildExt(build_ext):
       super().build_extension(ext)
     except Exception as e:  # noqa: BLE001 (any failure means: no native op)
       self.extensions.remove(ext)  # nothing to copy into the source tree
-      print(
-        f'WARNING: native convolution not built ({e}); '
-        'ops.convolution.conv2d will use XLA.',
-        file=sys.stderr,
-      )
+      print('WARNING: ' + EXTENSIONS[ext.name][1].format(e), file=sys.stderr)
 
 
 setup(
   ext_modules=[
     Extension(
-      NAME,
-      ['ops/native/onednn_conv.cc'],
+      name,
+      [source],
       libraries=['dnnl'],
       extra_compile_args=[
         '-O2',
@@ -105,6 +116,7 @@ setup(
       extra_link_args=['-fopenmp'],
       language='c++',
     )
+    for name, (source, _) in EXTENSIONS.items()
   ],
   cmdclass={'build_ext': OptionalBuildExt},
 )

@@ -1,11 +1,13 @@
-"""Finds, loads and registers the native convolution library.
+"""Finds, loads and registers the native libraries (convolution, BatchNorm).
 
-The library `_onednn_conv*.so` is built next to this file by `pip install`
-(see setup.py). It links against oneDNN's `libdnnl.so.3`, which the
-`onednn-cpu-gomp` package puts in the environment's `lib/`, a folder the
-dynamic loader does not search: the loader opens that file first (by its
-path), so the extension's dependency resolves to it. The XLA FFI targets are
-registered once, on first use; nothing is loaded at import time.
+The libraries `_onednn_conv*.so` and `_onednn_bn*.so` are built next to
+this file by `pip install` (see setup.py), each optional on its own:
+`load()` opens the convolution, `load_bn()` the BatchNorm. Both link
+against oneDNN's `libdnnl.so.3`, which the `onednn-cpu-gomp` package puts
+in the environment's `lib/`, a folder the dynamic loader does not search:
+the loader opens that file first (by its path), so the extensions'
+dependency resolves to it. The XLA FFI targets are registered once, on
+first use; nothing is loaded at import time.
 """
 
 import ctypes
@@ -27,13 +29,27 @@ TARGETS = {
   ),
 }
 
+BN_TARGETS = {
+  'forward': ('onednn_bn_forward', 'OnednnBnForward'),
+  'backward': ('onednn_bn_backward', 'OnednnBnBackward'),
+}
+
 _HERE = pathlib.Path(__file__).resolve().parent
 
 
-def find_extension() -> pathlib.Path | None:
-  """The built extension in this folder, or None if the build skipped it."""
-  found = sorted(_HERE.glob('_onednn_conv*.so'))
+def _find(stem: str) -> pathlib.Path | None:
+  found = sorted(_HERE.glob(f'{stem}*.so'))
   return found[0] if found else None
+
+
+def find_extension() -> pathlib.Path | None:
+  """The built convolution in this folder, or None if the build skipped it."""
+  return _find('_onednn_conv')
+
+
+def find_bn_extension() -> pathlib.Path | None:
+  """The built BatchNorm in this folder, or None if the build skipped it."""
+  return _find('_onednn_bn')
 
 
 def _find_onednn() -> str:
@@ -48,27 +64,44 @@ def _find_onednn() -> str:
   return 'libdnnl.so.3'  # a system install (e.g. Debian libdnnl3)
 
 
-@functools.cache
-def load() -> tuple[ctypes.CDLL | None, str]:
-  """Loads the library once: (library, '') or (None, why it is unusable)."""
-  path = find_extension()
+def _open(path: pathlib.Path | None, targets: dict, symbols=()) -> tuple:
+  """Opens `path`, registers `targets`: (library, '') or (None, why not).
+
+  The library must also export `symbols` (looked up before registering).
+  """
   if path is None:
     return None, 'the native library was not built at install time'
   # Idle OpenMP threads sleep instead of spinning, leaving the cores to
-  # XLA's pool between convolutions (see the package docstring). Read by
+  # XLA's pool between native calls (see the package docstring). Read by
   # libgomp when it loads, which is here unless something loaded it first.
   os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
   try:
     ctypes.CDLL(_find_onednn(), mode=ctypes.RTLD_GLOBAL)
     lib = ctypes.CDLL(str(path))
-    lib.OnednnConvVersion.restype = ctypes.c_char_p
+    for symbol in (*(s for _, s in targets.values()), *symbols):
+      getattr(lib, symbol)
   except (OSError, AttributeError) as e:
     return None, f'cannot load {path.name}: {e}'
-  for target, symbol in TARGETS.values():
+  for target, symbol in targets.values():
     jax.ffi.register_ffi_target(
       target, jax.ffi.pycapsule(getattr(lib, symbol)), platform='cpu'
     )
   return lib, ''
+
+
+@functools.cache
+def load() -> tuple[ctypes.CDLL | None, str]:
+  """Loads the convolution once: (library, '') or (None, why not usable)."""
+  lib, why = _open(find_extension(), TARGETS, ('OnednnConvVersion',))
+  if lib is not None:
+    lib.OnednnConvVersion.restype = ctypes.c_char_p
+  return lib, why
+
+
+@functools.cache
+def load_bn() -> tuple[ctypes.CDLL | None, str]:
+  """Loads the BatchNorm library once: (library, '') or (None, why not)."""
+  return _open(find_bn_extension(), BN_TARGETS, ('OnednnBnSupports',))
 
 
 def builds(dtype_name: str) -> bool:

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from ops import normalization
+from ops.native import bn as native_bn
 from train_lib import sharding
 
 
@@ -271,14 +272,27 @@ def _value_and_vjp(fn, x, scale, bias, cts):
 
 
 _TRAIN_TOL = {jnp.float32: 2e-5, jnp.bfloat16: 2e-2}
+# batch_norm_train's tests run on both paths: the XLA code and the native
+# op (ops.native.bn; skipped where it cannot run), each against the same
+# references and bounds.
+_IMPLS = pytest.mark.parametrize('impl', ['xla', 'onednn'])
 
 
+def _skip_unavailable(impl, dtype=jnp.float32):
+  if impl == 'onednn' and not native_bn.available(dtype):
+    pytest.skip(native_bn.unavailable_reason(dtype))
+
+
+@_IMPLS
 @pytest.mark.parametrize('dtype', [jnp.float32, jnp.bfloat16])
 @pytest.mark.parametrize('shape', [(16, 5), (4, 5, 6, 8), (3, 2, 2, 2, 4)])
 @pytest.mark.slow
-def test_batch_norm_train_matches_autodiff_of_the_composite(shape, dtype):
+def test_batch_norm_train_matches_autodiff_of_the_composite(shape, dtype, impl):
+  _skip_unavailable(impl, dtype)
   x, scale, bias, cts = _train_inputs(shape, dtype)
-  new = lambda x, s, b: normalization.batch_norm_train(x, scale=s, bias=b)
+  new = lambda x, s, b: normalization.batch_norm_train(
+    x, scale=s, bias=b, impl=impl
+  )
   got = jax.jit(lambda *a: _value_and_vjp(new, *a))(x, scale, bias, cts)
   want = jax.jit(lambda *a: _value_and_vjp(_reference_train, *a))(
     x, scale, bias, cts
@@ -297,13 +311,16 @@ def test_batch_norm_train_matches_autodiff_of_the_composite(shape, dtype):
   )
 
 
+@_IMPLS
 @pytest.mark.slow
-def test_batch_norm_train_check_grads_and_second_order():
+def test_batch_norm_train_check_grads_and_second_order(impl):
+  _skip_unavailable(impl)
   x, scale, bias, _ = _train_inputs((4, 2, 2, 3), jnp.float32, seed=1)
-  x = x.astype(jnp.float64) if jax.config.x64_enabled else x
+  if jax.config.x64_enabled and impl == 'xla':
+    x = x.astype(jnp.float64)
 
   def f(x, s, b):
-    y, mean, var = normalization.batch_norm_train(x, scale=s, bias=b)
+    y, mean, var = normalization.batch_norm_train(x, scale=s, bias=b, impl=impl)
     return jnp.sum(jnp.sin(y)) + jnp.sum(mean * var)
 
   jax.test_util.check_grads(
@@ -311,22 +328,30 @@ def test_batch_norm_train_check_grads_and_second_order():
   )
 
 
+@_IMPLS
 @pytest.mark.slow
-def test_batch_norm_train_vmap_and_dtype_and_errors():
+def test_batch_norm_train_vmap_and_dtype_and_errors(impl):
+  _skip_unavailable(impl)
   x, scale, bias, cts = _train_inputs((3, 4, 2, 2, 5), jnp.float32, seed=2)
-  f = lambda x: normalization.batch_norm_train(x, scale=scale, bias=bias)
+  f = lambda x: normalization.batch_norm_train(
+    x, scale=scale, bias=bias, impl=impl
+  )
   g = lambda x: jax.grad(lambda x: jnp.sum(f(x)[0] * cts[0][0]))(x)
   batched = jax.jit(jax.vmap(g))(x)
   for i in range(3):
     np.testing.assert_allclose(batched[i], g(x[i]), rtol=1e-5, atol=1e-6)
-  y, mean, var = normalization.batch_norm_train(x[0], dtype=jnp.bfloat16)
+  y, mean, var = normalization.batch_norm_train(
+    x[0], dtype=jnp.bfloat16, impl=impl
+  )
   assert y.dtype == jnp.bfloat16 and mean.dtype == var.dtype == jnp.float32
   with pytest.raises(ValueError, match='eps'):
     normalization.batch_norm_train(x, eps=-1.0)
 
 
+@_IMPLS
 @pytest.mark.parametrize('delta', [0.0, 0.1], ids=['typical', 'atypical'])
-def test_batch_norm_train_shifted_data_large_mean(delta):
+def test_batch_norm_train_shifted_data_large_mean(delta, impl):
+  _skip_unavailable(impl)
   # batch_norm_train shifts by K, the first example's mean. Its weak case is
   # a large common offset (1e4, where E[x^2] - E[x]^2 loses every digit)
   # and a first example far from the batch mean: delta = 0.1 is 10 standard
@@ -350,9 +375,9 @@ def test_batch_norm_train_shifted_data_large_mean(delta):
   centring = (m + 2) * u * np.abs(d).max(axes)  # [C]
   std64 = np.sqrt(var64)
 
-  y, mean, var = jax.jit(lambda x: normalization.batch_norm_train(x, eps=0.0))(
-    x
-  )
+  y, mean, var = jax.jit(
+    lambda x: normalization.batch_norm_train(x, eps=0.0, impl=impl)
+  )(x)
   np.testing.assert_array_less(np.abs(var - var64) / var64, tol)
   np.testing.assert_array_less(
     np.abs(mean - mean64), u * np.abs(mean64) + centring
@@ -372,14 +397,16 @@ def test_batch_norm_train_shifted_data_large_mean(delta):
   assert np.all(np.abs(np.asarray(naive, np.float64) - var64) / var64 > tol)
 
 
+@_IMPLS
 @pytest.mark.slow
-def test_batch_norm_train_global_statistics_on_the_mesh():
+def test_batch_norm_train_global_statistics_on_the_mesh(impl):
   # Each device holds 2 of 16 examples; statistics are over all 16.
+  _skip_unavailable(impl)
   mesh = sharding.make_mesh()
   x, scale, bias, cts = _train_inputs((16, 3, 3, 4), jnp.float32, seed=4)
 
   def loss(x, s, b):
-    y, mean, var = normalization.batch_norm_train(x, scale=s, bias=b)
+    y, mean, var = normalization.batch_norm_train(x, scale=s, bias=b, impl=impl)
     return jnp.sum(y * cts[0]) + jnp.sum(mean * cts[1] + var * cts[2])
 
   step = jax.jit(jax.value_and_grad(loss, (0, 1, 2)))
