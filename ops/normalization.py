@@ -209,8 +209,8 @@ def batch_norm_train(
   op cannot run. The native statistics are these shifted moments (k: x's
   first row) summed in one read, float32 blocks added in double; oneDNN
   only normalises with them (its own float32 mean, then (x - mean)^2 about
-  it, fails the 1e4-offset test); its backward centres on the float32 mean
-  (x_hat off by ~2^-24 |mean| / std). Sharded, vmap, 2nd order: XLA.
+  it, fails the 1e4-offset test); the backward is native code centring on
+  ``(x - k) - s1`` as here. Sharded batch, vmap, 2nd order: XLA code.
 
   Statistics per channel over all other axes, from shifted data (see
   ``_shifted_moments``): the values of :func:`batch_norm_stats` followed by
