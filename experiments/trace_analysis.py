@@ -55,14 +55,19 @@ def op_times(directory: str) -> dict[str, float]:
   return dict(times)
 
 
+# name = type opcode(...): the type is a shape or a tuple of shapes (a
+# custom call with several results, e.g. the native BatchNorm's).
 _INSTRUCTION = re.compile(
-  r'^\s*(?:ROOT )?%?([\w.\-]+) = \S+ ([\w-]+)\((.*)$', re.MULTILINE
+  r'^\s*(?:ROOT )?%?([\w.\-]+) = (?:\([^()]*\)|\S+) ([\w-]+)\((.*)$',
+  re.MULTILINE,
 )
 
 
 def _kind(name: str, opcode: str, path: str, target: str) -> str:
   if opcode == 'convolution' or path.endswith('conv_general_dilated'):
     return 'conv'
+  if opcode == 'custom-call' and target.startswith('onednn_bn'):
+    return 'norm'  # ops/native's BatchNorm
   if opcode == 'custom-call' and 'conv' in target:
     return 'conv'  # ops/native's oneDNN convolutions
   if re.search(r'/\w*norm\w*/', path) or 'norm' in target:

@@ -12,12 +12,15 @@ BatchNorm statistics after every update inside the train step; the average
 starts at the initial values (no debiasing).
 """
 
+import contextlib
 from typing import Any
 
 import flax
 import jax
 import jax.numpy as jnp
 import optax
+
+from ops import native
 
 
 @flax.struct.dataclass
@@ -91,4 +94,12 @@ def create_train_state(
       ema_batch_stats=copy(batch_stats) if ema else None,
     )
 
-  return jax.jit(init, out_shardings=sharding)(init_key, example_input)
+  # Init traces the net on the example batch only to build its variables
+  # (none depends on which backend convolves): under the measured choice
+  # ('auto', ops/native/choice.py) it takes the static rule, so that no
+  # batch-1 shape is timed for nothing.
+  static = native.mode() == 'auto'
+  with (
+    native.auto_impl('prefer_onednn') if static else contextlib.nullcontext()
+  ):
+    return jax.jit(init, out_shardings=sharding)(init_key, example_input)

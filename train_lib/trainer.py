@@ -111,24 +111,6 @@ def conv_impl_block(config: ml_collections.ConfigDict):
   return native.auto_impl(config.conv_impl)
 
 
-def _without_measuring(create_fn):
-  """`create_fn` with the convolutions' static rule when the mode is 'auto'.
-
-  Init traces the net on one example only to build its parameters (none
-  depends on which backend convolves), so timing both backends on those
-  batch-1 shapes (ops/native/choice.py) would cost seconds for nothing.
-  """
-
-  @functools.wraps(create_fn)
-  def create(*args, **kwargs):
-    if native.mode() != 'auto':
-      return create_fn(*args, **kwargs)
-    with native.auto_impl('prefer_onednn'):
-      return create_fn(*args, **kwargs)
-
-  return create
-
-
 def read_config(workdir: str) -> dict[str, Any]:
   """Reads the `config.json` a run wrote into `workdir`."""
   with open(os.path.join(workdir, 'config.json')) as f:
@@ -234,7 +216,6 @@ def train_and_evaluate(
     ema=config.ema_decay > 0,
     sharding=sharding_lib.replicated_sharding(mesh),
   )
-  create_fn = _without_measuring(create_fn)
   if config.model_kw:
     try:  # Shapes only: a bad model_kw value fails here, before any write.
       with conv_impl_block(config):

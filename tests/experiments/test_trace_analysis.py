@@ -30,6 +30,9 @@ def test_op_kinds_of_hand_written_hlo():
       '  %copy.6 = f32[2,4,4,8]{0,3,2,1} copy(%a), metadata={op_name='
       '"jit(step)/jvp(Net)/relu"}',
       '  %convert_fusion.7 = bf16[8]{0} fusion(%a), kind=kLoop, calls=%f',
+      '  %ffi_call.11 = (bf16[2,4,4,8]{3,2,1,0}, f32[8]{0}, f32[8]{0}) '
+      'custom-call(%a, %s, %b), custom_call_target="onednn_bn_forward", '
+      'metadata={op_name="jit(step)/jvp(Net)/ffi_call"}',
       '  %multiply.8 = f32[8]{0} multiply(%b, %c), metadata={op_name='
       '"jit(step)/mul"}',
       '  ROOT %add.10 = f32[8]{0} add(%b, %c), metadata={op_name='
@@ -43,6 +46,7 @@ def test_op_kinds_of_hand_written_hlo():
     'fusion.5': 'norm',
     'copy.6': 'copy/convert',
     'convert_fusion.7': 'copy/convert',
+    'ffi_call.11': 'norm',  # a tuple-typed result; the native BatchNorm
     'multiply.8': 'optimizer',
     'add.10': 'other',
   }  # the fused computation's own instructions are not ops of the trace
