@@ -7,6 +7,7 @@ models). Window, stride and padding follow `ops.convolution.conv2d`.
 """
 
 from collections.abc import Sequence
+import functools
 
 import jax
 from jax import lax
@@ -50,12 +51,60 @@ def max_pool(
     Pooled [B, Ho, Wo, C].
   """
   dims, strides, pads = _window_args(x, window, strides, padding)
+  if (
+    dims == strides
+    and all(p == (0, 0) for p in pads)
+    and jnp.issubdtype(x.dtype, jnp.floating)
+  ):
+    # Windows that tile the map (VGG's and LeNet's 2x2 stride 2): a max over
+    # reshaped axes. XLA:CPU's gradient of reduce_window max packs each value
+    # with its index into a variadic reduce_window over float32 (bfloat16
+    # converted) plus a scatter, which took most of LeNet-5's bfloat16 step.
+    _, wh, ww, _ = dims
+    ho, wo = x.shape[1] // wh, x.shape[2] // ww
+    return _tiled_max(x[:, : ho * wh, : wo * ww], wh, ww)
   # Python scalars, not arrays: an array init value breaks linearisation
   # of reduce_window under jit(grad(...)).
   init = -float('inf')
   if not jnp.issubdtype(x.dtype, jnp.floating):
     init = int(jnp.iinfo(x.dtype).min)
   return lax.reduce_window(x, init, lax.max, dims, strides, pads)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2))
+def _tiled_max(x: jax.Array, wh: int, ww: int) -> jax.Array:
+  """Max over non-overlapping wh x ww windows of x [B, Ho wh, Wo ww, C]."""
+  b, h, w, c = x.shape
+  return x.reshape(b, h // wh, wh, w // ww, ww, c).max(axis=(2, 4))
+
+
+def _tiled_max_fwd(x, wh, ww):
+  y = _tiled_max(x, wh, ww)
+  return y, (x, y)
+
+
+def _tiled_max_bwd(wh, ww, res, g):
+  """Each window's gradient goes to its first maximum (row-major order).
+
+  As `lax.reduce_window`'s gradient (select-and-scatter) and PyTorch's
+  max_pool2d: one winner per window, ties to the first, never split.
+  """
+  x, y = res
+  b, h, w, c = x.shape
+  t = x.reshape(b, h // wh, wh, w // ww, ww, c)
+  taken = jnp.zeros(y.shape, bool)
+  rows = []
+  for i in range(wh):
+    row = []
+    for j in range(ww):
+      hit = (t[:, :, i, :, j, :] == y) & ~taken
+      taken = taken | hit
+      row.append(jnp.where(hit, g, jnp.zeros((), g.dtype)))
+    rows.append(jnp.stack(row, axis=3))  # [B, Ho, Wo, ww, C]
+  return (jnp.stack(rows, axis=2).reshape(x.shape),)
+
+
+_tiled_max.defvjp(_tiled_max_fwd, _tiled_max_bwd)
 
 
 def avg_pool(

@@ -2,6 +2,7 @@
 
 import chex
 import jax
+from jax import lax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -130,3 +131,53 @@ def test_max_pool_gradient_under_jit_routes_to_the_max():
     grad_avg[0, :, :, 0],
     np.kron(np.asarray(g[0, :, :, 0]), np.ones((2, 2))) / 4,
   )
+
+
+def _reduce_window_max(x, window):
+  """The general path's formula, as a reference for the tiled one."""
+  dims = (1, window, window, 1)
+  return lax.reduce_window(x, -float('inf'), lax.max, dims, dims, 'VALID')
+
+
+@pytest.mark.parametrize(
+  'shape, window, dtype',
+  [
+    ((2, 8, 8, 3), 2, jnp.float32),
+    ((2, 5, 7, 4), 2, jnp.float32),  # VALID drops the last row and column
+    ((3, 9, 6, 2), 3, jnp.float32),
+    ((2, 8, 8, 3), 2, jnp.bfloat16),
+  ],
+)
+def test_tiled_max_pool_matches_reduce_window_and_its_gradient(
+  shape, window, dtype
+):
+  x = jax.random.normal(jax.random.key(0), shape).astype(dtype)
+  g = jax.random.normal(
+    jax.random.key(1),
+    (shape[0], shape[1] // window, shape[2] // window, shape[3]),
+  ).astype(dtype)
+
+  def loss(f):
+    return jax.jit(jax.grad(lambda v: jnp.sum(g * f(v))))
+
+  got = loss(lambda v: pooling.max_pool(v, window))(x)
+  want = loss(lambda v: _reduce_window_max(v, window))(x)
+  np.testing.assert_array_equal(
+    pooling.max_pool(x, window), _reduce_window_max(x, window)
+  )
+  np.testing.assert_array_equal(got, want)
+  assert got.dtype == dtype
+
+
+def test_tiled_max_pool_gives_a_tie_to_the_first_entry_only():
+  # Equal entries (ReLU's zeros): one winner per window, in row-major
+  # order, as select-and-scatter and PyTorch's max_pool2d; never split.
+  x = jnp.zeros((1, 4, 4, 1)).at[0, 3, 2, 0].set(-1.0).at[0, 3, 3, 0].set(-1.0)
+  x = x.at[0, 2, 2, 0].set(-1.0)  # window (1, 1): the only 0 is (2, 3)
+  g = jnp.array([[1.0, 2.0], [3.0, 4.0]])[None, :, :, None]
+  grad = jax.grad(lambda v: jnp.sum(g * pooling.max_pool(v, 2)))(x)
+  want = np.zeros((4, 4))
+  want[0, 0], want[0, 2], want[2, 0], want[2, 3] = 1.0, 2.0, 3.0, 4.0
+  np.testing.assert_array_equal(grad[0, :, :, 0], want)
+  reference = jax.grad(lambda v: jnp.sum(g * _reduce_window_max(v, 2)))(x)
+  np.testing.assert_array_equal(reference[0, :, :, 0], want)
