@@ -1,4 +1,4 @@
-"""Native CPU convolution: oneDNN's kernels as XLA FFI custom calls.
+"""Native CPU convolution and BatchNorm: oneDNN's kernels as XLA FFI calls.
 
 XLA:CPU's own convolution kernels, the backward ones above all, made a
 Flax ResNet-18 train step about 2x slower than PyTorch on the same CPU.
@@ -9,8 +9,15 @@ PyTorch's CPU convolutions) instead, when it can:
     passes as XLA FFI handlers (NHWC, HWIO; any strides, padding, dilation
     and feature groups; float32 and bfloat16), built by `pip install`
     (setup.py) against the `onednn-cpu-gomp` 2023.2.0 wheels (oneDNN 3.2).
-  * `loader.py`: finds and registers the library; `conv.py`: the
+  * `loader.py`: finds and registers the libraries; `conv.py`: the
     differentiable, vmap-able, batch-sharded ops.
+  * `onednn_bn.cc` and `bn.py`: training-mode BatchNorm, a second library
+    built the same way (`ops.normalization.batch_norm_train(impl='auto')`
+    uses it where it loaded): shifted-data statistics in one read of x,
+    oneDNN's normalisation, and a hand-written two-pass backward, on
+    float32 or bfloat16 activations with float32 statistics (no float32
+    copy of a bfloat16 activation). Why not oneDNN's own statistics and
+    backward: onednn_bn.cc's header.
 
 `conv2d(impl='auto')` uses it on the CPU backend when the library loaded
 (`available()`) and can build a convolution of the dtype on this CPU
