@@ -65,6 +65,28 @@ def _result(ref: jax.Array, shape, dtype) -> jax.ShapeDtypeStruct:
   )
 
 
+# A pass of fewer multiply-adds than this runs on one OpenMP thread. Waking
+# a team costs about a millisecond per call when XLA's own pool is busy
+# between the calls: LeNet-5's forward+backward at batch 16 (2 and 4
+# million multiply-adds per pass) took 7.6 ms with 2 threads per call
+# against XLA's 2.6 ms, although each convolution alone was faster on
+# oneDNN (AMD EPYC, 2 cores, idle; docs/performance.md).
+SMALL_MACS = 1 << 23
+
+
+def _macs(kind: str, g: Geometry, a, b) -> int:
+  """Multiply-adds of one pass (the same for all three)."""
+  oh, ow = g.out_hw()
+  kh, kw = g.kernel_hw
+  if kind == 'forward':  # a = x, b = w
+    out, per_group = b.shape[3], b.shape[2]
+  elif kind == 'backward_data':  # a = dy, b = w
+    out, per_group = a.shape[3], b.shape[2]
+  else:  # a = x, b = dy
+    out, per_group = b.shape[3], a.shape[3] // g.groups
+  return a.shape[0] * oh * ow * out * kh * kw * per_group
+
+
 def _ffi(kind: str, g: Geometry, a, b, concurrency: int) -> jax.Array:
   """One custom call on per-device arrays; `kind` names the output."""
   (sh, sw), ((pt, pb), (pl, pr)), (dh, dw) = g.strides, g.pads, g.dilation
@@ -74,6 +96,8 @@ def _ffi(kind: str, g: Geometry, a, b, concurrency: int) -> jax.Array:
     shape = (a.shape[0], *g.in_hw, b.shape[2] * g.groups)
   else:  # a = x, b = dy
     shape = (*g.kernel_hw, a.shape[3] // g.groups, b.shape[3])
+  if _macs(kind, g, a, b) < SMALL_MACS:
+    concurrency = max(concurrency, loader.default_threads())  # one thread
   i64 = np.int64
   return jax.ffi.ffi_call(loader.TARGETS[kind][0], _result(a, shape, a.dtype))(
     a,

@@ -369,3 +369,31 @@ def test_training_with_an_odd_batch_and_a_strided_1x1_shortcut(onednn):
   )
   assert run.returncode == 0, run.stderr[-2000:]
   assert run.stdout.strip() == 'finite True'
+
+
+def test_small_passes_run_on_one_thread(onednn, monkeypatch):
+  # Below SMALL_MACS multiply-adds a pass asks for max(1, T // T) = 1
+  # thread (the `concurrency` attribute divides the team): LeNet-sized
+  # layers, where waking a team costs more than the arithmetic.
+  from ops.native import conv as native_conv  # noqa: PLC0415
+
+  monkeypatch.setenv('OMP_NUM_THREADS', '4')
+
+  def concurrency(n, c, o):
+    x, w = jnp.ones((n, 8, 8, c)), jnp.ones((3, 3, c, o))
+    f = jax.jit(
+      lambda x, w: native.conv2d(
+        x, w, strides=(1, 1), pads=((1, 1), (1, 1)), dilation=(1, 1), groups=1
+      )
+    )
+    return {
+      int(v)
+      for v in re.findall(r'concurrency = (\d+)', f.lower(x, w).as_text())
+    }
+
+  macs = 2 * 8 * 8 * 4 * 9 * 4
+  assert macs < native_conv.SMALL_MACS
+  assert concurrency(2, 4, 4) == {4}  # 4 threads // 4 = 1
+  big = 64 * 8 * 8 * 256 * 9 * 256
+  assert big >= native_conv.SMALL_MACS
+  assert concurrency(64, 256, 256) == {1}  # the whole team
