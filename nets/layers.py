@@ -126,7 +126,14 @@ class Dense(nn.Module):
       'kernel', self.kernel_init, (x.shape[-1], self.features), jnp.float32
     )
     dtype = compute_dtype(x, self.dtype)
-    y = jnp.dot(x.astype(dtype), kernel.astype(dtype))
+    if dtype == jnp.bfloat16 and jax.default_backend() == 'cpu':
+      # XLA:CPU has no fast bfloat16 matmul: VGG's 8192x4096 layer at batch
+      # 16, forward and backward, took 170 ms in bfloat16 and 66 ms in
+      # float32 (AMD EPYC with avx512_bf16, 2 cores). The float32 kernel is
+      # used as it is (no cast) and the result rounded to bfloat16.
+      y = jnp.dot(x.astype(jnp.float32), kernel).astype(dtype)
+    else:
+      y = jnp.dot(x.astype(dtype), kernel.astype(dtype))
     if self.use_bias:
       bias = self.param('bias', self.bias_init, (self.features,), jnp.float32)
       y = y + bias.astype(dtype)

@@ -170,3 +170,19 @@ def test_pool_modules_match_reduce_window():
     np.asarray(x)[0, :, :, 0].reshape(2, 2, 2, 2).mean((1, 3)),
     rtol=1e-6,
   )
+
+
+def test_bfloat16_dense_on_cpu_is_the_float32_product_rounded():
+  # XLA:CPU's bfloat16 matmul is slow, so on CPU the product is computed in
+  # float32 from the float32 kernel and rounded once to bfloat16.
+  layer = layers.Dense(16, dtype=jnp.bfloat16)
+  x = jax.random.normal(jax.random.key(0), (8, 64))
+  params = layer.init(jax.random.key(1), x)
+  y = layer.apply(params, x)
+  assert y.dtype == jnp.bfloat16
+  kernel = params['params']['kernel']
+  want = jnp.dot(x, kernel, precision='highest').astype(jnp.bfloat16)
+  np.testing.assert_array_equal(np.asarray(y, np.float32), want)
+  # The product of bfloat16 operands (the other backends' rule) differs.
+  both = jnp.dot(x.astype(jnp.bfloat16), kernel.astype(jnp.bfloat16))
+  assert np.any(np.asarray(both, np.float32) != np.asarray(want, np.float32))
