@@ -5,7 +5,6 @@ batch reveals which examples it holds), the ordering formula of the contract
 recomputed with jax.random directly, and the raw package arrays.
 """
 
-
 import chex
 import jax
 import numpy as np
