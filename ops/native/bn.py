@@ -40,6 +40,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 import numpy as np
 
+from ops.native import conv
 from ops.native import loader
 
 DTYPES = ('float32', 'bfloat16')  # the code OnednnBnSupports takes: index
@@ -201,17 +202,6 @@ def _twin(kind, eps, axes=()):
   return lambda *args: base(*args, eps, axes=axes)
 
 
-def _batch_spec(sharding) -> object:
-  spec = getattr(sharding, 'spec', None)
-  return spec[0] if spec else None
-
-
-def _axes(batch) -> tuple[str, ...]:
-  if batch is None:
-    return ()
-  return tuple(batch) if isinstance(batch, tuple) else (batch,)
-
-
 def _rule(kind: str, ndim: int) -> str:
   """Shardy rule: n the batch, c the channels, the letters between spatial."""
   x = ' '.join(['n', *'defghijklm'[: ndim - 2], 'c'])
@@ -227,8 +217,8 @@ def _partitioned(kind: str, eps: float, ndim: int):
   n_batched = 1 if kind == 'forward' else 2  # x (and dy) lead the arguments
 
   def partition(mesh, arg_shapes, result_shape):
-    batch = _batch_spec(arg_shapes[0].sharding)
-    axes = _axes(batch)
+    batch = conv.batch_spec(arg_shapes[0].sharding)
+    axes = conv.batch_axes(batch)
     batched = NamedSharding(mesh, P(batch))
     replicated = NamedSharding(mesh, P())
     if axes:

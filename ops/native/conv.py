@@ -123,12 +123,14 @@ _RULES = {
 }
 
 
-def _batch_spec(sharding) -> object:
+def batch_spec(sharding) -> object:
+  """The mesh axis (or axes) of an argument's leading, batch dimension."""
   spec = getattr(sharding, 'spec', None)
   return spec[0] if spec else None
 
 
-def _axes(batch) -> tuple[str, ...]:
+def batch_axes(batch) -> tuple[str, ...]:
+  """`batch_spec`'s value as a tuple of axis names, for `psum`."""
   if batch is None:
     return ()
   return tuple(batch) if isinstance(batch, tuple) else (batch,)
@@ -145,15 +147,15 @@ def _partitioned(kind: str, g: Geometry):
 
   def partition(mesh, arg_shapes, result_shape):
     del result_shape
-    batch = _batch_spec(arg_shapes[0].sharding)
+    batch = batch_spec(arg_shapes[0].sharding)
     batched = NamedSharding(mesh, P(batch))
     replicated = NamedSharding(mesh, P())
     devices = int(mesh.devices.size)  # all run this call at the same time
 
     def lower(a, b):
       out = _ffi(kind, g, a, b, concurrency=devices)
-      if kind == 'backward_weights' and _axes(batch):
-        out = jax.lax.psum(out, _axes(batch))
+      if kind == 'backward_weights' and batch_axes(batch):
+        out = jax.lax.psum(out, batch_axes(batch))
       return out
 
     if kind == 'backward_weights':
